@@ -1,0 +1,130 @@
+#!/usr/bin/env node
+// training-controller run | migrate | status [--json] | render-job
+// Exit codes: 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
+import { dump } from 'js-yaml';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createPool } from './db.js';
+import { embeddedUrl } from './embedded.js';
+import { buildJob, jobName } from './jobTemplate.js';
+import { loadClusterConfig } from './kubeJobs.js';
+import { createLogger, safeUrl, type Logger } from './logger.js';
+import { resolveTemplate, startService } from './main.js';
+import { migrate } from './migrate.js';
+import { formatStatus, readStatus } from './status.js';
+
+const USAGE = `usage: training-controller <command>
+  run                 the service (default for the container image)
+  migrate             apply the missing migrations (safe to run from several processes)
+  status [--json]     pending annotations, threshold, the open run, back-off, the last 10 runs
+  render-job          print the Job manifest the controller would submit, as YAML`;
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`training-controller: ${message}\n`);
+  process.exit(code);
+}
+
+function message(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+}
+
+/** DATABASE_URL, or the embedded server that `npm start` runs (the commands below never start one). */
+function databaseUrl(config: Config): string {
+  return config.databaseUrl || embeddedUrl(config.embeddedPort);
+}
+
+async function run(config: Config, logger: Logger): Promise<void> {
+  let service;
+  try {
+    service = await startService(config, logger);
+  } catch (err: unknown) {
+    logger.fatal({ err: message(err) }, 'Startup failed');
+    fail(message(err), 1);
+  }
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    if (++signals > 1) {
+      logger.warn({ signal }, 'Second signal: exiting at once');
+      process.exit(130);
+    }
+    logger.info({ signal }, 'Shutting down');
+    // Unref'd: a clean shutdown exits on its own; a hung one is killed after SHUTDOWN_TIMEOUT_MS.
+    setTimeout(() => {
+      logger.error({ timeoutMs: config.shutdownTimeoutMs }, 'Shutdown did not finish in time: exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs).unref();
+    service.stop().then(
+      () => {
+        logger.info('Stopped');
+        process.exitCode = 0;
+      },
+      (err: unknown) => {
+        logger.error({ err: message(err) }, 'Shutdown failed');
+        process.exitCode = 1;
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command = 'run', ...args] = argv;
+  if (command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  let config: Config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err: unknown) {
+    if (err instanceof ConfigError) fail(err.message, 2);
+    throw err;
+  }
+  const logger = createLogger(config.logLevel);
+
+  switch (command) {
+    case 'run':
+      return run(config, logger);
+    case 'migrate': {
+      const url = databaseUrl(config);
+      const pool = createPool(url, logger, { max: 1, queryTimeoutMs: 0 });
+      try {
+        const applied = await migrate(pool, logger);
+        logger.info({ database: safeUrl(url), applied }, applied.length ? `Applied ${applied.length} migration(s)` : 'Database is up to date');
+      } catch (err: unknown) {
+        fail(`migrate ${safeUrl(url)}: ${message(err)}`, 1);
+      } finally {
+        await pool.end();
+      }
+      return;
+    }
+    case 'status': {
+      const url = databaseUrl(config);
+      const pool = createPool(url, logger, { max: 1 });
+      try {
+        const status = await readStatus(pool, config);
+        process.stdout.write(args.includes('--json') ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+      } catch (err: unknown) {
+        fail(`status ${safeUrl(url)}: ${message(err)}`, 1);
+      } finally {
+        await pool.end();
+      }
+      return;
+    }
+    case 'render-job': {
+      try {
+        const template = await resolveTemplate(config);
+        const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+        const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
+        process.stdout.write(dump(buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 }), { noRefs: true }));
+      } catch (err: unknown) {
+        fail(message(err), 1);
+      }
+      return;
+    }
+    default:
+      fail(`unknown command "${command}"\n${USAGE}`, 2);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => fail(message(err), 1));

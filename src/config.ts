@@ -1,0 +1,185 @@
+// The only module that reads the environment. Everything else receives a Config.
+import convict from 'convict';
+
+export type DispatchMode = 'kubernetes' | 'dry-run';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  production: boolean;
+  /** Empty: use the embedded PostgreSQL (refused in production). */
+  databaseUrl: string;
+  /** Direct connection for LISTEN; never a transaction-pooling PgBouncer. */
+  listenDatabaseUrl: string;
+  embeddedDataDir: string;
+  embeddedPort: number;
+  trainingThreshold: number;
+  debounceMs: number;
+  debounceMaxWaitMs: number;
+  /** 0 turns the fallback poll off (tests prove the gate alone suffices). */
+  pollIntervalSeconds: number;
+  reconcileIntervalSeconds: number;
+  retryBackoffSeconds: number;
+  retryBackoffMaxSeconds: number;
+  /** Empty: KubeConfig.loadFromDefault() order (KUBECONFIG, ~/.kube/config, in-cluster). */
+  kubeconfig: string;
+  /** Empty: service account namespace, else the kubeconfig context's, else `default`. */
+  trainingNamespace: string;
+  trainingImage: string;
+  jobTemplateFile: string;
+  jobTtlSeconds: number;
+  kubeRequestTimeoutMs: number;
+  dispatchMode: DispatchMode;
+  httpPort: number;
+  logLevel: LogLevel;
+  shutdownTimeoutMs: number;
+}
+
+/** Thrown for any bad setting; `message` is one line naming the variable and the rule. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+// alpine 3.20.3 is ~3.5 MB: the default Job only proves the loop works, real training comes from JOB_TEMPLATE_FILE.
+export const DEFAULT_TRAINING_IMAGE = 'docker.io/library/alpine:3.20.3';
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: unknown): void => {
+    const n = typeof value === 'number' ? value : /^\s*-?\d+\s*$/.test(String(value)) ? Number(value) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new Error(max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`);
+    }
+  };
+}
+
+function oneOf(...allowed: string[]) {
+  return (value: unknown): void => {
+    if (!allowed.includes(String(value))) throw new Error(`must be one of ${allowed.join(', ')}`);
+  };
+}
+
+function postgresUrl(value: unknown): void {
+  const s = String(value);
+  if (s === '') return;
+  let url: URL;
+  try {
+    url = new URL(s);
+  } catch {
+    throw new Error('must be a postgres:// or postgresql:// URL');
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
+    throw new Error('must be a postgres:// or postgresql:// URL');
+  }
+}
+
+function dnsLabel(value: unknown): void {
+  const s = String(value);
+  if (s !== '' && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(s)) {
+    throw new Error('must be a DNS-1123 label (lowercase letters, digits and -, at most 63 characters)');
+  }
+}
+
+function nonEmpty(value: unknown): void {
+  if (String(value).trim() === '') throw new Error('must not be empty');
+}
+
+// Each key maps to exactly one environment variable; the README's configuration table lists the same rows.
+const schema = {
+  nodeEnv: { env: 'NODE_ENV', default: 'development', format: String },
+  databaseUrl: { env: 'DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
+  listenDatabaseUrl: { env: 'LISTEN_DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
+  embeddedDataDir: { env: 'EMBEDDED_DATA_DIR', default: '.data', format: nonEmpty },
+  embeddedPort: { env: 'EMBEDDED_PORT', default: 54329, format: integer(1, 65535) },
+  trainingThreshold: { env: 'TRAINING_THRESHOLD', default: 50, format: integer(1, 1_000_000_000) },
+  debounceMs: { env: 'DEBOUNCE_MS', default: 1000, format: integer(0, 3_600_000) },
+  debounceMaxWaitMs: { env: 'DEBOUNCE_MAX_WAIT_MS', default: 5000, format: integer(0, 3_600_000) },
+  pollIntervalSeconds: { env: 'POLL_INTERVAL_SECONDS', default: 300, format: integer(0, 86_400) },
+  reconcileIntervalSeconds: { env: 'RECONCILE_INTERVAL_SECONDS', default: 30, format: integer(1, 86_400) },
+  retryBackoffSeconds: { env: 'RETRY_BACKOFF_SECONDS', default: 60, format: integer(0, 86_400) },
+  retryBackoffMaxSeconds: { env: 'RETRY_BACKOFF_MAX_SECONDS', default: 3600, format: integer(0, 604_800) },
+  kubeconfig: { env: 'KUBECONFIG', default: '', format: String },
+  trainingNamespace: { env: 'TRAINING_NAMESPACE', default: '', format: dnsLabel },
+  trainingImage: { env: 'TRAINING_IMAGE', default: DEFAULT_TRAINING_IMAGE, format: nonEmpty },
+  jobTemplateFile: { env: 'JOB_TEMPLATE_FILE', default: '', format: String },
+  jobTtlSeconds: { env: 'JOB_TTL_SECONDS', default: 3600, format: integer(0, 31_536_000) },
+  kubeRequestTimeoutMs: { env: 'KUBE_REQUEST_TIMEOUT_MS', default: 10_000, format: integer(100, 600_000) },
+  dispatchMode: { env: 'DISPATCH_MODE', default: 'kubernetes', format: oneOf('kubernetes', 'dry-run') },
+  httpPort: { env: 'HTTP_PORT', default: 8080, format: integer(0, 65535) },
+  logLevel: { env: 'LOG_LEVEL', default: 'info', format: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
+  shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', default: 10_000, format: integer(100, 600_000) },
+} as const;
+
+type Key = keyof typeof schema;
+
+/** The environment variable each setting is read from, for messages and the README test. */
+export const ENV_NAMES: Record<Key, string> = Object.fromEntries(
+  Object.entries(schema).map(([key, s]) => [key, s.env]),
+) as Record<Key, string>;
+
+/**
+ * Reads and validates the settings. Throws ConfigError whose message is one line:
+ * `TRAINING_THRESHOLD must be an integer >= 1 (got "0")`. Never echoes a sensitive value.
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  // An empty variable means "unset": `TRAINING_THRESHOLD=` in a compose file should not read as 0.
+  const cleaned: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v;
+
+  const conf = convict(schema as unknown as convict.Schema<Record<Key, unknown>>, { env: cleaned, args: [] });
+  try {
+    conf.validate({ allowed: 'strict' });
+  } catch (err: unknown) {
+    throw new ConfigError(describeConvictError(err, cleaned));
+  }
+  const raw = conf.getProperties();
+  const num = (k: Key): number => Number(raw[k]);
+  const str = (k: Key): string => String(raw[k]);
+
+  const config: Config = {
+    production: str('nodeEnv') === 'production',
+    databaseUrl: str('databaseUrl'),
+    listenDatabaseUrl: str('listenDatabaseUrl') || str('databaseUrl'),
+    embeddedDataDir: str('embeddedDataDir'),
+    embeddedPort: num('embeddedPort'),
+    trainingThreshold: num('trainingThreshold'),
+    debounceMs: num('debounceMs'),
+    debounceMaxWaitMs: num('debounceMaxWaitMs'),
+    pollIntervalSeconds: num('pollIntervalSeconds'),
+    reconcileIntervalSeconds: num('reconcileIntervalSeconds'),
+    retryBackoffSeconds: num('retryBackoffSeconds'),
+    retryBackoffMaxSeconds: num('retryBackoffMaxSeconds'),
+    kubeconfig: str('kubeconfig'),
+    trainingNamespace: str('trainingNamespace'),
+    trainingImage: str('trainingImage'),
+    jobTemplateFile: str('jobTemplateFile'),
+    jobTtlSeconds: num('jobTtlSeconds'),
+    kubeRequestTimeoutMs: num('kubeRequestTimeoutMs'),
+    dispatchMode: str('dispatchMode') as DispatchMode,
+    httpPort: num('httpPort'),
+    logLevel: str('logLevel') as LogLevel,
+    shutdownTimeoutMs: num('shutdownTimeoutMs'),
+  };
+
+  if (config.debounceMaxWaitMs < config.debounceMs) {
+    throw new ConfigError(`DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS (${config.debounceMs}) (got "${config.debounceMaxWaitMs}")`);
+  }
+  if (config.production && config.databaseUrl === '') {
+    throw new ConfigError('DATABASE_URL is required when NODE_ENV=production (the embedded PostgreSQL is for development only)');
+  }
+  if (config.listenDatabaseUrl !== '' && config.databaseUrl === '') {
+    throw new ConfigError('LISTEN_DATABASE_URL needs DATABASE_URL too (the embedded PostgreSQL serves both)');
+  }
+  return config;
+}
+
+function describeConvictError(err: unknown, env: Record<string, string>): string {
+  const first = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+  // convict says: `trainingThreshold: must be an integer >= 1: value was "0"`
+  const match = /^([A-Za-z]+): (.*?)(?:: value was (.*))?$/.exec(first);
+  if (match && match[1] && match[1] in schema) {
+    const key = match[1] as Key;
+    const s = schema[key];
+    const shown = 'sensitive' in s && s.sensitive ? '"<redacted>"' : JSON.stringify(env[s.env] ?? '');
+    return `${s.env} ${match[2]} (got ${shown})`;
+  }
+  return `invalid configuration: ${first}`;
+}

@@ -1,0 +1,47 @@
+import pg from 'pg';
+import type { Logger } from './logger.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+export interface PoolOptions {
+  /** Upper bound for any single statement, so a hung socket surfaces as an error instead of a stall. */
+  queryTimeoutMs?: number;
+  max?: number;
+  applicationName?: string;
+}
+
+export function createPool(connectionString: string, logger: Logger, options: PoolOptions = {}): Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 4,
+    connectionTimeoutMillis: 10_000,
+    query_timeout: options.queryTimeoutMs ?? 30_000,
+    keepAlive: true,
+    application_name: options.applicationName ?? 'training-controller',
+  });
+  // An idle client losing its connection (database restart) emits here; without a listener it would crash the process.
+  pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'Idle database connection lost'));
+  return pool;
+}
+
+/** BEGIN … COMMIT around fn; ROLLBACK on any error, which is rethrown. */
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err: unknown) {
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      broken = true; // the connection itself is gone: do not hand it back to the pool
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

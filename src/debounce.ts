@@ -1,0 +1,61 @@
+// Trailing debounce with a maximum wait: a storm of notifications becomes one recount per `waitMs` of quiet,
+// but never later than `maxWaitMs` after the first request, so a steady stream cannot starve the recount.
+// With DEBOUNCE_MS=1000 and a 5,000 ms cap, 100,000 notifications over 10 s cost at most 10/5 + 1 = 3 recounts.
+
+export interface Timers {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/** When a debounced call fires, given the first and the latest request since the last fire. Pure. */
+export function fireAt(firstRequestAt: number, lastRequestAt: number, waitMs: number, maxWaitMs: number): number {
+  return Math.min(lastRequestAt + waitMs, firstRequestAt + maxWaitMs);
+}
+
+export class Debouncer {
+  private firstAt: number | null = null;
+  private lastAt = 0;
+  private handle: unknown = null;
+
+  constructor(
+    private readonly timers: Timers,
+    private readonly waitMs: number,
+    private readonly maxWaitMs: number,
+    private readonly fire: () => void,
+  ) {}
+
+  get pending(): boolean {
+    return this.firstAt !== null;
+  }
+
+  request(): void {
+    const now = this.timers.now();
+    if (this.firstAt === null) this.firstAt = now;
+    this.lastAt = now;
+    this.arm();
+  }
+
+  /** Forget a pending request (the caller is about to do the work anyway, or is stopping). */
+  cancel(): void {
+    if (this.handle !== null) this.timers.clearTimeout(this.handle);
+    this.handle = null;
+    this.firstAt = null;
+  }
+
+  private arm(): void {
+    if (this.handle !== null) this.timers.clearTimeout(this.handle);
+    const delay = Math.max(0, fireAt(this.firstAt ?? this.lastAt, this.lastAt, this.waitMs, this.maxWaitMs) - this.timers.now());
+    this.handle = this.timers.setTimeout(() => {
+      this.handle = null;
+      this.firstAt = null;
+      this.fire();
+    }, delay);
+  }
+}

@@ -1,0 +1,102 @@
+// Dispatch: the one transaction that turns "enough pending" into a run.
+//   pg_try_advisory_xact_lock → open run? unfinished app=sentinel-training Job? back-off? (decide.ts)
+//   → insert the run (`submitting`, name fixed now) and claim the pending annotations → commit → create the Job.
+// The claim commits before the create, so a crash in between leaves a `submitting` run that the reconciler
+// creates under the same name: never a Job without its annotations, never annotations in two runs.
+import type { V1Job } from '@kubernetes/client-node';
+import { backoffUntil } from './backoff.js';
+import type { Config } from './config.js';
+import type { Pool } from './db.js';
+import { decideDispatch, IN_PROGRESS, type Decision } from './decide.js';
+import { jobOutcome } from './jobOutcome.js';
+import { APP_SELECTOR, buildJob, freeName, jobName } from './jobTemplate.js';
+import type { JobsApi } from './kubeJobs.js';
+import { LOCK_KEYS, tryXactLock } from './locks.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { countPendingExact, failureHistory, insertAndClaim, namesLike, openRun, type Run } from './runs.js';
+import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
+
+/** kubernetes: create Jobs. dry-run: the API server validates (dryRun=All), nothing is claimed. print: no cluster, log only. */
+export type Mode = 'kubernetes' | 'dry-run' | 'print';
+
+export type DispatchResult =
+  | { kind: 'dispatched'; run: Run; submit: SubmitResult }
+  | { kind: 'skipped'; decision: Extract<Decision, { action: 'skip' }>; foreignJob: boolean }
+  | { kind: 'locked' }
+  | { kind: 'rehearsed'; job: V1Job };
+
+export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
+  config: Config;
+  jobs: JobsApi | null;
+  mode: Mode;
+  namespace: string;
+  now(): number;
+}
+
+export async function unfinishedJobs(jobs: JobsApi): Promise<string[]> {
+  const { items } = await jobs.list(APP_SELECTOR);
+  return items.filter((j) => !jobOutcome(j).finished).map((j) => j.metadata?.name ?? '?');
+}
+
+export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
+  const { pool, config, logger, metrics } = deps;
+  const client = await pool.connect();
+  let run: Run;
+  try {
+    await client.query('BEGIN');
+    if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) {
+      await client.query('ROLLBACK');
+      logger.debug('Another controller holds the dispatch lock');
+      return { kind: 'locked' };
+    }
+    const open = await openRun(client);
+    const activeJobs = !open && deps.jobs ? await unfinishedJobs(deps.jobs) : [];
+    if (deps.jobs) deps.onClusterAnswer(null);
+    const history = await failureHistory(client);
+    const decision = decideDispatch({
+      pending,
+      threshold: config.trainingThreshold,
+      openRun: open,
+      activeJobs,
+      backoffUntil: backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds),
+      now: deps.now(),
+    });
+    if (decision.action === 'skip') {
+      await client.query('ROLLBACK');
+      metrics.skips.inc({ reason: decision.reason });
+      if (decision.reason === 'in-progress') logger.info({ detail: decision.why }, IN_PROGRESS);
+      else logger.info({ reason: decision.reason }, decision.why);
+      return { kind: 'skipped', decision, foreignJob: !open && activeJobs.length > 0 };
+    }
+    const base = jobName(new Date(deps.now()));
+    const name = freeName(base, await namesLike(client, base));
+    if (deps.mode !== 'kubernetes') {
+      const count = await countPendingExact(client);
+      await client.query('ROLLBACK');
+      const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
+      if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
+      logger.info({ mode: deps.mode, job }, `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`);
+      return { kind: 'rehearsed', job };
+    }
+    run = await insertAndClaim(client, name, deps.namespace);
+    if (run.annotationCount < config.trainingThreshold) {
+      // Annotations were unverified or claimed between the recount and now: nothing to do after all.
+      await client.query('ROLLBACK');
+      const why = `only ${run.annotationCount} pending at claim time`;
+      metrics.skips.inc({ reason: 'below-threshold' });
+      return { kind: 'skipped', decision: { action: 'skip', reason: 'below-threshold', why }, foreignJob: false };
+    }
+    await client.query('COMMIT');
+  } catch (err: unknown) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+  metrics.dispatches.inc();
+  logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace }, `Triggering training with ${run.annotationCount} new images`);
+  if (!deps.jobs) throw new Error('kubernetes mode without a cluster');
+  const submit = await submitRun({ ...deps, jobs: deps.jobs }, run);
+  return { kind: 'dispatched', run, submit };
+}

@@ -1,0 +1,168 @@
+// The Job the controller submits: a template (the default below, or JOB_TEMPLATE_FILE) plus what the
+// controller owns: name, namespace, the app=sentinel-training label, the run-id label and the TRAINING_* env.
+import { readFile } from 'node:fs/promises';
+import type { V1Container, V1EnvVar, V1Job } from '@kubernetes/client-node';
+import { load } from 'js-yaml';
+
+export const APP_LABEL = 'app';
+export const APP_VALUE = 'sentinel-training';
+export const APP_SELECTOR = `${APP_LABEL}=${APP_VALUE}`;
+/** Tells our Job from another with the same name: names have one-second resolution. */
+export const RUN_ID_LABEL = 'sentinel-training/run-id';
+export const JOB_PREFIX = 'sentinel-training-';
+
+export interface RunIdentity {
+  name: string;
+  namespace: string;
+  runId: number;
+  annotationCount: number;
+}
+
+/** `sentinel-training-YYYYMMDD-HHMMSS` in UTC: 34 characters, well inside a 63-character DNS label. */
+export function jobName(at: Date): string {
+  const iso = at.toISOString(); // 2026-11-26T19:54:26.123Z
+  return `${JOB_PREFIX}${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}`;
+}
+
+/** `sentinel-training-20261126-195426-2` → `sentinel-training-20261126-195426`; other names unchanged. */
+export function baseName(name: string): string {
+  return /^sentinel-training-\d{8}-\d{6}-\d+$/.test(name) ? name.replace(/-\d+$/, '') : name;
+}
+
+/** The first of base, base-2, base-3 … that is not taken (runs started within the same second). */
+export function freeName(base: string, taken: ReadonlySet<string>): string {
+  if (!taken.has(base)) return base;
+  for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
+}
+
+export function defaultTemplate(image: string, ttlSeconds: number): V1Job {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {},
+    spec: {
+      // The controller retries whole runs with its own back-off; a pod retry would re-train the same batch.
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: ttlSeconds,
+      template: {
+        metadata: {},
+        spec: {
+          restartPolicy: 'Never',
+          // A training pod must not be able to act with the controller's rights (or any API rights).
+          automountServiceAccountToken: false,
+          containers: [
+            {
+              name: 'train',
+              image,
+              command: ['sh', '-c', 'echo "training run $TRAINING_RUN_ID on $TRAINING_ANNOTATION_COUNT annotations"; sleep 30'],
+              resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+const OWNED_ENV = new Set(['TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT']);
+
+function withRunEnv(c: V1Container, run: RunIdentity): V1Container {
+  const env: V1EnvVar[] = (c.env ?? []).filter((e) => !OWNED_ENV.has(e.name));
+  env.push({ name: 'TRAINING_RUN_ID', value: String(run.runId) }, { name: 'TRAINING_ANNOTATION_COUNT', value: String(run.annotationCount) });
+  return { ...c, env };
+}
+
+/** The template with the controller-owned fields set. Never mutates the template. */
+export function buildJob(template: V1Job, run: RunIdentity): V1Job {
+  const job = structuredClone(template);
+  const labels = { [APP_LABEL]: APP_VALUE, [RUN_ID_LABEL]: String(run.runId) };
+  job.apiVersion = 'batch/v1';
+  job.kind = 'Job';
+  job.metadata = { ...job.metadata, name: run.name, namespace: run.namespace, labels: { ...job.metadata?.labels, ...labels } };
+  delete job.metadata.generateName;
+  const spec = job.spec ?? { template: {} };
+  spec.template.metadata = { ...spec.template.metadata, labels: { ...spec.template.metadata?.labels, ...labels } };
+  if (spec.template.spec) {
+    spec.template.spec.containers = (spec.template.spec.containers ?? []).map((c) => withRunEnv(c, run));
+    if (spec.template.spec.initContainers) spec.template.spec.initContainers = spec.template.spec.initContainers.map((c) => withRunEnv(c, run));
+  }
+  job.spec = spec;
+  return job;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const LABEL_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+
+function labelErrors(path: string, labels: Record<string, string> | undefined): string[] {
+  const errors: string[] = [];
+  for (const [key, value] of Object.entries(labels ?? {})) {
+    const slash = key.lastIndexOf('/');
+    const name = slash >= 0 ? key.slice(slash + 1) : key;
+    const prefix = slash >= 0 ? key.slice(0, slash) : '';
+    if (name.length > 63 || !LABEL_NAME.test(name) || (prefix !== '' && (prefix.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix)))) {
+      errors.push(`${path}: invalid label key "${key}"`);
+    }
+    if (typeof value !== 'string' || value.length > 63 || !LABEL_VALUE.test(value)) errors.push(`${path}.${key}: invalid label value "${String(value)}"`);
+  }
+  return errors;
+}
+
+/**
+ * The checks the API server applies to a Job that a template can get wrong, as "field: problem" lines.
+ * Catching them at startup beats a 422 at the first dispatch, hours later.
+ */
+export function validateJob(job: V1Job): string[] {
+  const errors: string[] = [];
+  const name = job.metadata?.name ?? '';
+  if (name.length > 63 || !DNS_LABEL.test(name)) errors.push(`metadata.name: "${name}" must be a DNS-1123 label of at most 63 characters`);
+  if (job.apiVersion !== 'batch/v1') errors.push(`apiVersion: must be batch/v1, not "${job.apiVersion ?? ''}"`);
+  if (job.kind !== 'Job') errors.push(`kind: must be Job, not "${job.kind ?? ''}"`);
+  errors.push(...labelErrors('metadata.labels', job.metadata?.labels));
+  const spec = job.spec;
+  if (!spec?.template?.spec) return [...errors, 'spec.template.spec: Required value'];
+  for (const field of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds', 'completions', 'parallelism'] as const) {
+    const v = spec[field];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0)) errors.push(`spec.${field}: must be a non-negative integer`);
+  }
+  errors.push(...labelErrors('spec.template.metadata.labels', spec.template.metadata?.labels));
+  const pod = spec.template.spec;
+  if (pod.restartPolicy !== 'Never' && pod.restartPolicy !== 'OnFailure') {
+    errors.push(`spec.template.spec.restartPolicy: must be Never or OnFailure for a Job, not "${pod.restartPolicy ?? ''}"`);
+  }
+  const containers = pod.containers ?? [];
+  if (containers.length === 0) errors.push('spec.template.spec.containers: Required value');
+  const seen = new Set<string>();
+  [...(pod.initContainers ?? []).map((c) => ['initContainers', c] as const), ...containers.map((c) => ['containers', c] as const)].forEach(([kind, c], i) => {
+    const at = `spec.template.spec.${kind}[${kind === 'containers' ? i - (pod.initContainers?.length ?? 0) : i}]`;
+    if (!c.name || c.name.length > 63 || !DNS_LABEL.test(c.name)) errors.push(`${at}.name: "${c.name ?? ''}" must be a DNS-1123 label`);
+    else if (seen.has(c.name)) errors.push(`${at}.name: Duplicate value "${c.name}"`);
+    else seen.add(c.name);
+    if (!c.image || c.image.trim() === '') errors.push(`${at}.image: Required value`);
+  });
+  return errors;
+}
+
+export class TemplateError extends Error {
+  override name = 'TemplateError';
+}
+
+/** Reads and checks JOB_TEMPLATE_FILE. Throws TemplateError with one line naming the file and the field. */
+export async function loadJobTemplate(path: string): Promise<V1Job> {
+  let doc: unknown;
+  try {
+    doc = load(await readFile(path, 'utf8'));
+  } catch (err: unknown) {
+    throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: must be one YAML Job object`);
+  const template = doc as V1Job;
+  checkTemplate(template, `JOB_TEMPLATE_FILE ${path}`);
+  return template;
+}
+
+/** Validates a template by building a sample Job from it, so controller-owned fields are what they will be. */
+export function checkTemplate(template: V1Job, source: string): void {
+  const errors = validateJob(buildJob(template, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 }));
+  if (errors.length > 0) throw new TemplateError(`${source}: ${errors.join('; ')}`);
+}

@@ -1,0 +1,80 @@
+// Watches Jobs labelled app=sentinel-training and reports the events that can end a run.
+// list → watch from its resourceVersion → on a closed stream watch again; on 410 Gone / Expired or any
+// error, list again after a back-off. client-node 1.4's Watch has no client-side timeout, so a stream that
+// hangs without closing is aborted after WATCH_MAX_MS.
+import { jobOutcome } from './jobOutcome.js';
+import { APP_SELECTOR } from './jobTemplate.js';
+import { retryDelayMs } from './backoff.js';
+import type { Timers } from './debounce.js';
+import type { JobsApi, WatchHandle } from './kubeJobs.js';
+import type { Logger } from './logger.js';
+import type { V1Job } from '@kubernetes/client-node';
+
+// The server closes a watch after timeoutSeconds=300; 330 s leaves it room before we give up on the socket.
+const WATCH_MAX_MS = 330_000;
+
+export class JobWatch {
+  private stopped = false;
+  private handle: WatchHandle | null = null;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    private readonly jobs: JobsApi,
+    private readonly timers: Timers,
+    private readonly logger: Logger,
+    /** A Job finished or disappeared: something to reconcile. */
+    private readonly onChange: () => void,
+  ) {}
+
+  start(): void {
+    this.loop ??= this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.handle?.abort();
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        let { resourceVersion } = await this.jobs.list(APP_SELECTOR);
+        failures = 0;
+        // Anything may have happened while we were not watching.
+        this.onChange();
+        let expired = false;
+        while (!this.stopped && !expired) {
+          const handle = await this.jobs.watch(APP_SELECTOR, resourceVersion, (type, obj) => {
+            const job = obj as V1Job & { code?: number; reason?: string };
+            if (type === 'ERROR') {
+              if (job.code === 410 || job.reason === 'Expired' || job.reason === 'Gone') expired = true;
+              return;
+            }
+            if (job.metadata?.resourceVersion) resourceVersion = job.metadata.resourceVersion;
+            if (type === 'DELETED' || (type !== 'BOOKMARK' && jobOutcome(job).finished)) this.onChange();
+          });
+          this.handle = handle;
+          const timer = this.timers.setTimeout(() => handle.abort(), WATCH_MAX_MS);
+          const err = await handle.done;
+          this.timers.clearTimeout(timer);
+          this.handle = null;
+          if (err && !this.stopped) throw err;
+        }
+      } catch (err: unknown) {
+        if (this.stopped) break;
+        failures++;
+        const delay = retryDelayMs(failures);
+        this.logger.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: delay }, 'Job watch failed; listing again');
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          this.timers.setTimeout(resolve, delay);
+        });
+        this.wake = null;
+      }
+    }
+  }
+}

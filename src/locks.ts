@@ -1,0 +1,26 @@
+// Every advisory lock the controller takes, written down once (pg-boss style). The keys are arbitrary
+// bigints chosen to be unlikely to collide with the Triage API's own: 0x7472_6169_6e00 + n ("train").
+import type { PoolClient } from 'pg';
+
+export const LOCK_KEYS = {
+  /** Held for the whole `migrate` run, so two processes apply the migrations one after the other. */
+  migrate: 0x7472_6169_6e01n,
+  /** Held for one dispatch transaction: only one replica decides and claims at a time. */
+  dispatch: 0x7472_6169_6e02n,
+} as const;
+
+/** pg_try_advisory_xact_lock: true when acquired; released automatically at commit or rollback. */
+export async function tryXactLock(client: PoolClient, key: bigint): Promise<boolean> {
+  const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::bigint) AS locked', [key.toString()]);
+  return rows[0]?.locked === true;
+}
+
+/** Runs `fn` holding a session-level advisory lock, waiting for it if another session has it. */
+export async function withSessionLock<T>(client: PoolClient, key: bigint, fn: () => Promise<T>): Promise<T> {
+  await client.query('SELECT pg_advisory_lock($1::bigint)', [key.toString()]);
+  try {
+    return await fn();
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1::bigint)', [key.toString()]);
+  }
+}

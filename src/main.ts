@@ -1,0 +1,151 @@
+// The composition root: builds every adapter from the Config and starts them in order; stop() undoes it in
+// reverse. Nothing else creates a pool, a timer or a client.
+//
+// Start: template (fail fast) → database (embedded or DATABASE_URL) → schema → cluster → HTTP → controller
+//        → Job watch → listener (its first `connected` triggers the startup recount).
+// Stop:  listener (no new notifications) → watch → controller (the in-flight step finishes: a dispatch
+//        commits or rolls back) → HTTP → pool → embedded server.
+import type { V1Job } from '@kubernetes/client-node';
+import type { Config } from './config.js';
+import { Controller } from './controller.js';
+import { createPool, type Pool } from './db.js';
+import { realTimers, type Timers } from './debounce.js';
+import type { Mode } from './dispatcher.js';
+import { startEmbedded, type Embedded } from './embedded.js';
+import { newHealth, type Health } from './health.js';
+import { startHttp, type HttpServer } from './http.js';
+import { JobWatch } from './jobWatch.js';
+import { checkTemplate, defaultTemplate, loadJobTemplate } from './jobTemplate.js';
+import { createJobsApi, loadClusterConfig, type JobsApi } from './kubeJobs.js';
+import { Listener } from './listener.js';
+import { safeUrl, type Logger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { migrate, missingSchema } from './migrate.js';
+
+export interface Service {
+  config: Config;
+  mode: Mode;
+  httpPort: number;
+  health: Health;
+  metrics: Metrics;
+  controller: Controller;
+  pool: Pool;
+  databaseUrl: string;
+  /** Idempotent: every call returns the same promise. */
+  stop(): Promise<void>;
+}
+
+/** A startup problem the operator must fix (not a transient outage): logged as one line, exit 1. */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+export async function resolveTemplate(config: Config): Promise<V1Job> {
+  if (config.jobTemplateFile) return loadJobTemplate(config.jobTemplateFile);
+  const template = defaultTemplate(config.trainingImage, config.jobTtlSeconds);
+  checkTemplate(template, 'TRAINING_IMAGE');
+  return template;
+}
+
+export async function startService(config: Config, logger: Logger, timers: Timers = realTimers): Promise<Service> {
+  const template = await resolveTemplate(config);
+  const cleanup: (() => Promise<unknown>)[] = [];
+  const undo = async () => {
+    for (const fn of cleanup.reverse()) await fn().catch(() => undefined);
+  };
+  try {
+    let embedded: Embedded | null = null;
+    let databaseUrl = config.databaseUrl;
+    if (databaseUrl === '') {
+      logger.info({ dir: config.embeddedDataDir, port: config.embeddedPort }, 'DATABASE_URL is not set: starting the embedded PostgreSQL (development only)');
+      embedded = await startEmbedded(config, logger);
+      const e = embedded;
+      cleanup.push(() => e.stop());
+      databaseUrl = embedded.url;
+    }
+    const pool = createPool(databaseUrl, logger);
+    cleanup.push(() => pool.end());
+    if (embedded) {
+      await migrate(pool, logger);
+    } else {
+      const missing = await missingSchema(pool);
+      if (missing.length > 0) throw new StartupError(`database ${safeUrl(databaseUrl)} is not migrated (missing ${missing.join(', ')}): run \`training-controller migrate\` or apply migrations/*.sql with psql`);
+    }
+
+    const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+    if (!cluster && config.production) throw new StartupError('no Kubernetes configuration (KUBECONFIG, ~/.kube/config or an in-cluster service account) and NODE_ENV=production');
+    const mode: Mode = cluster ? config.dispatchMode : 'print';
+    const jobs: JobsApi | null = cluster ? createJobsApi(cluster, config.kubeRequestTimeoutMs) : null;
+    const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
+    if (!cluster) {
+      logger.warn('No Kubernetes configuration found (KUBECONFIG, ~/.kube/config, in-cluster): nothing will be submitted or claimed; each Job that would be submitted is printed instead');
+    } else {
+      logger.info({ cluster: jobs?.server, namespace, source: cluster.source, mode }, 'Kubernetes configuration loaded');
+    }
+
+    const health = newHealth(cluster !== null);
+    const metrics = createMetrics(() => timers.now());
+    const onClusterAnswer = (error: string | null): void => {
+      if (!health.cluster) return;
+      health.cluster.error = error;
+      if (error === null) health.cluster.okAt = timers.now();
+    };
+    const submitDeps = { pool, template, logger, metrics, onClusterAnswer };
+    const controller = new Controller({
+      config,
+      pool,
+      logger,
+      timers,
+      metrics,
+      health,
+      dispatcher: { ...submitDeps, config, jobs, mode, namespace, now: () => timers.now() },
+      // A create attempt may be in flight for the whole request timeout; one more second covers clock jitter.
+      reconciler: jobs ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 1000 } : null,
+    });
+
+    const limits = {
+      // Recounts happen at least every poll; three missed polls means the loop is stuck.
+      recountMaxAgeMs: config.pollIntervalSeconds > 0 ? config.pollIntervalSeconds * 3000 + 30_000 : Number.POSITIVE_INFINITY,
+      clusterMaxAgeMs: config.reconcileIntervalSeconds * 3000 + config.kubeRequestTimeoutMs,
+    };
+    const http: HttpServer = await startHttp(config.httpPort, health, metrics, limits, () => timers.now(), logger);
+    cleanup.push(() => http.close());
+
+    const watch = jobs && mode === 'kubernetes' ? new JobWatch(jobs, timers, logger, () => controller.requestReconcile()) : null;
+    const listener = new Listener(config.listenDatabaseUrl || databaseUrl, logger, timers, {
+      notification: () => controller.notification(),
+      connected: (initial) => {
+        health.listenerConnected = true;
+        metrics.listenerConnected.set(1);
+        if (initial) logger.info({ database: safeUrl(config.listenDatabaseUrl || databaseUrl), threshold: config.trainingThreshold, mode, httpPort: http.port }, 'Listening for verified annotations');
+        controller.requestRecount(initial ? 'startup' : 'reconnect');
+      },
+      disconnected: () => {
+        health.listenerConnected = false;
+        metrics.listenerConnected.set(0);
+      },
+    });
+    cleanup.push(() => controller.stop());
+    if (watch) cleanup.push(() => watch.stop());
+    cleanup.push(() => listener.stop());
+    controller.start();
+    watch?.start();
+    listener.start();
+
+    let stopping: Promise<void> | null = null;
+    return {
+      config,
+      mode,
+      httpPort: http.port,
+      health,
+      metrics,
+      controller,
+      pool,
+      databaseUrl,
+      stop: () => (stopping ??= undo()),
+    };
+  } catch (err: unknown) {
+    await undo();
+    throw err;
+  }
+}

@@ -1,0 +1,80 @@
+// Creating the Job for a claimed run, and turning every answer of the API server into a run state.
+// Used by the dispatcher right after the claim commits, and by the reconciler to retry a `submitting` run.
+import type { V1Job } from '@kubernetes/client-node';
+import type { Pool } from './db.js';
+import { baseName, buildJob, freeName, RUN_ID_LABEL } from './jobTemplate.js';
+import { KubeError, type JobsApi } from './kubeJobs.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { markRunning, namesLike, rename, settleReleased, type Run } from './runs.js';
+
+/** running: the Job exists. failed: it never will (run released). retry: try again later (still submitting). */
+export type SubmitResult = 'running' | 'failed' | 'retry';
+
+export interface SubmitDeps {
+  pool: Pool;
+  jobs: JobsApi;
+  template: V1Job;
+  logger: Logger;
+  metrics: Metrics;
+  /** Called after a create attempt answered, for readiness. */
+  onClusterAnswer(error: string | null): void;
+}
+
+// A name taken by somebody else's Job is renamed -2, -3 …; three in a row means something is creating
+// sentinel-training Jobs in a loop, which a fourth name would not fix.
+const MAX_RENAMES = 3;
+
+export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitResult> {
+  const { jobs, logger, metrics } = deps;
+  let run = initial;
+  for (let renames = 0; ; ) {
+    const job = buildJob(deps.template, { name: run.jobName, namespace: run.namespace, runId: run.id, annotationCount: run.annotationCount });
+    const started = performance.now();
+    try {
+      const created = await jobs.create(job);
+      metrics.createLatency.observe((performance.now() - started) / 1000);
+      deps.onClusterAnswer(null);
+      await markRunning(deps.pool, run.id, created.metadata?.uid);
+      logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount }, 'Training Job created');
+      return 'running';
+    } catch (err: unknown) {
+      if (!(err instanceof KubeError)) throw err;
+      metrics.createLatency.observe((performance.now() - started) / 1000);
+      deps.onClusterAnswer(err.kind === 'transient' ? err.message : null);
+      if (err.kind === 'transient') {
+        logger.warn({ runId: run.id, job: run.jobName, err: err.message }, 'Job create failed, will retry the same name');
+        return 'retry';
+      }
+      if (err.kind === 'permanent') {
+        await settleReleased(deps.pool, run.id, 'failed', err.message);
+        metrics.runsFinished.inc({ state: 'failed' });
+        logger.error({ runId: run.id, job: run.jobName, status: err.status, err: err.message }, 'Job rejected by the API server; run failed, annotations released');
+        return 'failed';
+      }
+      // 409: a Job of this name exists. Ours (a retry after a lost answer) only if it carries our run id.
+      const existing = await jobs.get(run.jobName).catch((e: unknown) => {
+        throw e instanceof KubeError ? e : new KubeError(String(e), null, 'Unreachable', 'transient');
+      });
+      if (existing && existing.metadata?.labels?.[RUN_ID_LABEL] === String(run.id)) {
+        await markRunning(deps.pool, run.id, existing.metadata?.uid);
+        logger.info({ runId: run.id, job: run.jobName }, 'Job already exists with this run id: adopted');
+        return 'running';
+      }
+      if (existing === null) continue; // deleted between the 409 and the read: create again
+      if (++renames > MAX_RENAMES) {
+        await settleReleased(deps.pool, run.id, 'failed', `Job names ${run.jobName} and before are taken by Jobs of other runs`);
+        metrics.runsFinished.inc({ state: 'failed' });
+        logger.error({ runId: run.id, job: run.jobName }, 'Job names keep colliding; run failed, annotations released');
+        return 'failed';
+      }
+      const base = baseName(run.jobName);
+      const taken = await namesLike(deps.pool, base);
+      taken.add(run.jobName);
+      const next = freeName(base, taken);
+      logger.warn({ runId: run.id, job: run.jobName, owner: existing.metadata?.labels?.[RUN_ID_LABEL] ?? 'none', renamed: next }, 'Job name taken by another Job (one-second names): renaming');
+      if (!(await rename(deps.pool, run.id, next))) return 'retry';
+      run = { ...run, jobName: next };
+    }
+  }
+}

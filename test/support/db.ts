@@ -1,0 +1,84 @@
+// A fresh, migrated database per test file on the server in DATABASE_URL (npm test provides one).
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { createLogger } from '../../src/logger.js';
+import { migrate } from '../../src/migrate.js';
+
+export interface TestDb {
+  url: string;
+  name: string;
+  pool: pg.Pool;
+  drop(): Promise<void>;
+}
+
+export function serverUrl(): string {
+  const url = process.env.DATABASE_URL;
+  if (!url) throw new Error('DATABASE_URL is not set: run the tests with `npm test`, which starts an embedded PostgreSQL');
+  return url;
+}
+
+export function withDatabase(url: string, name: string): string {
+  const u = new URL(url);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export async function freshDatabase(server: string = serverUrl(), options: { migrate?: boolean } = {}): Promise<TestDb> {
+  const name = `tc_test_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: server });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const url = withDatabase(server, name);
+  const pool = new pg.Pool({ connectionString: url, max: 25 });
+  pool.on('error', () => undefined);
+  if (options.migrate !== false) await migrate(pool, createLogger('silent'));
+  return {
+    url,
+    name,
+    pool,
+    async drop() {
+      await pool.end();
+      const c = new pg.Client({ connectionString: server });
+      await c.connect();
+      try {
+        await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+/** Verifies `n` new annotations in one statement (one transaction). */
+export async function verifyNew(pool: pg.Pool, n: number): Promise<void> {
+  await pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, $1)', [n]);
+}
+
+/**
+ * The invariant: every verified annotation is pending, claimed by exactly one open run, or used by exactly
+ * one succeeded run; and at most one run is open. Returns the violations (empty when it holds).
+ */
+export async function invariantViolations(pool: pg.Pool): Promise<string[]> {
+  const { rows } = await pool.query<{ problem: string }>(`
+    SELECT 'annotation ' || a.id || ': used_for_training but run ' || coalesce(r.id::text, 'none') || ' is ' || coalesce(r.state, 'missing') AS problem
+      FROM annotations a LEFT JOIN training_runs r ON r.id = a.training_run_id
+     WHERE a.used_for_training AND (r.id IS NULL OR r.state <> 'succeeded')
+    UNION ALL
+    SELECT 'annotation ' || a.id || ': claimed by run ' || r.id || ' which is ' || r.state
+      FROM annotations a JOIN training_runs r ON r.id = a.training_run_id
+     WHERE NOT a.used_for_training AND r.state NOT IN ('submitting', 'running')
+    UNION ALL
+    SELECT 'annotation ' || a.id || ': claimed but not verified'
+      FROM annotations a WHERE a.training_run_id IS NOT NULL AND NOT a.verified
+    UNION ALL
+    SELECT 'succeeded run ' || r.id || ' has ' || r.annotation_count || ' annotations recorded but ' || count(a.id) || ' used'
+      FROM training_runs r LEFT JOIN annotations a ON a.training_run_id = r.id AND a.used_for_training
+     WHERE r.state = 'succeeded' GROUP BY r.id HAVING count(a.id) <> r.annotation_count
+    UNION ALL
+    SELECT count(*) || ' open runs' FROM training_runs WHERE state IN ('submitting', 'running') HAVING count(*) > 1`);
+  return rows.map((r) => r.problem);
+}

@@ -1,0 +1,318 @@
+// A fake kube-apiserver for batch/v1 Jobs over real HTTPS, reached through a real kubeconfig (CA-verified TLS,
+// bearer token). It answers like the real one where the controller can tell the difference:
+//   create: validation (422 with details.causes), defaults (uid, selector, job-name labels, backoffLimit 6),
+//           409 AlreadyExists, 404 for an unknown namespace, dryRun=All (validated, not stored)
+//   get/list: Status bodies, label selectors, list items without kind/apiVersion
+//   watch: newline-delimited JSON from a resourceVersion, BOOKMARKs, 410 Expired for a compacted version
+//   delete, 401 without the token
+// Test hooks (not HTTP): move a Job through its phases, inject 5xx/403/slow answers, go down and come back.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { V1Job } from '@kubernetes/client-node';
+import { matches } from './labelSelector.js';
+import { validateJobLikeApiServer } from './fakeKubeValidation.js';
+import { packageRoot } from '../../src/paths.js';
+
+export type Verb = 'create' | 'get' | 'list' | 'watch' | 'delete';
+export type Phase = 'pending' | 'running' | 'complete' | 'failed' | 'failure-target' | 'suspended';
+
+export interface Fault {
+  verb: Verb;
+  /** Answer with this status (a Status body) instead of serving the request. */
+  status?: number;
+  /** Wait this long first (combined with status, or alone for a slow success). */
+  delayMs?: number;
+  /** How many requests it applies to (default 1). */
+  times?: number;
+}
+
+interface Watcher {
+  namespace: string;
+  selector: string | null;
+  res: ServerResponse;
+}
+
+const tls = join(packageRoot(), 'test', 'support', 'tls');
+
+function status(code: number, reason: string, message: string, details?: Record<string, unknown>) {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
+}
+
+const REASONS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'AlreadyExists', 410: 'Expired', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout' };
+
+export class FakeKube {
+  readonly jobs = new Map<string, V1Job>();
+  /** Every create the server accepted (not dry runs), with performance.now() at arrival. */
+  readonly creates: { name: string; at: number }[] = [];
+  readonly dryRuns: V1Job[] = [];
+  readonly requests: { verb: Verb; path: string; status: number }[] = [];
+  readonly namespaces = new Set(['default']);
+  readonly token = randomBytes(16).toString('hex');
+  kubeconfigPath = '';
+  private faults: Required<Fault>[] = [];
+  private rv = 1;
+  private history: { rv: number; type: string; job: V1Job }[] = [];
+  private watchers = new Set<Watcher>();
+  private sockets = new Set<Socket>();
+  private port = 0;
+  private server: Server;
+
+  private constructor() {
+    this.server = createServer({ key: readFileSync(join(tls, 'key.pem')), cert: readFileSync(join(tls, 'cert.pem')) }, (req, res) => void this.handle(req, res));
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+  }
+
+  static async start(): Promise<FakeKube> {
+    const kube = new FakeKube();
+    await kube.listen(0);
+    const dir = mkdtempSync(join(tmpdir(), 'fake-kube-'));
+    kube.kubeconfigPath = join(dir, 'kubeconfig');
+    const ca = readFileSync(join(tls, 'cert.pem')).toString('base64');
+    writeFileSync(
+      kube.kubeconfigPath,
+      `apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster: { server: "${kube.url}", certificate-authority-data: "${ca}" }
+users:
+- name: controller
+  user: { token: "${kube.token}" }
+contexts:
+- name: fake
+  context: { cluster: fake, user: controller, namespace: default }
+current-context: fake
+`,
+    );
+    return kube;
+  }
+
+  get url(): string {
+    return `https://127.0.0.1:${this.port}`;
+  }
+
+  private listen(port: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.port = (this.server.address() as AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  async stop(): Promise<void> {
+    for (const w of this.watchers) w.res.destroy();
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Connection refused until comeUp(): an API server restart or a network partition. */
+  async goDown(): Promise<void> {
+    await this.stop();
+    this.server = createServer({ key: readFileSync(join(tls, 'key.pem')), cert: readFileSync(join(tls, 'cert.pem')) }, (req, res) => void this.handle(req, res));
+    this.server.on('connection', (s: Socket) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+    });
+  }
+
+  async comeUp(): Promise<void> {
+    await this.listen(this.port);
+  }
+
+  inject(fault: Fault): void {
+    this.faults.push({ status: 0, delayMs: 0, times: 1, ...fault });
+  }
+
+  clearFaults(): void {
+    this.faults = [];
+  }
+
+  unfinished(): string[] {
+    return [...this.jobs.values()].filter((j) => !(j.status?.conditions ?? []).some((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True')).map((j) => j.metadata?.name ?? '');
+  }
+
+  /** Moves a Job the way the Job controller would, with the conditions of Kubernetes 1.31+. */
+  setPhase(name: string, phase: Phase, namespace = 'default'): void {
+    const job = this.jobs.get(`${namespace}/${name}`);
+    if (!job) throw new Error(`no Job ${namespace}/${name}`);
+    const now = new Date();
+    const cond = (type: string, reason: string, message = '') => ({ type, status: 'True', reason, message, lastProbeTime: now, lastTransitionTime: now });
+    const started = job.status?.startTime ?? now;
+    job.status = {
+      pending: { startTime: undefined },
+      running: { startTime: started, active: 1, ready: 1 },
+      suspended: { conditions: [cond('Suspended', 'JobSuspended', 'Job suspended')] },
+      'failure-target': { startTime: started, failed: 1, conditions: [cond('FailureTarget', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit')] },
+      complete: { startTime: started, succeeded: 1, completionTime: now, conditions: [cond('SuccessCriteriaMet', 'CompletionsReached', 'Reached expected number of succeeded pods'), cond('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods')] },
+      failed: { startTime: started, failed: 1, conditions: [cond('FailureTarget', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit'), cond('Failed', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit')] },
+    }[phase] as V1Job['status'];
+    if (phase === 'pending') job.status = {};
+    this.record('MODIFIED', job);
+  }
+
+  /** Deletes a Job as `kubectl delete job` would. */
+  deleteJob(name: string, namespace = 'default'): void {
+    const job = this.jobs.get(`${namespace}/${name}`);
+    if (!job) return;
+    this.jobs.delete(`${namespace}/${name}`);
+    this.record('DELETED', job);
+  }
+
+  /** A Job created by someone else (by hand, an older version): goes through the same defaults. */
+  seed(job: V1Job, namespace = 'default'): V1Job {
+    return this.store(structuredClone(job), namespace);
+  }
+
+  /** Compacts the event history, so a watch from an older resourceVersion gets 410 Expired. */
+  compact(): void {
+    this.history = [];
+  }
+
+  private record(type: string, job: V1Job): void {
+    job.metadata = { ...job.metadata, resourceVersion: String(++this.rv) };
+    this.history.push({ rv: this.rv, type, job: structuredClone(job) });
+    if (this.history.length > 1000) this.history.shift();
+    for (const w of this.watchers) {
+      if (w.namespace === job.metadata.namespace && matches(w.selector, job.metadata.labels)) w.res.write(JSON.stringify({ type, object: { kind: 'Job', apiVersion: 'batch/v1', ...job } }) + '\n');
+    }
+  }
+
+  private store(job: V1Job, namespace: string): V1Job {
+    const uid = randomUUID();
+    const name = job.metadata?.name ?? '';
+    const auto = { 'batch.kubernetes.io/controller-uid': uid, 'batch.kubernetes.io/job-name': name, 'controller-uid': uid, 'job-name': name };
+    const spec = job.spec ?? { template: {} };
+    spec.template.metadata = { ...spec.template.metadata, labels: { ...spec.template.metadata?.labels, ...auto } };
+    const stored: V1Job = {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { ...job.metadata, name, namespace, uid, creationTimestamp: new Date(), generation: 1, labels: job.metadata?.labels ?? { ...spec.template.metadata?.labels } },
+      spec: { backoffLimit: 6, completions: 1, parallelism: 1, completionMode: 'NonIndexed', suspend: false, manualSelector: false, ...spec, selector: { matchLabels: { 'batch.kubernetes.io/controller-uid': uid } } },
+      status: {},
+    };
+    this.jobs.set(`${namespace}/${name}`, stored);
+    this.record('ADDED', stored);
+    return stored;
+  }
+
+  private send(res: ServerResponse, code: number, body: unknown): void {
+    res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', this.url);
+    const m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(url.pathname);
+    const watch = url.searchParams.get('watch') === 'true';
+    const verb: Verb | null = !m ? null : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : m[2] ? 'get' : watch ? 'watch' : 'list';
+    let code = 200;
+    res.on('finish', () => verb && this.requests.push({ verb, path: url.pathname, status: code }));
+    const reply = (c: number, body: unknown) => this.send(res, (code = c), body);
+
+    if (req.headers.authorization !== `Bearer ${this.token}`) return reply(401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (!m || !verb) return reply(404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    const namespace = decodeURIComponent(m[1] as string);
+    const name = m[2] ? decodeURIComponent(m[2]) : null;
+
+    const fault = this.faults.find((f) => f.verb === verb && f.times > 0);
+    if (fault) {
+      fault.times--;
+      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (res.destroyed) return;
+      if (fault.status) {
+        const message = fault.status === 403 ? `jobs.batch is forbidden: User "system:serviceaccount:${namespace}:training-controller" cannot ${verb} resource "jobs" in API group "batch" in the namespace "${namespace}"` : `injected ${fault.status}`;
+        return reply(fault.status, status(fault.status, REASONS[fault.status] ?? 'Unknown', message));
+      }
+    }
+    if (!this.namespaces.has(namespace)) return reply(404, status(404, 'NotFound', `namespaces "${namespace}" not found`, { name: namespace, kind: 'namespaces' }));
+
+    if (verb === 'create') {
+      let body: V1Job;
+      try {
+        body = JSON.parse(await readBody(req)) as V1Job;
+      } catch {
+        return reply(400, status(400, 'BadRequest', 'the request body is not JSON'));
+      }
+      const dryRun = url.searchParams.get('dryRun');
+      if (dryRun !== null && dryRun !== 'All') return reply(400, status(400, 'BadRequest', `invalid dry run value: "${dryRun}"`));
+      if (body.metadata?.namespace && body.metadata.namespace !== namespace) {
+        return reply(400, status(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request'));
+      }
+      const causes = validateJobLikeApiServer(body);
+      const jobName = body.metadata?.name ?? '';
+      if (causes.length > 0) {
+        return reply(422, status(422, 'Invalid', `Job.batch "${jobName}" is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`, { name: jobName, group: 'batch', kind: 'Job', causes }));
+      }
+      if (this.jobs.has(`${namespace}/${jobName}`)) {
+        return reply(409, status(409, 'AlreadyExists', `jobs.batch "${jobName}" already exists`, { name: jobName, group: 'batch', kind: 'jobs' }));
+      }
+      if (dryRun === 'All') {
+        this.dryRuns.push(body);
+        return reply(201, { ...body, metadata: { ...body.metadata, namespace, uid: randomUUID() } });
+      }
+      this.creates.push({ name: jobName, at: performance.now() });
+      return reply(201, this.store(body, namespace));
+    }
+    if (verb === 'get' || verb === 'delete') {
+      const job = this.jobs.get(`${namespace}/${name}`);
+      if (!job) return reply(404, status(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }));
+      if (verb === 'delete') {
+        this.deleteJob(name as string, namespace);
+        return reply(200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: 'batch', kind: 'jobs', uid: job.metadata?.uid } });
+      }
+      return reply(200, job);
+    }
+    const selector = url.searchParams.get('labelSelector');
+    try {
+      matches(selector, {});
+    } catch (err: unknown) {
+      return reply(400, status(400, 'BadRequest', `unable to parse requirement: ${(err as Error).message}`));
+    }
+    if (verb === 'list') {
+      const items = [...this.jobs.values()]
+        .filter((j) => j.metadata?.namespace === namespace && matches(selector, j.metadata?.labels))
+        .map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
+      return reply(200, { kind: 'JobList', apiVersion: 'batch/v1', metadata: { resourceVersion: String(this.rv) }, items });
+    }
+    // watch
+    const from = Number(url.searchParams.get('resourceVersion') || this.rv);
+    res.writeHead((code = 200), { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    const oldest = this.history[0]?.rv ?? this.rv + 1;
+    if (from < this.rv && from + 1 < oldest) {
+      res.end(JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${oldest})`) }) + '\n');
+      return;
+    }
+    for (const e of this.history) {
+      if (e.rv > from && e.job.metadata?.namespace === namespace && matches(selector, e.job.metadata?.labels)) {
+        res.write(JSON.stringify({ type: e.type, object: { kind: 'Job', apiVersion: 'batch/v1', ...e.job } }) + '\n');
+      }
+    }
+    const watcher: Watcher = { namespace, selector, res };
+    this.watchers.add(watcher);
+    const timeout = setTimeout(() => res.end(), Number(url.searchParams.get('timeoutSeconds') || 1800) * 1000);
+    res.on('close', () => {
+      clearTimeout(timeout);
+      this.watchers.delete(watcher);
+    });
+  }
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => (data += c));
+    req.on('end', () => resolve(data));
+    req.on('error', reject);
+  });
+}

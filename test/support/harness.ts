@@ -1,0 +1,93 @@
+// Runs the real service in-process (real pg, real client-node against the fake API server), with its log
+// captured so tests can assert on what an operator would read.
+import { Writable } from 'node:stream';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { startService, type Service } from '../../src/main.js';
+import type { FakeKube } from './fakeKube.js';
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export class LogCapture extends Writable {
+  readonly lines: LogLine[] = [];
+  readonly raw: string[] = [];
+  private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    for (const text of chunk.toString('utf8').split('\n')) {
+      if (!text) continue;
+      this.raw.push(text);
+      const line = JSON.parse(text) as LogLine;
+      this.lines.push(line);
+      this.waiters = this.waiters.filter((w) => (w.pred(line) ? (w.resolve(line), false) : true));
+    }
+    done();
+  }
+
+  count(msg: string | RegExp): number {
+    return this.lines.filter((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg))).length;
+  }
+
+  /** Resolves with the first line (already logged or to come) matching `pred`. */
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs = 10_000, from = 0): Promise<LogLine> {
+    const seen = this.lines.slice(from).find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no log line matched within ${timeoutMs} ms; last lines:\n${this.raw.slice(-8).join('\n')}`)), timeoutMs);
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  }
+
+  waitForMsg(msg: string | RegExp, timeoutMs?: number, from?: number): Promise<LogLine> {
+    return this.waitFor((l) => (typeof msg === 'string' ? l.msg === msg : msg.test(l.msg)), timeoutMs, from);
+  }
+}
+
+/** Settings that make the loop fast enough to test; each test overrides what it is about. */
+export const FAST: Record<string, string> = {
+  HTTP_PORT: '0',
+  DEBOUNCE_MS: '50',
+  DEBOUNCE_MAX_WAIT_MS: '500',
+  RECONCILE_INTERVAL_SECONDS: '1',
+  KUBE_REQUEST_TIMEOUT_MS: '2000',
+  RETRY_BACKOFF_SECONDS: '1',
+  LOG_LEVEL: 'debug',
+};
+
+export interface Running {
+  service: Service;
+  logs: LogCapture;
+  stop(): Promise<void>;
+}
+
+export async function startController(databaseUrl: string, kube: FakeKube | null, env: Record<string, string> = {}): Promise<Running> {
+  const logs = new LogCapture();
+  const config = loadConfig({ ...FAST, DATABASE_URL: databaseUrl, KUBECONFIG: kube?.kubeconfigPath ?? '', ...env });
+  const service = await startService(config, createLogger(config.logLevel, logs));
+  await logs.waitForMsg('Listening for verified annotations');
+  await service.controller.idle();
+  return { service, logs, stop: () => service.stop() };
+}
+
+/** Polls `fn` until it returns a truthy value; rejects with `what` after `timeoutMs`. */
+export async function eventually<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 20): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

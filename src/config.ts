@@ -51,6 +51,12 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
+// Integer defaults are given to convict as strings: with a number default convict coerces the environment
+// value with parseFloat first, which would accept "50abc" as 50. As strings, the rule above sees the raw text.
+function int(defaultValue: number, min: number, max?: number) {
+  return { default: String(defaultValue), format: integer(min, max) };
+}
+
 function oneOf(...allowed: string[]) {
   return (value: unknown): void => {
     if (!allowed.includes(String(value))) throw new Error(`must be one of ${allowed.join(', ')}`);
@@ -88,24 +94,24 @@ const schema = {
   databaseUrl: { env: 'DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
   listenDatabaseUrl: { env: 'LISTEN_DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
   embeddedDataDir: { env: 'EMBEDDED_DATA_DIR', default: '.data', format: nonEmpty },
-  embeddedPort: { env: 'EMBEDDED_PORT', default: 54329, format: integer(1, 65535) },
-  trainingThreshold: { env: 'TRAINING_THRESHOLD', default: 50, format: integer(1, 1_000_000_000) },
-  debounceMs: { env: 'DEBOUNCE_MS', default: 1000, format: integer(0, 3_600_000) },
-  debounceMaxWaitMs: { env: 'DEBOUNCE_MAX_WAIT_MS', default: 5000, format: integer(0, 3_600_000) },
-  pollIntervalSeconds: { env: 'POLL_INTERVAL_SECONDS', default: 300, format: integer(0, 86_400) },
-  reconcileIntervalSeconds: { env: 'RECONCILE_INTERVAL_SECONDS', default: 30, format: integer(1, 86_400) },
-  retryBackoffSeconds: { env: 'RETRY_BACKOFF_SECONDS', default: 60, format: integer(0, 86_400) },
-  retryBackoffMaxSeconds: { env: 'RETRY_BACKOFF_MAX_SECONDS', default: 3600, format: integer(0, 604_800) },
+  embeddedPort: { env: 'EMBEDDED_PORT', ...int(54329, 1, 65535) },
+  trainingThreshold: { env: 'TRAINING_THRESHOLD', ...int(50, 1, 1_000_000_000) },
+  debounceMs: { env: 'DEBOUNCE_MS', ...int(1000, 0, 3_600_000) },
+  debounceMaxWaitMs: { env: 'DEBOUNCE_MAX_WAIT_MS', ...int(5000, 0, 3_600_000) },
+  pollIntervalSeconds: { env: 'POLL_INTERVAL_SECONDS', ...int(300, 0, 86_400) },
+  reconcileIntervalSeconds: { env: 'RECONCILE_INTERVAL_SECONDS', ...int(30, 1, 86_400) },
+  retryBackoffSeconds: { env: 'RETRY_BACKOFF_SECONDS', ...int(60, 0, 86_400) },
+  retryBackoffMaxSeconds: { env: 'RETRY_BACKOFF_MAX_SECONDS', ...int(3600, 0, 604_800) },
   kubeconfig: { env: 'KUBECONFIG', default: '', format: String },
   trainingNamespace: { env: 'TRAINING_NAMESPACE', default: '', format: dnsLabel },
   trainingImage: { env: 'TRAINING_IMAGE', default: DEFAULT_TRAINING_IMAGE, format: nonEmpty },
   jobTemplateFile: { env: 'JOB_TEMPLATE_FILE', default: '', format: String },
-  jobTtlSeconds: { env: 'JOB_TTL_SECONDS', default: 3600, format: integer(0, 31_536_000) },
-  kubeRequestTimeoutMs: { env: 'KUBE_REQUEST_TIMEOUT_MS', default: 10_000, format: integer(100, 600_000) },
+  jobTtlSeconds: { env: 'JOB_TTL_SECONDS', ...int(3600, 0, 31_536_000) },
+  kubeRequestTimeoutMs: { env: 'KUBE_REQUEST_TIMEOUT_MS', ...int(10_000, 100, 600_000) },
   dispatchMode: { env: 'DISPATCH_MODE', default: 'kubernetes', format: oneOf('kubernetes', 'dry-run') },
-  httpPort: { env: 'HTTP_PORT', default: 8080, format: integer(0, 65535) },
+  httpPort: { env: 'HTTP_PORT', ...int(8080, 0, 65535) },
   logLevel: { env: 'LOG_LEVEL', default: 'info', format: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
-  shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', default: 10_000, format: integer(100, 600_000) },
+  shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', ...int(10_000, 100, 600_000) },
 } as const;
 
 type Key = keyof typeof schema;

@@ -163,6 +163,8 @@ export async function loadJobTemplate(path: string): Promise<V1Job> {
 
 /** Validates a template by building a sample Job from it, so controller-owned fields are what they will be. */
 export function checkTemplate(template: V1Job, source: string): void {
+  if (template.kind !== undefined && template.kind !== 'Job') throw new TemplateError(`${source}: kind: must be Job, not "${String(template.kind)}"`);
+  if (template.apiVersion !== undefined && template.apiVersion !== 'batch/v1') throw new TemplateError(`${source}: apiVersion: must be batch/v1, not "${String(template.apiVersion)}"`);
   const errors = validateJob(buildJob(template, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 }));
   if (errors.length > 0) throw new TemplateError(`${source}: ${errors.join('; ')}`);
 }

@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, DEFAULT_TRAINING_IMAGE, loadConfig } from '../../src/config.js';
+
+const fails = (env: Record<string, string>): string => {
+  try {
+    loadConfig(env);
+  } catch (err: unknown) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    assert.ok(!err.message.includes('\n'), 'one line');
+    return err.message;
+  }
+  assert.fail('expected loadConfig to throw');
+};
+
+describe('configuration', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig({});
+    assert.equal(c.trainingThreshold, 50);
+    assert.equal(c.debounceMs, 1000);
+    assert.equal(c.pollIntervalSeconds, 300);
+    assert.equal(c.reconcileIntervalSeconds, 30);
+    assert.equal(c.retryBackoffSeconds, 60);
+    assert.equal(c.retryBackoffMaxSeconds, 3600);
+    assert.equal(c.jobTtlSeconds, 3600);
+    assert.equal(c.dispatchMode, 'kubernetes');
+    assert.equal(c.httpPort, 8080);
+    assert.equal(c.logLevel, 'info');
+    assert.equal(c.trainingImage, DEFAULT_TRAINING_IMAGE);
+    assert.equal(c.databaseUrl, '');
+    assert.equal(c.production, false);
+  });
+
+  it('reads every setting from its environment variable', () => {
+    const c = loadConfig({
+      DATABASE_URL: 'postgres://u:p@db:5432/x',
+      TRAINING_THRESHOLD: '7',
+      DEBOUNCE_MS: '100',
+      DISPATCH_MODE: 'dry-run',
+      TRAINING_NAMESPACE: 'ml',
+      HTTP_PORT: '0',
+    });
+    assert.equal(c.trainingThreshold, 7);
+    assert.equal(c.debounceMs, 100);
+    assert.equal(c.dispatchMode, 'dry-run');
+    assert.equal(c.trainingNamespace, 'ml');
+    assert.equal(c.httpPort, 0);
+    assert.equal(c.listenDatabaseUrl, 'postgres://u:p@db:5432/x', 'LISTEN_DATABASE_URL defaults to DATABASE_URL');
+  });
+
+  for (const [env, expected] of [
+    [{ TRAINING_THRESHOLD: '0' }, /^TRAINING_THRESHOLD must be an integer from 1 to .* \(got "0"\)$/],
+    [{ TRAINING_THRESHOLD: 'fifty' }, /^TRAINING_THRESHOLD must be an integer/],
+    [{ TRAINING_THRESHOLD: '50abc' }, /^TRAINING_THRESHOLD must be an integer/],
+    [{ TRAINING_THRESHOLD: '1.5' }, /^TRAINING_THRESHOLD must be an integer/],
+    [{ DEBOUNCE_MS: '-1' }, /^DEBOUNCE_MS must be an integer/],
+    [{ HTTP_PORT: '70000' }, /^HTTP_PORT must be an integer from 0 to 65535/],
+    [{ DISPATCH_MODE: 'yolo' }, /^DISPATCH_MODE must be one of kubernetes, dry-run/],
+    [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
+    [{ TRAINING_NAMESPACE: 'ML_Team' }, /^TRAINING_NAMESPACE must be a DNS-1123 label/],
+    [{ DATABASE_URL: 'mysql://x' }, /^DATABASE_URL must be a postgres/],
+    [{ DEBOUNCE_MS: '2000', DEBOUNCE_MAX_WAIT_MS: '1000' }, /^DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS/],
+    [{ NODE_ENV: 'production' }, /^DATABASE_URL is required when NODE_ENV=production/],
+    [{ TRAINING_TRESHOLD: '5' }, null],
+  ] as const) {
+    const name = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
+    if (expected === null) {
+      it(`ignores unknown variables (${name})`, () => assert.equal(loadConfig(env).trainingThreshold, 50));
+    } else {
+      it(`rejects ${name} with one line naming the variable`, () => assert.match(fails(env), expected));
+    }
+  }
+
+  it('never echoes a database password in its error', () => {
+    const message = fails({ DATABASE_URL: 'http://user:s3cret@host/db' });
+    assert.match(message, /^DATABASE_URL/);
+    assert.ok(!message.includes('s3cret'), message);
+  });
+
+  it('treats an empty variable as unset', () => {
+    assert.equal(loadConfig({ TRAINING_THRESHOLD: '' }).trainingThreshold, 50);
+  });
+});

@@ -1,0 +1,107 @@
+// The LISTEN connection survives what production throws at it, and what it missed is made up by a recount.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { eventually, startController, type Running } from './support/harness.js';
+import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
+import { TcpProxy } from './support/tcpProxy.js';
+
+async function recounts(c: Running, cause: string): Promise<number> {
+  const metric = await c.service.metrics.recounts.get();
+  return metric.values.find((v) => v.labels.cause === cause)?.value ?? 0;
+}
+
+describe('listener: backend killed with pg_terminate_backend', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  let c: Running;
+  before(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+    c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0' });
+  });
+  after(async () => {
+    await c?.stop();
+    await kube?.stop();
+    await db?.drop();
+  });
+
+  it('reconnects, recounts, and still dispatches on the next crossing', async () => {
+    const killed = await db.pool.query(
+      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
+    );
+    assert.equal(killed.rowCount, 1, 'exactly one LISTEN backend');
+    await c.logs.waitForMsg('LISTEN connection re-established', 10_000);
+    await eventually(async () => (await recounts(c, 'reconnect')) >= 1, 'a reconnect recount');
+    assert.equal(c.service.health.listenerConnected, true);
+    await verifyNew(db.pool, 50);
+    await eventually(() => kube.creates.length === 1, 'a Job after the reconnect', 10_000);
+  });
+});
+
+describe('listener: notifications lost while disconnected', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  let proxy: TcpProxy;
+  let c: Running;
+  before(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+    proxy = await TcpProxy.start(db.url);
+    // Only the LISTEN connection goes through the proxy; the fallback poll is off, so nothing else recounts.
+    c = await startController(db.url, kube, { LISTEN_DATABASE_URL: proxy.via(db.url), POLL_INTERVAL_SECONDS: '0' });
+  });
+  after(async () => {
+    await c?.stop();
+    await proxy?.stop();
+    await kube?.stop();
+    await db?.drop();
+  });
+
+  it('are made up by the recount on reconnect', async () => {
+    await proxy.cut();
+    await eventually(() => !c.service.health.listenerConnected, 'the listener to notice the cut');
+    await verifyNew(db.pool, 50); // its NOTIFY reaches no one
+    assert.equal(kube.creates.length, 0);
+    await proxy.restore();
+    await eventually(() => kube.creates.length === 1, 'a Job after reconnecting', 20_000);
+    assert.ok((await recounts(c, 'reconnect')) >= 1);
+  });
+});
+
+describe('listener: the database stopped for 8 s and started again', () => {
+  let server: OwnPostgres;
+  let db: TestDb;
+  let kube: FakeKube;
+  let c: Running;
+  before(async () => {
+    server = await startOwnPostgres();
+    db = await freshDatabase(server.url);
+    kube = await FakeKube.start();
+    c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0' });
+  });
+  after(async () => {
+    await c?.stop();
+    await kube?.stop();
+    await db?.drop().catch(() => undefined);
+    await server?.destroy();
+  });
+
+  it('keeps running and dispatches on the next crossing, without a restart', async () => {
+    await server.stop();
+    await eventually(() => !c.service.health.listenerConnected, 'the listener to notice the outage');
+    await new Promise((r) => setTimeout(r, 8000));
+    await server.start();
+    await c.logs.waitForMsg('LISTEN connection re-established', 30_000);
+    const direct = new pg.Pool({ connectionString: db.url });
+    try {
+      await verifyNew(direct, 50);
+    } finally {
+      await direct.end();
+    }
+    await eventually(() => kube.creates.length === 1, 'a Job after the outage', 20_000);
+    assert.ok(c.logs.count('LISTEN connection lost; reconnecting') + c.logs.count(/Cannot connect/) >= 1, 'the outage was logged');
+  });
+});

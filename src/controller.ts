@@ -10,7 +10,8 @@
 //   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry → at once
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
-import { Debouncer, type Timers } from './debounce.js';
+import { Debouncer } from './debounce.js';
+import type { Timers } from './timers.js';
 import { dispatch, type DispatchResult, type DispatcherDeps } from './dispatcher.js';
 import { missedWhilePublishing, needsSettleRecount, notifyAt } from './gate.js';
 import type { Health } from './health.js';
@@ -90,9 +91,10 @@ export class Controller {
     this.stopped = true;
     this.debouncer.cancel();
     for (const i of this.intervals) clearInterval(i as NodeJS.Timeout);
+    await this.queue;
+    // After the queue: the last step may have scheduled a retry or the end of a back-off.
     for (const t of this.timeouts) this.deps.timers.clearTimeout(t);
     this.timeouts.clear();
-    await this.queue;
   }
 
   /** Resolves when every queued step has run (tests and the benchmark use it to wait for quiet). */
@@ -143,6 +145,7 @@ export class Controller {
   }
 
   private after(ms: number, fn: () => void): void {
+    if (this.stopped) return;
     const t = this.deps.timers.setTimeout(() => {
       this.timeouts.delete(t);
       fn();

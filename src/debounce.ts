@@ -1,18 +1,8 @@
 // Trailing debounce with a maximum wait: a storm of notifications becomes one recount per `waitMs` of quiet,
 // but never later than `maxWaitMs` after the first request, so a steady stream cannot starve the recount.
+import type { Timers } from './timers.js';
+
 // With DEBOUNCE_MS=1000 and a 5,000 ms cap, 100,000 notifications over 10 s cost at most 10/5 + 1 = 3 recounts.
-
-export interface Timers {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
 
 /** When a debounced call fires, given the first and the latest request since the last fire. Pure. */
 export function fireAt(firstRequestAt: number, lastRequestAt: number, waitMs: number, maxWaitMs: number): number {

@@ -5,7 +5,7 @@
 import { jobOutcome } from './jobOutcome.js';
 import { APP_SELECTOR } from './jobTemplate.js';
 import { retryDelayMs } from './backoff.js';
-import type { Timers } from './debounce.js';
+import { interruptibleSleep, type Timers } from './timers.js';
 import type { JobsApi, WatchHandle } from './kubeJobs.js';
 import type { Logger } from './logger.js';
 import type { V1Job } from '@kubernetes/client-node';
@@ -69,10 +69,9 @@ export class JobWatch {
         failures++;
         const delay = retryDelayMs(failures);
         this.logger.warn({ err: err instanceof Error ? err.message : String(err), retryInMs: delay }, 'Job watch failed; listing again');
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          this.timers.setTimeout(resolve, delay);
-        });
+        const pause = interruptibleSleep(this.timers, delay);
+        this.wake = pause.wake;
+        await pause.done;
         this.wake = null;
       }
     }

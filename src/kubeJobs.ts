@@ -3,7 +3,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ApiException, BatchV1Api, KubeConfig, Observable, Watch, type V1Job, type V1JobList } from '@kubernetes/client-node';
+import http from 'node:http';
+import https from 'node:https';
+import { createInterface } from 'node:readline';
+import { ApiException, BatchV1Api, KubeConfig, Observable, type V1Job, type V1JobList } from '@kubernetes/client-node';
 
 export const RBAC_VERBS = ['create', 'get', 'list', 'watch'] as const;
 
@@ -157,17 +160,49 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
         throw toKubeError(err, `list Jobs ${labelSelector}`);
       }
     },
+    // client-node 1.4's Watch only hands back its AbortController once the response headers arrive, so a
+    // server that accepts the connection and never answers could not be aborted (and would hold shutdown).
+    // This is the same request with the same credentials (applyToHTTPSOptions), abortable from the start.
     async watch(labelSelector, resourceVersion, onEvent) {
+      const url = new URL(`${server}/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`);
+      const params = { watch: 'true', labelSelector, resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: '300' };
+      for (const [k, v] of Object.entries(params)) if (v) url.searchParams.set(k, v);
+      const options: https.RequestOptions = {};
+      await kc.applyToHTTPSOptions(options);
+      const abort = new AbortController();
       let finish: (err: unknown) => void = () => undefined;
-      const done = new Promise<unknown>((resolve) => (finish = resolve));
-      const controller = await new Watch(kc).watch(
-        `/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`,
-        // The server closes the stream after timeoutSeconds; the caller re-lists and watches again.
-        { labelSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 300 },
-        (type: string, obj: unknown) => onEvent(type as WatchEvent, obj),
-        (err: unknown) => finish(err ?? null),
-      );
-      return { done, abort: () => controller.abort() };
+      const done = new Promise<unknown>((resolve) => {
+        let finished = false;
+        finish = (err) => {
+          if (!finished) resolve(err);
+          finished = true;
+        };
+      });
+      const request = (url.protocol === 'https:' ? https : http).request(url, { ...options, method: 'GET', signal: abort.signal }, (res) => {
+        if (res.statusCode !== 200) {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => finish(new KubeError(`watch Jobs: HTTP ${res.statusCode ?? '?'} ${body.slice(0, 200)}`, res.statusCode ?? null, '', errorKind(res.statusCode ?? null))));
+          res.on('error', finish);
+          return;
+        }
+        const lines = createInterface({ input: res });
+        lines.on('error', finish);
+        lines.on('line', (line) => {
+          let event: { type?: string; object?: unknown };
+          try {
+            event = JSON.parse(line) as typeof event;
+          } catch {
+            return; // a torn line at an abort
+          }
+          if (event.type) onEvent(event.type as WatchEvent, event.object);
+        });
+        res.on('error', finish);
+        res.on('close', () => finish(null));
+      });
+      request.on('error', finish);
+      request.end();
+      return { done, abort: () => abort.abort() };
     },
   };
 }

@@ -8,7 +8,7 @@
 import pg from 'pg';
 import pgListen from 'pg-listen';
 import { retryDelayMs } from './backoff.js';
-import type { Timers } from './debounce.js';
+import { interruptibleSleep, type Timers } from './timers.js';
 import type { Logger } from './logger.js';
 
 export const CHANNEL = 'training_controller';
@@ -77,10 +77,9 @@ export class Listener {
         const delay = retryDelayMs(attempt);
         this.handlers.disconnected(err instanceof Error ? err.message : String(err));
         this.logger.warn({ err: err instanceof Error ? err.message : String(err), attempt, retryInMs: delay }, 'Cannot connect the LISTEN connection; retrying');
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-          this.timers.setTimeout(resolve, delay);
-        });
+        const pause = interruptibleSleep(this.timers, delay);
+        this.wake = pause.wake;
+        await pause.done;
         this.wake = null;
       }
     }

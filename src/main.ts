@@ -9,7 +9,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import type { Config } from './config.js';
 import { Controller } from './controller.js';
 import { createPool, type Pool } from './db.js';
-import { realTimers, type Timers } from './debounce.js';
+import { realTimers, type Timers } from './timers.js';
 import type { Mode } from './dispatcher.js';
 import { startEmbedded, type Embedded } from './embedded.js';
 import { newHealth, type Health } from './health.js';

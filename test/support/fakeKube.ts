@@ -287,6 +287,7 @@ current-context: fake
     // watch
     const from = Number(url.searchParams.get('resourceVersion') || this.rv);
     res.writeHead((code = 200), { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders(); // the real API server answers a watch at once, before any event
     const oldest = this.history[0]?.rv ?? this.rv + 1;
     if (from < this.rv && from + 1 < oldest) {
       res.end(JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${oldest})`) }) + '\n');

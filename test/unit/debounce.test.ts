@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Debouncer, fireAt, type Timers } from '../../src/debounce.js';
+import { Debouncer, fireAt } from '../../src/debounce.js';
+import type { Timers } from '../../src/timers.js';
 
 /** A clock that moves only when told, with timers that fire as it passes them. */
 class FakeTimers implements Timers {

@@ -1,0 +1,175 @@
+// A run from claim to settlement, and every way it can go wrong on the way.
+import assert from 'node:assert/strict';
+import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { eventually, sleep, startController, type Running } from './support/harness.js';
+import { spawnCli } from './support/child.js';
+
+const runs = async (db: TestDb) =>
+  (await db.pool.query<{ id: number; state: string; annotation_count: number; reason: string | null }>('SELECT id::int, state, annotation_count, reason FROM training_runs ORDER BY id')).rows;
+
+const stateOf = async (db: TestDb, id: number) => (await db.pool.query('SELECT state FROM training_runs WHERE id = $1', [id])).rows[0]?.state as string | undefined;
+
+describe('run lifecycle', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  let c: Running | null = null;
+
+  beforeEach(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+  });
+  afterEach(async () => {
+    await c?.stop();
+    c = null;
+    assert.deepEqual(await invariantViolations(db.pool), []);
+    await kube.stop();
+    await db.drop();
+  });
+
+  it('success marks exactly the claimed annotations used, and the leftovers start the next run at the threshold', async () => {
+    c = await startController(db.url, kube);
+    await verifyNew(db.pool, 50);
+    await eventually(() => kube.creates.length === 1, 'the first Job');
+    await verifyNew(db.pool, 30); // verified during training: not part of this run
+    kube.setPhase(kube.creates[0]!.name, 'running');
+    kube.setPhase(kube.creates[0]!.name, 'complete');
+    await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed');
+    const used = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE used_for_training');
+    assert.equal(used.rows[0].n, 50);
+    await c.logs.waitForMsg('Training run succeeded: 50 annotations marked used');
+    await sleep(200);
+    assert.equal(kube.creates.length, 1, '30 leftovers are below the threshold');
+    await verifyNew(db.pool, 20);
+    await eventually(() => kube.creates.length === 2, 'the second Job at 30 + 20');
+    await eventually(async () => (await runs(db))[1]?.state === 'running', 'the second run to be running');
+    assert.deepEqual((await runs(db)).map((r) => [r.state, r.annotation_count]), [['succeeded', 50], ['running', 50]]);
+  });
+
+  it('failure releases the annotations and the retry waits for the back-off', async () => {
+    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '2' });
+    await verifyNew(db.pool, 50);
+    await eventually(() => kube.creates.length === 1, 'the first Job');
+    kube.setPhase(kube.creates[0]!.name, 'failed');
+    const failedAt = Date.now();
+    await eventually(async () => (await runs(db))[0]?.state === 'failed', 'the run to fail');
+    assert.match((await runs(db))[0]?.reason ?? '', /BackoffLimitExceeded/);
+    const released = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NULL AND NOT used_for_training');
+    assert.equal(released.rows[0].n, 50);
+    await c.logs.waitForMsg(/backing off after failed runs: next run in \d s/);
+    await eventually(() => kube.creates.length === 2, 'the retry after the back-off', 10_000);
+    const waited = Date.now() - failedAt;
+    await eventually(async () => (await runs(db))[1]?.state === 'running', 'the retry to be running');
+    assert.ok(waited >= 1500, `retried after ${waited} ms, before the 2 s back-off`);
+    assert.deepEqual((await runs(db)).map((r) => r.state), ['failed', 'running']);
+  });
+
+  it('a Job deleted before it finished leaves the run lost and its annotations released', async () => {
+    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '60' });
+    await verifyNew(db.pool, 50);
+    await eventually(() => kube.creates.length === 1, 'the Job');
+    kube.deleteJob(kube.creates[0]!.name);
+    await eventually(async () => (await runs(db))[0]?.state === 'lost', 'the run to be lost');
+    assert.match((await runs(db))[0]?.reason ?? '', /deleted before it finished/);
+    const pending = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NULL');
+    assert.equal(pending.rows[0].n, 50);
+  });
+
+  it('a create that gets 500 twice then 201 ends running with one Job', async () => {
+    kube.inject({ verb: 'create', status: 500, times: 2 });
+    c = await startController(db.url, kube, { KUBE_REQUEST_TIMEOUT_MS: '500' });
+    await verifyNew(db.pool, 50);
+    await eventually(async () => (await runs(db))[0]?.state === 'running', 'the run to be running', 15_000);
+    assert.equal(kube.jobs.size, 1);
+    assert.equal(kube.requests.filter((r) => r.verb === 'create').length, 3);
+    const [run] = await runs(db);
+    assert.equal(kube.creates[0]?.name, (await db.pool.query('SELECT job_name FROM training_runs')).rows[0].job_name, 'the same name each time');
+    assert.equal(run?.annotation_count, 50);
+  });
+
+  it('a 422 fails the run, releases its annotations and logs the API server message', async () => {
+    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '60' });
+    kube.inject({ verb: 'create', status: 422 });
+    await verifyNew(db.pool, 50);
+    const line = await c.logs.waitForMsg('Job rejected by the API server; run failed, annotations released');
+    assert.match(String(line.err), /HTTP 422 Invalid/);
+    assert.deepEqual((await runs(db)).map((r) => r.state), ['failed']);
+    assert.equal(kube.jobs.size, 0);
+  });
+
+  it('a 403 (RBAC) fails the run with the forbidden message', async () => {
+    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '60' });
+    kube.inject({ verb: 'create', status: 403 });
+    await verifyNew(db.pool, 50);
+    await eventually(async () => (await runs(db))[0]?.state === 'failed', 'the run to fail');
+    assert.match((await runs(db))[0]?.reason ?? '', /forbidden: User "system:serviceaccount:default:training-controller" cannot create/);
+  });
+
+  it('a name taken by another run\'s Job is a collision, not a success: the run is renamed', async () => {
+    c = await startController(db.url, kube);
+    // Somebody else's Job with the name our next run will get (one-second resolution).
+    const now = new Date();
+    const taken = ['sentinel-training-', now.toISOString().slice(0, 10).replaceAll('-', ''), '-', now.toISOString().slice(11, 19).replaceAll(':', '')].join('');
+    for (const offset of [0, 1, 2]) {
+      const t = new Date(now.getTime() + offset * 1000).toISOString();
+      kube.seed({ metadata: { name: `sentinel-training-${t.slice(0, 10).replaceAll('-', '')}-${t.slice(11, 19).replaceAll(':', '')}`, labels: { 'sentinel-training/run-id': '999' } }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } });
+    }
+    assert.ok(taken);
+    await verifyNew(db.pool, 50);
+    await eventually(async () => (await runs(db))[0]?.state === 'running', 'the run to be running');
+    const name = (await db.pool.query('SELECT job_name FROM training_runs')).rows[0].job_name as string;
+    assert.match(name, /^sentinel-training-\d{8}-\d{6}-2$/);
+    assert.equal(kube.jobs.get(`default/${name}`)?.metadata?.labels?.['sentinel-training/run-id'], String((await runs(db))[0]?.id));
+  });
+
+  it('an unfinished app=sentinel-training Job of no run counts as in progress until it finishes', async () => {
+    const foreign = kube.seed({ metadata: { name: 'hand-made-training', labels: { app: 'sentinel-training' } }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } });
+    c = await startController(db.url, kube);
+    await verifyNew(db.pool, 50);
+    await c.logs.waitForMsg('Training already in progress');
+    await sleep(300);
+    assert.equal(kube.creates.length, 0);
+    kube.setPhase(foreign.metadata!.name!, 'complete');
+    await eventually(() => kube.creates.length === 1, 'our Job once the hand-made one finished', 10_000);
+  });
+});
+
+describe('crash between the claim and the create', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  after(async () => {
+    assert.deepEqual(await invariantViolations(db.pool), []);
+    await kube.stop();
+    await db.drop();
+  });
+
+  it('SIGKILL after the claim, then a restart: exactly one Job, nothing left claimed by a dead run', async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+    // The first create hangs (and then fails), so the first process dies with the claim committed and no Job.
+    kube.inject({ verb: 'create', delayMs: 4000, status: 503 });
+    const env = { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, KUBE_REQUEST_TIMEOUT_MS: '1000' };
+    const first = spawnCli(['run'], env);
+    await first.logs.waitForMsg('Listening for verified annotations');
+    await verifyNew(db.pool, 50);
+    await first.logs.waitForMsg('Triggering training with 50 new images');
+    first.proc.kill('SIGKILL');
+    assert.equal((await first.exited).signal, 'SIGKILL');
+    const open = (await db.pool.query("SELECT id::int, state FROM training_runs")).rows;
+    assert.deepEqual(open.map((r) => r.state), ['submitting']);
+    assert.equal(kube.jobs.size, 0);
+
+    const second = spawnCli(['run'], env);
+    try {
+      await eventually(async () => (await stateOf(db, open[0].id)) === 'running', 'the restarted controller to create the Job', 15_000);
+      assert.equal(kube.jobs.size, 1);
+      assert.equal([...kube.jobs.values()][0]?.metadata?.labels?.['sentinel-training/run-id'], String(open[0].id));
+      const claimed = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [open[0].id]);
+      assert.equal(claimed.rows[0].n, 50);
+    } finally {
+      second.proc.kill('SIGTERM');
+      assert.equal((await second.exited).code, 0);
+    }
+  });
+});

@@ -99,8 +99,9 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       metrics,
       health,
       dispatcher: { ...submitDeps, config, jobs, mode, namespace, now: () => timers.now() },
-      // A create attempt may be in flight for the whole request timeout; one more second covers clock jitter.
-      reconciler: jobs ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 1000 } : null,
+      // A create attempt may be in flight for the whole request timeout (+250 ms for the clocks of two
+      // replicas). Should a slow server still create the Job after that, the retry's 409 adopts it by its label.
+      reconciler: jobs ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250 } : null,
     });
 
     const limits = {

@@ -134,6 +134,11 @@ current-context: fake
     this.faults.push({ status: 0, delayMs: 0, times: 1, ...fault });
   }
 
+  /** Faults injected and not yet used up. */
+  pendingFaults(): number {
+    return this.faults.filter((f) => f.times > 0).length;
+  }
+
   clearFaults(): void {
     this.faults = [];
   }

@@ -5,6 +5,9 @@ import { readiness, type Health, type ReadinessLimits } from './health.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
+/** The paths the Deployment's probes and the Prometheus annotations name (test/deploy.test.ts checks). */
+export const PATHS = { health: '/healthz', ready: '/readyz', metrics: '/metrics' } as const;
+
 export interface HttpServer {
   port: number;
   close(): Promise<void>;
@@ -17,12 +20,12 @@ export async function startHttp(port: number, health: Health, metrics: Metrics, 
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    if (path === '/healthz') {
+    if (path === PATHS.health) {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-    } else if (path === '/readyz') {
+    } else if (path === PATHS.ready) {
       const r = readiness(health, now(), limits);
       res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(r) + '\n');
-    } else if (path === '/metrics') {
+    } else if (path === PATHS.metrics) {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         (err: unknown) => {

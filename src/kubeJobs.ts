@@ -71,6 +71,8 @@ export interface JobsApi {
   get(name: string): Promise<V1Job | null>;
   list(labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
   watch(labelSelector: string, resourceVersion: string, onEvent: (type: WatchEvent, obj: unknown) => void): Promise<WatchHandle>;
+  /** Aborts every request in flight and fails every later one at once (shutdown must not wait on a slow server). */
+  close(): void;
 }
 
 export interface ClusterConfig {
@@ -115,12 +117,13 @@ export function loadClusterConfig(kubeconfigPath: string, namespaceSetting: stri
 export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsApi {
   const { kc, namespace } = cluster;
   const api = kc.makeApiClient(BatchV1Api);
+  const closed = new AbortController();
   // client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever.
   const withTimeout = () => ({
     middleware: [
       {
         pre: (ctx: { setSignal(s: AbortSignal): void }) => {
-          ctx.setSignal(AbortSignal.timeout(timeoutMs));
+          ctx.setSignal(AbortSignal.any([AbortSignal.timeout(timeoutMs), closed.signal]));
           return new Observable(Promise.resolve(ctx));
         },
         post: <T>(rsp: T) => new Observable(Promise.resolve(rsp)),
@@ -170,6 +173,7 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
       const options: https.RequestOptions = {};
       await kc.applyToHTTPSOptions(options);
       const abort = new AbortController();
+      closed.signal.addEventListener('abort', () => abort.abort(), { once: true });
       let finish: (err: unknown) => void = () => undefined;
       const done = new Promise<unknown>((resolve) => {
         let finished = false;
@@ -203,6 +207,9 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
       request.on('error', finish);
       request.end();
       return { done, abort: () => abort.abort() };
+    },
+    close() {
+      closed.abort();
     },
   };
 }

@@ -15,9 +15,18 @@ export async function tryXactLock(client: PoolClient, key: bigint): Promise<bool
   return rows[0]?.locked === true;
 }
 
-/** Runs `fn` holding a session-level advisory lock, waiting for it if another session has it. */
+/**
+ * Runs `fn` holding a session-level advisory lock, waiting for it if another session has it.
+ * It polls pg_try_advisory_lock every 100 ms instead of blocking in pg_advisory_lock: a session blocked in
+ * that call is a transaction in progress, and CREATE INDEX CONCURRENTLY (migration 003) run by the holder
+ * waits for every such transaction to end: the two would deadlock (seen with two `migrate` at once).
+ */
 export async function withSessionLock<T>(client: PoolClient, key: bigint, fn: () => Promise<T>): Promise<T> {
-  await client.query('SELECT pg_advisory_lock($1::bigint)', [key.toString()]);
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [key.toString()]);
+    if (rows[0]?.locked) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   try {
     return await fn();
   } finally {

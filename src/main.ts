@@ -3,8 +3,8 @@
 //
 // Start: template (fail fast) → database (embedded or DATABASE_URL) → schema → cluster → HTTP → controller
 //        → Job watch → listener (its first `connected` triggers the startup recount).
-// Stop:  listener (no new notifications) → watch → controller (the in-flight step finishes: a dispatch
-//        commits or rolls back) → HTTP → pool → embedded server.
+// Stop:  listener (no new notifications) → watch → Kubernetes requests in flight aborted → controller (the
+//        in-flight step finishes: a dispatch commits or rolls back) → HTTP → pool → embedded server.
 import type { V1Job } from '@kubernetes/client-node';
 import type { Config } from './config.js';
 import { Controller } from './controller.js';
@@ -127,6 +127,9 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       },
     });
     cleanup.push(() => controller.stop());
+    // Before the controller: a create in flight is abandoned (the run stays `submitting`, and the next
+    // start creates it under the same name) rather than held for up to KUBE_REQUEST_TIMEOUT_MS.
+    if (jobs) cleanup.push(async () => jobs.close());
     if (watch) cleanup.push(() => watch.stop());
     cleanup.push(() => listener.stop());
     controller.start();

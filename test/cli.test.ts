@@ -1,0 +1,185 @@
+// The CLI as operators run it: exit codes, one-line errors, signals, migrate, status, render-job, dry-run.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { load } from 'js-yaml';
+import type { V1Job } from '@kubernetes/client-node';
+import { cliPath, spawnCli } from './support/child.js';
+import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { eventually, startController, type Running } from './support/harness.js';
+
+const exec = promisify(execFile);
+
+async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [cliPath(), ...args], { env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ...env }, timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err: unknown) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('startup errors', () => {
+  it('a bad setting: one line naming it, exit 2, before any connection', async () => {
+    const started = Date.now();
+    const r = await cli(['run'], { TRAINING_THRESHOLD: 'many', DATABASE_URL: 'postgres://u:hunter2@10.255.255.1:5432/x' });
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'training-controller: TRAINING_THRESHOLD must be an integer from 1 to 1000000000 (got "many")\n');
+    assert.ok(Date.now() - started < 5000, 'no connection attempt to the (unroutable) database');
+  });
+
+  it('production without DATABASE_URL is an error, not an embedded database', async () => {
+    const r = await cli(['run'], { NODE_ENV: 'production' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^training-controller: DATABASE_URL is required when NODE_ENV=production/);
+  });
+
+  it('an invalid Job template: exit 1 naming the file and the field', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tpl-'));
+    await writeFile(join(dir, 'job.yaml'), 'spec:\n  template:\n    spec:\n      restartPolicy: Always\n      containers: [{ name: train, image: x }]\n');
+    const r = await cli(['run'], { JOB_TEMPLATE_FILE: join(dir, 'job.yaml'), DATABASE_URL: 'postgres://u:p@127.0.0.1:1/x' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /JOB_TEMPLATE_FILE .*job\.yaml: spec\.template\.spec\.restartPolicy: must be Never or OnFailure/);
+  });
+
+  it('an unknown command: usage, exit 2', async () => {
+    const r = await cli(['dance'], {});
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown command "dance"[\s\S]*usage: training-controller/);
+  });
+});
+
+describe('migrate', () => {
+  let db: TestDb;
+  before(async () => (db = await freshDatabase(undefined, { migrate: false })));
+  after(async () => db?.drop());
+
+  it('applies every migration once, even from two processes at the same time', async () => {
+    const [a, b] = await Promise.all([cli(['migrate'], { DATABASE_URL: db.url }), cli(['migrate'], { DATABASE_URL: db.url })]);
+    assert.equal(a.code, 0, a.stderr);
+    assert.equal(b.code, 0, b.stderr);
+    const { rows } = await db.pool.query('SELECT name FROM training_controller_migrations ORDER BY name');
+    assert.deepEqual(rows.map((r) => r.name), ['001_annotations.sql', '002_training_runs.sql', '003_pending_index.sql', '004_verified_trigger.sql']);
+    const again = await cli(['migrate'], { DATABASE_URL: db.url, LOG_LEVEL: 'info' });
+    assert.match(again.stdout, /Database is up to date/);
+  });
+
+  it('never prints the database password', async () => {
+    const r = await cli(['migrate'], { DATABASE_URL: db.url.replace('postgres@', 'postgres:topsecret@'), LOG_LEVEL: 'debug' });
+    assert.ok(!(r.stdout + r.stderr).includes('topsecret'));
+  });
+});
+
+describe('status, render-job and dry-run', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  before(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+  });
+  after(async () => {
+    await kube?.stop();
+    await db?.drop();
+  });
+
+  it('render-job prints the Job it would submit, as YAML', async () => {
+    const r = await cli(['render-job'], { KUBECONFIG: kube.kubeconfigPath, TRAINING_IMAGE: 'busybox:1.36' });
+    assert.equal(r.code, 0, r.stderr);
+    const job = load(r.stdout) as V1Job;
+    assert.equal(job.kind, 'Job');
+    assert.match(job.metadata?.name ?? '', /^sentinel-training-\d{8}-\d{6}$/);
+    assert.equal(job.metadata?.labels?.app, 'sentinel-training');
+    assert.equal(job.spec?.template.spec?.containers[0]?.image, 'busybox:1.36');
+  });
+
+  it('DISPATCH_MODE=dry-run: the API server validates the Job, nothing is created or claimed', async () => {
+    let c: Running | null = null;
+    try {
+      c = await startController(db.url, kube, { DISPATCH_MODE: 'dry-run' });
+      await verifyNew(db.pool, 50);
+      await c.logs.waitForMsg(/^Would trigger training with 50 new images \(DISPATCH_MODE=dry-run/);
+      assert.equal(kube.dryRuns.length, 1);
+      assert.equal(kube.jobs.size, 0);
+      const claimed = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NOT NULL OR used_for_training');
+      assert.equal(claimed.rows[0].n, 0);
+      assert.equal((await db.pool.query('SELECT 1 FROM training_runs')).rowCount, 0);
+    } finally {
+      await c?.stop();
+    }
+  });
+
+  it('status shows pending, threshold, the open run and recent runs, as a table or JSON', async () => {
+    const c = await startController(db.url, kube);
+    try {
+      await eventually(() => kube.creates.length === 1, 'the Job');
+      await eventually(async () => (await db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'running');
+    } finally {
+      await c.stop();
+    }
+    const json = await cli(['status', '--json'], { DATABASE_URL: db.url });
+    assert.equal(json.code, 0, json.stderr);
+    const s = JSON.parse(json.stdout);
+    assert.equal(s.pending, 0);
+    assert.equal(s.threshold, 50);
+    assert.equal(s.openRun.state, 'running');
+    assert.equal(s.openRun.annotationCount, 50);
+    assert.equal(s.recentRuns.length, 1);
+    const table = await cli(['status'], { DATABASE_URL: db.url });
+    assert.match(table.stdout, /^pending annotations: 0 \(threshold 50\)$/m);
+    assert.match(table.stdout, /^RUN\s+JOB\s+STATE\s+ANNOTATIONS/m);
+    assert.match(table.stdout, /sentinel-training-\d{8}-\d{6}\s+running\s+50/);
+  });
+});
+
+describe('signals', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  before(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+  });
+  after(async () => {
+    await kube?.stop();
+    await db?.drop();
+  });
+
+  it('SIGTERM mid-dispatch exits 0 within 10 s with nothing half-claimed, and the next start finishes the run', async () => {
+    kube.inject({ verb: 'create', delayMs: 20_000 }); // a create that would hang past any grace period
+    const env = { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, KUBE_REQUEST_TIMEOUT_MS: '30000' };
+    const child = spawnCli(['run'], env);
+    await child.logs.waitForMsg('Listening for verified annotations');
+    await verifyNew(db.pool, 50);
+    await child.logs.waitForMsg('Triggering training with 50 new images');
+    const t0 = Date.now();
+    child.proc.kill('SIGTERM');
+    const { code } = await child.exited;
+    assert.equal(code, 0);
+    assert.ok(Date.now() - t0 < 10_000, `exited after ${Date.now() - t0} ms`);
+    assert.deepEqual(await invariantViolations(db.pool), []);
+    assert.deepEqual((await db.pool.query('SELECT state, annotation_count FROM training_runs')).rows, [{ state: 'submitting', annotation_count: 50 }]);
+    kube.clearFaults();
+    const next = spawnCli(['run'], { ...env, KUBE_REQUEST_TIMEOUT_MS: '1000' });
+    try {
+      await eventually(async () => (await db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be created by the next start', 15_000);
+      assert.equal(kube.jobs.size, 1);
+    } finally {
+      next.proc.kill('SIGINT');
+      assert.equal((await next.exited).code, 0);
+    }
+  });
+
+  it('a second signal exits at once', async () => {
+    const child = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath });
+    await child.logs.waitForMsg('Listening for verified annotations');
+    child.proc.kill('SIGTERM');
+    child.proc.kill('SIGTERM');
+    const { code } = await child.exited;
+    assert.ok(code === 130 || code === 0, `exit ${code}`);
+  });
+});

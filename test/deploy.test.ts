@@ -1,0 +1,140 @@
+// The container image, docker-compose and the Kubernetes manifests agree with the code. Nothing here can run
+// them (no Docker engine, no cluster), so the test reads them the way Docker and kubectl would.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { loadAll, load } from 'js-yaml';
+import type { V1ConfigMap, V1Deployment, V1Role } from '@kubernetes/client-node';
+import { loadConfig } from '../src/config.js';
+import { PATHS } from '../src/http.js';
+import { checkTemplate } from '../src/jobTemplate.js';
+import { RBAC_VERBS } from '../src/kubeJobs.js';
+import { packageRoot } from '../src/paths.js';
+
+const root = packageRoot();
+const read = (path: string) => readFileSync(join(root, path), 'utf8');
+const docs = (path: string) => loadAll(read(path)) as Record<string, unknown>[];
+const defaults = loadConfig({});
+const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
+
+/** Dockerfile instructions of the last stage, continuation lines joined. */
+function finalStage(): { instr: string; args: string }[] {
+  const lines = read('Dockerfile').replace(/\\\n/g, ' ').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+  const lastFrom = lines.map((l) => /^FROM\b/i.test(l)).lastIndexOf(true);
+  return lines.slice(lastFrom).map((l) => {
+    const [instr = '', ...rest] = l.trim().split(/\s+/);
+    return { instr: instr.toUpperCase(), args: rest.join(' ') };
+  });
+}
+
+describe('Dockerfile', () => {
+  const stage = finalStage();
+  const get = (instr: string) => stage.filter((s) => s.instr === instr).map((s) => s.args);
+
+  it('runs on a current Node LTS, slim', () => {
+    assert.match(get('FROM')[0] ?? '', /^node:(22|24)[.\d]*-(bookworm-slim|slim|alpine)/);
+  });
+
+  it('installs production dependencies only, and runs as a non-root user with NODE_ENV=production', () => {
+    assert.ok(get('RUN').some((r) => /npm ci\b.*--omit=dev/.test(r)));
+    const user = get('USER').at(-1);
+    assert.ok(user && user !== 'root' && user !== '0', `USER ${user}`);
+    assert.ok(get('ENV').some((e) => /NODE_ENV=production/.test(e)));
+  });
+
+  it('starts the CLI in exec form (node is PID 1 and gets SIGTERM), with CMD run', () => {
+    const entrypoint = JSON.parse(get('ENTRYPOINT')[0] ?? 'null') as string[];
+    assert.deepEqual(entrypoint, ['node', pkg.bin['training-controller']?.replace(/^\.\//, '')]);
+    assert.deepEqual(JSON.parse(get('CMD')[0] ?? 'null'), ['run']);
+    assert.ok(read('src/cli.ts').includes("case 'run':"));
+  });
+
+  it('exposes the default HTTP_PORT and ships the migrations', () => {
+    assert.deepEqual(get('EXPOSE'), [String(defaults.httpPort)]);
+    assert.ok(get('COPY').some((c) => /^migrations\b/.test(c)));
+  });
+});
+
+describe('deploy/', () => {
+  const files = readdirSync(join(root, 'deploy')).filter((f) => f.endsWith('.yaml'));
+  const all = files.flatMap((f) => docs(`deploy/${f}`).map((d) => ({ file: f, doc: d })));
+  const byKind = (kind: string) => all.filter((d) => d.doc.kind === kind).map((d) => d.doc);
+
+  it('every manifest parses, and kustomization.yaml lists all of them', () => {
+    const kustomization = load(read('deploy/kustomization.yaml')) as { resources: string[] };
+    assert.deepEqual([...kustomization.resources].sort(), files.filter((f) => f !== 'kustomization.yaml').sort());
+    for (const { file, doc } of all) assert.ok(doc.kind && doc.apiVersion, `${file}: kind and apiVersion`);
+  });
+
+  it('the Role grants exactly the verbs the code uses, on batch/v1 Jobs only', () => {
+    const [role] = byKind('Role') as V1Role[];
+    assert.ok(role);
+    assert.equal(role.rules?.length, 1);
+    const rule = role.rules![0]!;
+    assert.deepEqual(rule.apiGroups, ['batch']);
+    assert.deepEqual(rule.resources, ['jobs']);
+    assert.deepEqual([...rule.verbs].sort(), [...RBAC_VERBS].sort());
+    assert.equal(byKind('ClusterRole').length, 0, 'namespaced only');
+  });
+
+  it('the Deployment: one replica, Recreate, probes on the real paths and port, hardened, secret URL', () => {
+    const [d] = byKind('Deployment') as V1Deployment[];
+    assert.ok(d);
+    assert.equal(d.spec?.replicas, 1);
+    assert.equal(d.spec?.strategy?.type, 'Recreate');
+    const pod = d.spec!.template.spec!;
+    const c = pod.containers[0]!;
+    const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
+    const port = c.ports?.find((p) => p.name === 'http');
+    assert.equal(String(port?.containerPort), env.HTTP_PORT?.value ?? String(defaults.httpPort));
+    assert.equal(c.livenessProbe?.httpGet?.path, PATHS.health);
+    assert.equal(c.readinessProbe?.httpGet?.path, PATHS.ready);
+    assert.equal(c.livenessProbe?.httpGet?.port, 'http');
+    assert.equal(d.spec?.template.metadata?.annotations?.['prometheus.io/path'], PATHS.metrics);
+    assert.deepEqual(c.args, ['run']);
+    assert.equal(env.NODE_ENV?.value, 'production');
+    assert.ok(env.DATABASE_URL?.valueFrom?.secretKeyRef, 'DATABASE_URL from a Secret');
+    assert.equal(pod.securityContext?.runAsNonRoot, true);
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
+    assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
+    assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory && c.resources.limits?.memory);
+    assert.equal(pod.serviceAccountName, (byKind('ServiceAccount')[0] as { metadata: { name: string } }).metadata.name);
+    // The grace period covers the controller's own shutdown watchdog.
+    assert.ok((pod.terminationGracePeriodSeconds ?? 30) * 1000 > defaults.shutdownTimeoutMs);
+  });
+
+  it('the ConfigMap template is a valid Job template, mounted where JOB_TEMPLATE_FILE points', () => {
+    const [cm] = byKind('ConfigMap') as V1ConfigMap[];
+    const template = load(cm!.data!['job.yaml']!) as Parameters<typeof checkTemplate>[0];
+    checkTemplate(template, 'deploy/configmap.yaml');
+    const [d] = byKind('Deployment') as V1Deployment[];
+    const c = d!.spec!.template.spec!.containers[0]!;
+    const file = c.env?.find((e) => e.name === 'JOB_TEMPLATE_FILE')?.value ?? '';
+    const mount = c.volumeMounts?.find((m) => file.startsWith(m.mountPath + '/'));
+    assert.ok(mount, `a volume mounted at the directory of ${file}`);
+    assert.equal(file.slice(mount.mountPath.length + 1), 'job.yaml');
+  });
+});
+
+describe('docker-compose.yml', () => {
+  const compose = load(read('docker-compose.yml')) as { services: Record<string, Record<string, unknown>> };
+  const s = compose.services;
+
+  it('PostgreSQL with a healthcheck, a one-shot migrate, and the controller after both', () => {
+    assert.ok(s.postgres?.healthcheck);
+    assert.deepEqual(s.migrate?.command, ['migrate']);
+    assert.deepEqual(s.controller?.depends_on, { postgres: { condition: 'service_healthy' }, migrate: { condition: 'service_completed_successfully' } });
+  });
+
+  it('the controller gets a DATABASE_URL, a mounted kubeconfig and a switchable DISPATCH_MODE', () => {
+    const env = s.controller?.environment as Record<string, string>;
+    assert.match(env.DATABASE_URL ?? '', /^postgres:\/\/.*@postgres:5432\//);
+    assert.match(env.DISPATCH_MODE ?? '', /^\$\{DISPATCH_MODE:-(dry-run|kubernetes)\}$/);
+    const volumes = s.controller?.volumes as string[];
+    assert.ok(volumes.some((v) => v.endsWith(`:${env.KUBECONFIG}:ro`)));
+    // Every variable it sets is one the config knows.
+    const config = loadConfig({ ...env, DISPATCH_MODE: 'dry-run', TRAINING_THRESHOLD: '50', TRAINING_NAMESPACE: 'default', LOG_LEVEL: 'info' });
+    assert.equal(config.httpPort, 8080);
+  });
+});

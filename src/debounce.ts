@@ -25,11 +25,15 @@ export class Debouncer {
     return this.firstAt !== null;
   }
 
+  /**
+   * Cheap on purpose: a storm calls this once per notification (100,000 times), so it only records the time;
+   * the timer is re-armed lazily, when it fires early because requests kept coming.
+   */
   request(): void {
     const now = this.timers.now();
     if (this.firstAt === null) this.firstAt = now;
     this.lastAt = now;
-    this.arm();
+    if (this.handle === null) this.arm();
   }
 
   /** Forget a pending request (the caller is about to do the work anyway, or is stopping). */
@@ -40,12 +44,16 @@ export class Debouncer {
   }
 
   private arm(): void {
-    if (this.handle !== null) this.timers.clearTimeout(this.handle);
-    const delay = Math.max(0, fireAt(this.firstAt ?? this.lastAt, this.lastAt, this.waitMs, this.maxWaitMs) - this.timers.now());
+    const due = fireAt(this.firstAt ?? this.lastAt, this.lastAt, this.waitMs, this.maxWaitMs);
     this.handle = this.timers.setTimeout(() => {
       this.handle = null;
+      if (this.firstAt === null) return;
+      if (this.timers.now() < fireAt(this.firstAt, this.lastAt, this.waitMs, this.maxWaitMs)) {
+        this.arm(); // more requests came: wait for the quiet (or the cap) they moved the deadline to
+        return;
+      }
       this.firstAt = null;
       this.fire();
-    }, delay);
+    }, Math.max(0, due - this.timers.now()));
   }
 }

@@ -123,24 +123,34 @@ async function writePath(server: string, kube: FakeKube): Promise<void> {
     { name: 'naive notify-per-row', enable: ['naive'] },
     { name: 'ours (gated)', enable: ['training_controller_verified_insert', 'training_controller_verified_update'] },
   ];
-  const tps: Record<string, number> = {};
+  // Two rounds in mirrored order (A B C, C B A), each run 10 s from the same vacuumed rows: on a shared 2-core
+  // machine one 10 s run per variant drifted by ±5 % between benchmark runs; the mean of a mirrored pair
+  // cancels slow drift.
+  const samples: Record<string, number[]> = {};
   try {
-    for (const [i, v] of variants.entries()) {
+    for (const v of [...variants, ...[...variants].reverse()]) {
       for (const t of ['naive', 'training_controller_verified_insert', 'training_controller_verified_update']) {
         await db.pool.query(`ALTER TABLE annotations ${v.enable.includes(t) ? 'ENABLE' : 'DISABLE'} TRIGGER ${t}`);
       }
+      await db.pool.query('VACUUM annotations');
       await db.pool.query('CHECKPOINT');
-      tps[v.name] = await pgbenchUpdates(db.url, { clients: 8, seconds: 10, firstId: 1 + i * 333_333, rowsPerClient: 41_666 });
-      log(`write path: ${v.name}: ${round(tps[v.name]!, 0)} TPS`);
+      const result = await pgbenchUpdates(db.url, { clients: 8, seconds: 10, firstId: 1, rowsPerClient: 125_000 });
+      (samples[v.name] ??= []).push(result);
+      log(`write path: ${v.name}: ${round(result, 0)} TPS`);
+      // Back to unverified for the next run, without firing any trigger.
+      await db.pool.query('ALTER TABLE annotations DISABLE TRIGGER USER');
+      await db.pool.query('UPDATE annotations SET verified = false WHERE verified');
+      await db.pool.query('ALTER TABLE annotations ENABLE TRIGGER USER');
     }
   } finally {
     await stopChild(c);
     await db.drop();
   }
+  const tps = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, xs.reduce((a, b) => a + b, 0) / xs.length]));
   const ours = tps['ours (gated)']! / tps['no trigger']!;
   const naive = tps['naive notify-per-row']! / tps['no trigger']!;
   rows.push(
-    { case: '2. write path (8 writers, 10 s, 1M rows)', metric: 'TPS, no trigger', value: round(tps['no trigger']!, 0), unit: 'TPS' },
+    { case: '2. write path (8 writers, 2 × 10 s each, 1M rows)', metric: 'TPS, no trigger', value: round(tps['no trigger']!, 0), unit: 'TPS' },
     { case: '', metric: 'TPS, naive notify-per-row', value: round(tps['naive notify-per-row']!, 0), unit: 'TPS', baseline: { label: 'ratio to no trigger', value: round(naive) } },
     { case: '', metric: 'TPS, ours (gated)', value: round(tps['ours (gated)']!, 0), unit: 'TPS' },
     { case: '', metric: 'ours / no trigger', value: round(ours), unit: 'ratio', baseline: { label: 'naive / no trigger', value: round(naive) }, target: { text: '≥ 0.80', met: ours >= 0.8 } },

@@ -121,6 +121,9 @@ export const ENV_NAMES: Record<Key, string> = Object.fromEntries(
   Object.entries(schema).map(([key, s]) => [key, s.env]),
 ) as Record<Key, string>;
 
+/** Each variable's default as text (empty: none), for the README test. */
+export const ENV_DEFAULTS: Record<string, string> = Object.fromEntries(Object.values(schema).map((s) => [s.env, String(s.default)]));
+
 /**
  * Reads and validates the settings. Throws ConfigError whose message is one line:
  * `TRAINING_THRESHOLD must be an integer >= 1 (got "0")`. Never echoes a sensitive value.

@@ -99,8 +99,8 @@ async function triggerLatency(server: string, kube: FakeKube): Promise<void> {
   const high = p95(samples);
   log(`trigger latency samples (ms): ${samples.map((s) => round(s, 1)).join(', ')}`);
   rows.push(
-    { case: '1. trigger latency (DEBOUNCE_MS=100, 30 trials)', metric: 'median', value: round(med, 1), unit: 'ms', baseline: { label: 'seed: 300 s poll, mean wait', value: 150_000 }, target: { text: '≤ 250 ms', met: med <= 250 } },
-    { case: '', metric: 'p95', value: round(high, 1), unit: 'ms', baseline: { label: 'KEDA default 30 s poll, mean wait', value: 15_000 }, target: { text: '≤ 500 ms', met: high <= 500 } },
+    { case: '1. trigger latency (DEBOUNCE_MS=100, 30 trials)', metric: 'median', value: round(med, 1), unit: 'ms', baseline: { label: 'seed: 300 s poll, mean wait (ms)', value: 150_000 }, target: { text: '≤ 250 ms', met: med <= 250 } },
+    { case: '', metric: 'p95', value: round(high, 1), unit: 'ms', baseline: { label: 'KEDA default 30 s poll, mean wait (ms)', value: 15_000 }, target: { text: '≤ 500 ms', met: high <= 500 } },
   );
 }
 
@@ -214,10 +214,10 @@ async function footprintAndStorm(server: string, kube: FakeKube): Promise<void> 
   log('footprint: idle for 30 s');
   await sleep(30_000);
   const idleRss = statusKb(pid, 'VmRSS') / 1024;
-  rows.push(
+  const footprint: Row[] = [
     { case: '5. footprint', metric: 'start to listening', value: round(startup, 0), unit: 'ms', target: { text: '≤ 1500 ms', met: startup <= 1500 } },
     { case: '', metric: 'idle RSS after 30 s', value: round(idleRss, 1), unit: 'MB', target: { text: '≤ 100 MB', met: idleRss <= 100 } },
-  );
+  ];
 
   try {
     // 4a: our trigger, threshold out of reach: the gate stays closed. 4b: every row notifies (what the gate
@@ -247,6 +247,7 @@ async function footprintAndStorm(server: string, kube: FakeKube): Promise<void> 
       );
     }
   } finally {
+    rows.push(...footprint); // measured first (it needs a fresh process), reported in the issue's order
     await stopChild(c);
     await db.drop();
   }

@@ -116,11 +116,6 @@ const schema = {
 
 type Key = keyof typeof schema;
 
-/** The environment variable each setting is read from, for messages and the README test. */
-export const ENV_NAMES: Record<Key, string> = Object.fromEntries(
-  Object.entries(schema).map(([key, s]) => [key, s.env]),
-) as Record<Key, string>;
-
 /** Each variable's default as text (empty: none), for the README test. */
 export const ENV_DEFAULTS: Record<string, string> = Object.fromEntries(Object.values(schema).map((s) => [s.env, String(s.default)]));
 

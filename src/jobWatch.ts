@@ -58,11 +58,14 @@ export class JobWatch {
             if (type === 'DELETED' || (type !== 'BOOKMARK' && jobOutcome(job).finished)) this.onChange();
           });
           this.handle = handle;
+          const opened = this.timers.now();
           const timer = this.timers.setTimeout(() => handle.abort(), WATCH_MAX_MS);
           const err = await handle.done;
           this.timers.clearTimeout(timer);
           this.handle = null;
           if (err && !this.stopped) throw err;
+          // A server (or proxy) that closes every watch at once must not turn this into a busy loop.
+          if (this.timers.now() - opened < 1000 && !this.stopped) await interruptibleSleep(this.timers, 1000).done;
         }
       } catch (err: unknown) {
         if (this.stopped) break;

@@ -119,7 +119,8 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
   const api = kc.makeApiClient(BatchV1Api);
   const closed = new AbortController();
   // client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever.
-  const withTimeout = () => ({
+  type Options = Parameters<typeof api.readNamespacedJob>[1];
+  const withTimeout = (): Options => ({
     middleware: [
       {
         pre: (ctx: { setSignal(s: AbortSignal): void }) => {
@@ -130,7 +131,7 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
       },
     ],
     middlewareMergeStrategy: 'append' as const,
-  });
+  }) as unknown as Options;
   const server = kc.getCurrentCluster()?.server ?? '';
 
   return {
@@ -138,16 +139,14 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
     server,
     async create(job, options = {}) {
       try {
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        return await api.createNamespacedJob({ namespace, body: job, dryRun: options.dryRun ? 'All' : undefined }, withTimeout() as any);
+        return await api.createNamespacedJob({ namespace, body: job, dryRun: options.dryRun ? 'All' : undefined }, withTimeout());
       } catch (err: unknown) {
         throw toKubeError(err, `create Job ${job.metadata?.name ?? ''}`);
       }
     },
     async get(name) {
       try {
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        return await api.readNamespacedJob({ name, namespace }, withTimeout() as any);
+        return await api.readNamespacedJob({ name, namespace }, withTimeout());
       } catch (err: unknown) {
         const e = toKubeError(err, `get Job ${name}`);
         if (e.status === 404) return null;
@@ -156,8 +155,7 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
     },
     async list(labelSelector) {
       try {
-        // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        const list: V1JobList = await api.listNamespacedJob({ namespace, labelSelector }, withTimeout() as any);
+        const list: V1JobList = await api.listNamespacedJob({ namespace, labelSelector }, withTimeout());
         return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
       } catch (err: unknown) {
         throw toKubeError(err, `list Jobs ${labelSelector}`);

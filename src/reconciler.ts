@@ -3,7 +3,7 @@
 //   running    → Job Complete: succeeded, annotations used · Failed: failed, released · gone: lost, released
 // Runs on every watch event that finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
 import { jobOutcome } from './jobOutcome.js';
-import { APP_SELECTOR, RUN_ID_LABEL } from './jobTemplate.js';
+import { RUN_ID_LABEL } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
 import { leaseCreateAttempt, openRun, settleReleased, settleSucceeded, type Run } from './runs.js';
 import { submitRun, type SubmitDeps } from './submit.js';
@@ -71,4 +71,3 @@ async function settle(deps: ReconcilerDeps, run: Run, state: 'succeeded' | 'fail
   return { finished: true, retrySubmit: false, foreignJobs: [] };
 }
 
-export { APP_SELECTOR };

@@ -53,6 +53,8 @@ describe('from verified annotations to exactly one training Job', () => {
     );
     assert.equal(job.spec?.template.spec?.restartPolicy, 'Never');
     assert.equal(job.spec?.ttlSecondsAfterFinished, 3600);
+    // The run turns `running` when the create's answer arrives, just after the request reached the server.
+    await eventually(async () => (await db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be running');
     const { rows } = await db.pool.query('SELECT state, annotation_count FROM training_runs');
     assert.deepEqual(rows, [{ state: 'running', annotation_count: 50 }]);
     const claimed = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [Number(runId)]);

@@ -8,7 +8,7 @@
 import type { V1Job } from '@kubernetes/client-node';
 import type { Config } from './config.js';
 import { Controller } from './controller.js';
-import { createPool, type Pool } from './db.js';
+import { createPool } from './db.js';
 import { realTimers, type Timers } from './timers.js';
 import type { Mode } from './dispatcher.js';
 import { startEmbedded, type Embedded } from './embedded.js';
@@ -29,8 +29,6 @@ export interface Service {
   health: Health;
   metrics: Metrics;
   controller: Controller;
-  pool: Pool;
-  databaseUrl: string;
   /** Idempotent: every call returns the same promise. */
   stop(): Promise<void>;
 }
@@ -144,8 +142,6 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       health,
       metrics,
       controller,
-      pool,
-      databaseUrl,
       stop: () => (stopping ??= undo()),
     };
   } catch (err: unknown) {

@@ -40,6 +40,28 @@ describe('startup errors', () => {
     assert.match(r.stderr, /^training-controller: DATABASE_URL is required when NODE_ENV=production/);
   });
 
+  it('production without any Kubernetes configuration is an error, not print mode', async () => {
+    const db = await freshDatabase();
+    try {
+      const r = await cli(['run'], { NODE_ENV: 'production', DATABASE_URL: db.url, HTTP_PORT: '0' });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^training-controller: no Kubernetes configuration .* and NODE_ENV=production\n$/);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('a database without the migrations: exit 1 saying what is missing and what to run', async () => {
+    const db = await freshDatabase(undefined, { migrate: false });
+    try {
+      const r = await cli(['run'], { DATABASE_URL: db.url, HTTP_PORT: '0' });
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /is not migrated \(missing annotations, training_runs, .*\): run `training-controller migrate`/);
+    } finally {
+      await db.drop();
+    }
+  });
+
   it('an invalid Job template: exit 1 naming the file and the field', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tpl-'));
     await writeFile(join(dir, 'job.yaml'), 'spec:\n  template:\n    spec:\n      restartPolicy: Always\n      containers: [{ name: train, image: x }]\n');

@@ -76,6 +76,18 @@ describe('run lifecycle', () => {
     assert.equal(pending.rows[0].n, 50);
   });
 
+  it('notices a finished Job through the watch alone, also after the watch expired (410) and listed again', async () => {
+    c = await startController(db.url, kube, { RECONCILE_INTERVAL_SECONDS: '3600' }); // no periodic pass to help
+    await verifyNew(db.pool, 50);
+    await eventually(async () => (await runs(db))[0]?.state === 'running', 'the run to be running');
+    const lists = kube.requests.filter((r) => r.verb === 'list').length;
+    kube.expireWatches();
+    await eventually(() => kube.requests.filter((r) => r.verb === 'list').length > lists, 'a new list after 410 Expired');
+    await sleep(100);
+    kube.setPhase(kube.creates[0]!.name, 'complete');
+    await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed through the watch', 5000);
+  });
+
   it('a create that gets 500 twice then 201 ends running with one Job', async () => {
     kube.inject({ verb: 'create', status: 500, times: 2 });
     c = await startController(db.url, kube, { KUBE_REQUEST_TIMEOUT_MS: '500' });

@@ -58,6 +58,7 @@ export class FakeKube {
   private faults: Required<Fault>[] = [];
   private rv = 1;
   private history: { rv: number; type: string; job: V1Job }[] = [];
+  private expiredBefore = 0;
   private watchers = new Set<Watcher>();
   private sockets = new Set<Socket>();
   private port = 0;
@@ -179,9 +180,14 @@ current-context: fake
     return this.store(structuredClone(job), namespace);
   }
 
-  /** Compacts the event history, so a watch from an older resourceVersion gets 410 Expired. */
-  compact(): void {
+  /**
+   * Ends every open watch cleanly (as the server does at timeoutSeconds) and compacts the event history, so
+   * the client's next watch from its last resourceVersion gets `410 Expired` and must list again.
+   */
+  expireWatches(): void {
     this.history = [];
+    this.expiredBefore = this.rv + 1;
+    for (const w of this.watchers) w.res.end();
   }
 
   private record(type: string, job: V1Job): void {
@@ -294,7 +300,7 @@ current-context: fake
     res.writeHead((code = 200), { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders(); // the real API server answers a watch at once, before any event
     const oldest = this.history[0]?.rv ?? this.rv + 1;
-    if (from < this.rv && from + 1 < oldest) {
+    if ((from < this.rv && from + 1 < oldest) || from < this.expiredBefore) {
       res.end(JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${oldest})`) }) + '\n');
       return;
     }

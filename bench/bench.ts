@@ -7,7 +7,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { recount } from '../src/pending.js';
 import { packageRoot } from '../src/paths.js';
 import { spawnCli, type ChildController } from '../test/support/child.js';

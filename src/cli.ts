@@ -3,7 +3,7 @@
 // Exit codes: 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
 import { dump } from 'js-yaml';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createPool } from './db.js';
+import { createPool, type Pool } from './db.js';
 import { embeddedUrl } from './embedded.js';
 import { buildJob, jobName } from './jobTemplate.js';
 import { loadClusterConfig } from './kubeJobs.js';
@@ -30,6 +30,20 @@ function message(err: unknown): string {
 /** DATABASE_URL, or the embedded server that `npm start` runs (the commands below never start one). */
 function databaseUrl(config: Config): string {
   return config.databaseUrl || embeddedUrl(config.embeddedPort);
+}
+
+/** One short-lived connection for a command; any failure is one line and exit 1. */
+async function withPool(config: Config, logger: Logger, command: string, fn: (pool: Pool) => Promise<void>): Promise<void> {
+  const url = databaseUrl(config);
+  // migrate may build an index on a large table: no statement timeout for it.
+  const pool = createPool(url, logger, { max: 1, queryTimeoutMs: command === 'migrate' ? 0 : 30_000 });
+  try {
+    await fn(pool);
+  } catch (err: unknown) {
+    fail(`${command} ${safeUrl(url)}: ${message(err)}`, 1);
+  } finally {
+    await pool.end();
+  }
 }
 
 async function run(config: Config, logger: Logger): Promise<void> {
@@ -85,32 +99,16 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'run':
       return run(config, logger);
-    case 'migrate': {
-      const url = databaseUrl(config);
-      const pool = createPool(url, logger, { max: 1, queryTimeoutMs: 0 });
-      try {
+    case 'migrate':
+      return withPool(config, logger, 'migrate', async (pool) => {
         const applied = await migrate(pool, logger);
-        logger.info({ database: safeUrl(url), applied }, applied.length ? `Applied ${applied.length} migration(s)` : 'Database is up to date');
-      } catch (err: unknown) {
-        fail(`migrate ${safeUrl(url)}: ${message(err)}`, 1);
-      } finally {
-        await pool.end();
-      }
-      return;
-    }
-    case 'status': {
-      const url = databaseUrl(config);
-      const pool = createPool(url, logger, { max: 1 });
-      try {
+        logger.info({ database: safeUrl(databaseUrl(config)), applied }, applied.length ? `Applied ${applied.length} migration(s)` : 'Database is up to date');
+      });
+    case 'status':
+      return withPool(config, logger, 'status', async (pool) => {
         const status = await readStatus(pool, config);
         process.stdout.write(args.includes('--json') ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
-      } catch (err: unknown) {
-        fail(`status ${safeUrl(url)}: ${message(err)}`, 1);
-      } finally {
-        await pool.end();
-      }
-      return;
-    }
+      });
     case 'render-job': {
       try {
         const template = await resolveTemplate(config);

@@ -6,14 +6,11 @@
 import type { V1Job } from '@kubernetes/client-node';
 import { backoffUntil } from './backoff.js';
 import type { Config } from './config.js';
-import type { Pool } from './db.js';
 import { decideDispatch, IN_PROGRESS, type Decision } from './decide.js';
 import { jobOutcome } from './jobOutcome.js';
 import { APP_SELECTOR, buildJob, freeName, jobName } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
 import { LOCK_KEYS, tryXactLock } from './locks.js';
-import type { Logger } from './logger.js';
-import type { Metrics } from './metrics.js';
 import { countPendingExact, failureHistory, insertAndClaim, namesLike, openRun, type Run } from './runs.js';
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
 

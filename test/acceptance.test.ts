@@ -6,41 +6,28 @@ import pg from 'pg';
 import { RUN_ID_LABEL } from '../src/jobTemplate.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, sleep, startController, type Running } from './support/harness.js';
+import { eventually, sleep, startController, useStack, type Running } from './support/harness.js';
 
 describe('from verified annotations to exactly one training Job', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  let controller: Running;
-
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-    controller = await startController(db.url, kube);
-  });
-  after(async () => {
-    await controller?.stop();
-    await kube?.stop();
-    await db?.drop();
-  });
+  const s = useStack();
 
   it('does not submit a Job at 49 verified annotations, even when it recounts', async () => {
-    await verifyNew(db.pool, 49);
+    await verifyNew(s.db.pool, 49);
     await sleep(300);
-    controller.service.controller.requestRecount('poll');
-    await controller.service.controller.idle();
-    assert.equal(kube.creates.length, 0);
-    assert.equal(controller.logs.count(/^Triggering training/), 0);
+    s.c.service.controller.requestRecount('poll');
+    await s.c.service.controller.idle();
+    assert.equal(s.kube.creates.length, 0);
+    assert.equal(s.c.logs.count(/^Triggering training/), 0);
   });
 
   it('submits exactly one Job when the 50th is verified, and logs it with 50', async () => {
-    await db.pool.query('INSERT INTO annotations (verified) VALUES (false)');
+    await s.db.pool.query('INSERT INTO annotations (verified) VALUES (false)');
     // The 50th verification as the Triage API does it: an UPDATE of an existing, unverified row.
-    await db.pool.query('UPDATE annotations SET verified = true WHERE NOT verified');
-    await eventually(() => kube.creates.length === 1, 'one Job create');
-    const line = await controller.logs.waitForMsg('Triggering training with 50 new images');
+    await s.db.pool.query('UPDATE annotations SET verified = true WHERE NOT verified');
+    await eventually(() => s.kube.creates.length === 1, 'one Job create');
+    const line = await s.c.logs.waitForMsg('Triggering training with 50 new images');
     assert.equal(line.msg, 'Triggering training with 50 new images');
-    const [job] = [...kube.jobs.values()];
+    const [job] = [...s.kube.jobs.values()];
     assert.ok(job);
     assert.match(job.metadata?.name ?? '', /^sentinel-training-\d{8}-\d{6}$/);
     assert.equal(job.metadata?.labels?.app, 'sentinel-training');
@@ -54,21 +41,21 @@ describe('from verified annotations to exactly one training Job', () => {
     assert.equal(job.spec?.template.spec?.restartPolicy, 'Never');
     assert.equal(job.spec?.ttlSecondsAfterFinished, 3600);
     // The run turns `running` when the create's answer arrives, just after the request reached the server.
-    await eventually(async () => (await db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be running');
-    const { rows } = await db.pool.query('SELECT state, annotation_count FROM training_runs');
+    await eventually(async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be running');
+    const { rows } = await s.db.pool.query('SELECT state, annotation_count FROM training_runs');
     assert.deepEqual(rows, [{ state: 'running', annotation_count: 50 }]);
-    const claimed = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [Number(runId)]);
+    const claimed = await s.db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [Number(runId)]);
     assert.equal(claimed.rows[0].n, 50);
   });
 
   it('does not submit a second Job for 60 more while the first is active, and says why', async () => {
-    const from = controller.logs.lines.length;
-    await verifyNew(db.pool, 60);
-    await controller.logs.waitForMsg('Training already in progress', 5000, from);
+    const from = s.c.logs.lines.length;
+    await verifyNew(s.db.pool, 60);
+    await s.c.logs.waitForMsg('Training already in progress', 5000, from);
     await sleep(200);
-    assert.equal(kube.creates.length, 1);
-    assert.deepEqual(kube.unfinished().length, 1);
-    assert.deepEqual(await invariantViolations(db.pool), []);
+    assert.equal(s.kube.creates.length, 1);
+    assert.deepEqual(s.kube.unfinished().length, 1);
+    assert.deepEqual(await invariantViolations(s.db.pool), []);
   });
 });
 

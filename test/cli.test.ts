@@ -10,8 +10,7 @@ import { load } from 'js-yaml';
 import type { V1Job } from '@kubernetes/client-node';
 import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
-import { FakeKube } from './support/fakeKube.js';
-import { eventually, startController, type Running } from './support/harness.js';
+import { eventually, startController, useInfra, type Running } from './support/harness.js';
 
 const exec = promisify(execFile);
 
@@ -99,19 +98,10 @@ describe('migrate', () => {
 });
 
 describe('status, render-job and dry-run', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-  });
-  after(async () => {
-    await kube?.stop();
-    await db?.drop();
-  });
+  const s = useInfra();
 
   it('render-job prints the Job it would submit, as YAML', async () => {
-    const r = await cli(['render-job'], { KUBECONFIG: kube.kubeconfigPath, TRAINING_IMAGE: 'busybox:1.36' });
+    const r = await cli(['render-job'], { KUBECONFIG: s.kube.kubeconfigPath, TRAINING_IMAGE: 'busybox:1.36' });
     assert.equal(r.code, 0, r.stderr);
     const job = load(r.stdout) as V1Job;
     assert.equal(job.kind, 'Job');
@@ -123,36 +113,36 @@ describe('status, render-job and dry-run', () => {
   it('DISPATCH_MODE=dry-run: the API server validates the Job, nothing is created or claimed', async () => {
     let c: Running | null = null;
     try {
-      c = await startController(db.url, kube, { DISPATCH_MODE: 'dry-run' });
-      await verifyNew(db.pool, 50);
+      c = await startController(s.db.url, s.kube, { DISPATCH_MODE: 'dry-run' });
+      await verifyNew(s.db.pool, 50);
       await c.logs.waitForMsg(/^Would trigger training with 50 new images \(DISPATCH_MODE=dry-run/);
-      assert.equal(kube.dryRuns.length, 1);
-      assert.equal(kube.jobs.size, 0);
-      const claimed = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NOT NULL OR used_for_training');
+      assert.equal(s.kube.dryRuns.length, 1);
+      assert.equal(s.kube.jobs.size, 0);
+      const claimed = await s.db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NOT NULL OR used_for_training');
       assert.equal(claimed.rows[0].n, 0);
-      assert.equal((await db.pool.query('SELECT 1 FROM training_runs')).rowCount, 0);
+      assert.equal((await s.db.pool.query('SELECT 1 FROM training_runs')).rowCount, 0);
     } finally {
       await c?.stop();
     }
   });
 
   it('status shows pending, threshold, the open run and recent runs, as a table or JSON', async () => {
-    const c = await startController(db.url, kube);
+    const c = await startController(s.db.url, s.kube);
     try {
-      await eventually(() => kube.creates.length === 1, 'the Job');
-      await eventually(async () => (await db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'running');
+      await eventually(() => s.kube.creates.length === 1, 'the Job');
+      await eventually(async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'running');
     } finally {
       await c.stop();
     }
-    const json = await cli(['status', '--json'], { DATABASE_URL: db.url });
+    const json = await cli(['status', '--json'], { DATABASE_URL: s.db.url });
     assert.equal(json.code, 0, json.stderr);
-    const s = JSON.parse(json.stdout);
-    assert.equal(s.pending, 0);
-    assert.equal(s.threshold, 50);
-    assert.equal(s.openRun.state, 'running');
-    assert.equal(s.openRun.annotationCount, 50);
-    assert.equal(s.recentRuns.length, 1);
-    const table = await cli(['status'], { DATABASE_URL: db.url });
+    const status = JSON.parse(json.stdout);
+    assert.equal(status.pending, 0);
+    assert.equal(status.threshold, 50);
+    assert.equal(status.openRun.state, 'running');
+    assert.equal(status.openRun.annotationCount, 50);
+    assert.equal(status.recentRuns.length, 1);
+    const table = await cli(['status'], { DATABASE_URL: s.db.url });
     assert.match(table.stdout, /^pending annotations: 0 \(threshold 50\)$/m);
     assert.match(table.stdout, /^RUN\s+JOB\s+STATE\s+ANNOTATIONS/m);
     assert.match(table.stdout, /sentinel-training-\d{8}-\d{6}\s+running\s+50/);
@@ -160,36 +150,27 @@ describe('status, render-job and dry-run', () => {
 });
 
 describe('signals', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-  });
-  after(async () => {
-    await kube?.stop();
-    await db?.drop();
-  });
+  const s = useInfra();
 
   it('SIGTERM mid-dispatch exits 0 within 10 s with nothing half-claimed, and the next start finishes the run', async () => {
-    kube.inject({ verb: 'create', delayMs: 20_000 }); // a create that would hang past any grace period
-    const env = { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, KUBE_REQUEST_TIMEOUT_MS: '30000' };
+    s.kube.inject({ verb: 'create', delayMs: 20_000 }); // a create that would hang past any grace period
+    const env = { DATABASE_URL: s.db.url, KUBECONFIG: s.kube.kubeconfigPath, KUBE_REQUEST_TIMEOUT_MS: '30000' };
     const child = spawnCli(['run'], env);
     await child.logs.waitForMsg('Listening for verified annotations');
-    await verifyNew(db.pool, 50);
+    await verifyNew(s.db.pool, 50);
     await child.logs.waitForMsg('Triggering training with 50 new images');
     const t0 = Date.now();
     child.proc.kill('SIGTERM');
     const { code } = await child.exited;
     assert.equal(code, 0);
     assert.ok(Date.now() - t0 < 10_000, `exited after ${Date.now() - t0} ms`);
-    assert.deepEqual(await invariantViolations(db.pool), []);
-    assert.deepEqual((await db.pool.query('SELECT state, annotation_count FROM training_runs')).rows, [{ state: 'submitting', annotation_count: 50 }]);
-    kube.clearFaults();
+    assert.deepEqual(await invariantViolations(s.db.pool), []);
+    assert.deepEqual((await s.db.pool.query('SELECT state, annotation_count FROM training_runs')).rows, [{ state: 'submitting', annotation_count: 50 }]);
+    s.kube.clearFaults();
     const next = spawnCli(['run'], { ...env, KUBE_REQUEST_TIMEOUT_MS: '1000' });
     try {
-      await eventually(async () => (await db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be created by the next start', 15_000);
-      assert.equal(kube.jobs.size, 1);
+      await eventually(async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be created by the next start', 15_000);
+      assert.equal(s.kube.jobs.size, 1);
     } finally {
       next.proc.kill('SIGINT');
       assert.equal((await next.exited).code, 0);
@@ -197,7 +178,7 @@ describe('signals', () => {
   });
 
   it('a second signal exits at once', async () => {
-    const child = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath });
+    const child = spawnCli(['run'], { DATABASE_URL: s.db.url, KUBECONFIG: s.kube.kubeconfigPath });
     await child.logs.waitForMsg('Listening for verified annotations');
     child.proc.kill('SIGTERM');
     child.proc.kill('SIGTERM');

@@ -4,40 +4,25 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, startController, type Running } from './support/harness.js';
+import { counterValue, eventually, startController, useStack, type Running } from './support/harness.js';
 import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
 import { TcpProxy } from './support/tcpProxy.js';
 
-async function recounts(c: Running, cause: string): Promise<number> {
-  const metric = await c.service.metrics.recounts.get();
-  return metric.values.find((v) => v.labels.cause === cause)?.value ?? 0;
-}
+const recounts = (c: Running, cause: string) => counterValue(c, 'recounts', { cause });
 
 describe('listener: backend killed with pg_terminate_backend', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  let c: Running;
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-    c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0' });
-  });
-  after(async () => {
-    await c?.stop();
-    await kube?.stop();
-    await db?.drop();
-  });
+  const s = useStack({ POLL_INTERVAL_SECONDS: '0' });
 
   it('reconnects, recounts, and still dispatches on the next crossing', async () => {
-    const killed = await db.pool.query(
+    const killed = await s.db.pool.query(
       "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
     );
     assert.equal(killed.rowCount, 1, 'exactly one LISTEN backend');
-    await c.logs.waitForMsg('LISTEN connection re-established', 10_000);
-    await eventually(async () => (await recounts(c, 'reconnect')) >= 1, 'a reconnect recount');
-    assert.equal(c.service.health.listenerConnected, true);
-    await verifyNew(db.pool, 50);
-    await eventually(() => kube.creates.length === 1, 'a Job after the reconnect', 10_000);
+    await s.c.logs.waitForMsg('LISTEN connection re-established', 10_000);
+    await eventually(async () => (await recounts(s.c, 'reconnect')) >= 1, 'a reconnect recount');
+    assert.equal(s.c.service.health.listenerConnected, true);
+    await verifyNew(s.db.pool, 50);
+    await eventually(() => s.kube.creates.length === 1, 'a Job after the reconnect', 10_000);
   });
 });
 

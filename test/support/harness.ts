@@ -1,10 +1,14 @@
 // Runs the real service in-process (real pg, real client-node against the fake API server), with its log
 // captured so tests can assert on what an operator would read.
 import { Writable } from 'node:stream';
+import { after, before } from 'node:test';
+import type { Counter } from 'prom-client';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type Service } from '../../src/main.js';
-import type { FakeKube } from './fakeKube.js';
+import type { Metrics } from '../../src/metrics.js';
+import { freshDatabase, type TestDb } from './db.js';
+import { FakeKube } from './fakeKube.js';
 
 export interface LogLine {
   level: number;
@@ -91,3 +95,50 @@ export async function eventually<T>(fn: () => T | Promise<T>, what: string, time
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Infra {
+  db: TestDb;
+  kube: FakeKube;
+}
+
+/** A fresh database and a fake API server for the enclosing describe(), torn down after it. */
+export function useInfra(): Infra {
+  const s = {} as Infra;
+  before(async () => {
+    s.db = await freshDatabase();
+    s.kube = await FakeKube.start();
+  });
+  after(async () => {
+    await s.kube?.stop();
+    await s.db?.drop();
+  });
+  return s;
+}
+
+export interface Stack extends Infra {
+  c: Running;
+}
+
+/** A fresh database, a fake API server and a controller for the enclosing describe(), torn down after it. */
+export function useStack(env: Record<string, string> = {}): Stack {
+  const s = {} as Stack;
+  before(async () => {
+    s.db = await freshDatabase();
+    s.kube = await FakeKube.start();
+    s.c = await startController(s.db.url, s.kube, env);
+  });
+  after(async () => {
+    await s.c?.stop();
+    await s.kube?.stop();
+    await s.db?.drop();
+  });
+  return s;
+}
+
+type CounterName = { [K in keyof Metrics]: Metrics[K] extends Counter<string> ? K : never }[keyof Metrics];
+
+/** A counter of a running controller, summed over the series whose labels match. */
+export async function counterValue(c: Running, name: CounterName, labels: Record<string, string> = {}): Promise<number> {
+  const { values } = await (c.service.metrics[name] as Counter<string>).get();
+  return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((sum, v) => sum + v.value, 0);
+}

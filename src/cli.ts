@@ -69,7 +69,9 @@ async function run(config: Config, logger: Logger): Promise<void> {
     service.stop().then(
       () => {
         logger.info('Stopped');
-        process.exitCode = 0;
+        // Everything of ours is closed; a library timer still pending (a reconnect back-off) must not hold
+        // the exit until the watchdog turns a clean shutdown into exit code 1.
+        process.exit(0);
       },
       (err: unknown) => {
         logger.error({ err: message(err) }, 'Shutdown failed');

@@ -57,6 +57,7 @@ export class Controller {
   private readonly intervals: unknown[] = [];
   private readonly timeouts = new Set<unknown>();
   private failures = 0;
+  private reconcileFailures = 0;
   /** Every gate number up to this belongs to a transaction that had ended before some completed recount. */
   private settledUpTo = -1n;
   private settling = false;
@@ -266,6 +267,7 @@ export class Controller {
     if (!deps || this.stopped) return;
     try {
       const result = await reconcile(deps);
+      this.reconcileFailures = 0;
       if (result.finished) this.requestRecount('run-finished');
       if (result.retrySubmit) this.after(deps.createLeaseMs, () => this.requestReconcile());
       if (this.blockedByForeignJob && result.foreignJobs.length === 0 && !result.retrySubmit) {
@@ -276,8 +278,9 @@ export class Controller {
       const message = err instanceof Error ? err.message : String(err);
       if (this.deps.health.cluster && err instanceof Error && err.name === 'KubeError') this.deps.health.cluster.error = message;
       else this.deps.health.databaseError = message;
-      this.deps.logger.warn({ err: message }, 'Reconcile failed; will retry');
-      this.after(retryDelayMs(3), () => this.requestReconcile());
+      const delay = retryDelayMs(++this.reconcileFailures);
+      this.deps.logger.warn({ err: message, attempt: this.reconcileFailures, retryInMs: delay }, 'Reconcile failed; retrying');
+      this.after(delay, () => this.requestReconcile());
     }
   }
 }

@@ -48,8 +48,11 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       return { kind: 'locked' };
     }
     const open = await openRun(client);
-    const activeJobs = !open && deps.jobs ? await unfinishedJobs(deps.jobs) : [];
-    if (deps.jobs) deps.onClusterAnswer(null);
+    let activeJobs: string[] = [];
+    if (!open && deps.jobs) {
+      activeJobs = await unfinishedJobs(deps.jobs);
+      deps.onClusterAnswer(null);
+    }
     const history = await failureHistory(client);
     const decision = decideDispatch({
       pending,

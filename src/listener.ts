@@ -89,7 +89,12 @@ export class Listener {
     const subscriber = createSubscriber(this.connectionConfig(), {
       retryTimeout: Infinity,
       retryLimit: Infinity,
-      retryInterval: (attempt: number) => retryDelayMs(attempt + 1),
+      // pg-listen's reconnect loop does not look at close(): throwing here is the only way to end it, so a
+      // shutdown during a database outage does not leave it retrying (and the process alive) for minutes.
+      retryInterval: (attempt: number) => {
+        if (this.stopped) throw new Error('listener stopped');
+        return retryDelayMs(attempt + 1);
+      },
       paranoidChecking: 10_000,
       parse: (s: string) => s,
     });

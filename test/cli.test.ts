@@ -11,6 +11,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useInfra, type Running } from './support/harness.js';
+import { startOwnPostgres } from './support/ownPostgres.js';
 
 const exec = promisify(execFile);
 
@@ -174,6 +175,26 @@ describe('signals', () => {
     } finally {
       next.proc.kill('SIGINT');
       assert.equal((await next.exited).code, 0);
+    }
+  });
+
+  it('SIGTERM during a database outage still exits 0 within 10 s', async () => {
+    const server = await startOwnPostgres();
+    const own = await freshDatabase(server.url);
+    try {
+      const child = spawnCli(['run'], { DATABASE_URL: own.url, KUBECONFIG: s.kube.kubeconfigPath });
+      await child.logs.waitForMsg('Listening for verified annotations');
+      await own.pool.end();
+      await server.stop();
+      await child.logs.waitForMsg('LISTEN connection lost; reconnecting');
+      await new Promise((r) => setTimeout(r, 1500)); // into the reconnect back-off
+      const t0 = Date.now();
+      child.proc.kill('SIGTERM');
+      const { code } = await child.exited;
+      assert.equal(code, 0);
+      assert.ok(Date.now() - t0 < 10_000, `exited after ${Date.now() - t0} ms`);
+    } finally {
+      await server.destroy();
     }
   });
 

@@ -100,6 +100,19 @@ describe('run lifecycle', () => {
     assert.equal(run?.annotation_count, 50);
   });
 
+  it('a create slower than the timeout is retried under the same name, and the Job it created is adopted', async () => {
+    // The server creates the Job 400 ms in, after the client gave up at 300 ms and before its retry
+    // (lease: timeout + 250 ms): the retry gets 409 for a Job carrying its own run id.
+    c = await startController(db.url, kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
+    kube.inject({ verb: 'create', delayMs: 400 });
+    await verifyNew(db.pool, 50);
+    const failed = await c.logs.waitForMsg('Job create failed, will retry the same name');
+    assert.match(String(failed.err), /timed out/);
+    await c.logs.waitForMsg('Job already exists with this run id: adopted', 10_000);
+    assert.deepEqual((await runs(db)).map((r) => r.state), ['running']);
+    assert.equal(kube.jobs.size, 1);
+  });
+
   it('a 422 fails the run, releases its annotations and logs the API server message', async () => {
     c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '60' });
     kube.inject({ verb: 'create', status: 422 });

@@ -218,6 +218,7 @@ current-context: fake
   }
 
   private send(res: ServerResponse, code: number, body: unknown): void {
+    if (res.destroyed) return;
     res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body));
   }
 
@@ -235,11 +236,15 @@ current-context: fake
     const namespace = decodeURIComponent(m[1] as string);
     const name = m[2] ? decodeURIComponent(m[2]) : null;
 
+    // The body arrives before any injected delay, as it would at a real server that is slow to answer.
+    const bodyText = verb === 'create' ? await readBody(req) : '';
     const fault = this.faults.find((f) => f.verb === verb && f.times > 0);
     if (fault) {
       fault.times--;
-      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
-      if (res.destroyed) return;
+      if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs).unref());
+      // A real API server finishes a create whose client has gone (the object is in etcd, the answer is
+      // lost): the client's retry then meets a 409 for its own Job. Other verbs change nothing.
+      if (res.destroyed && verb !== 'create') return;
       if (fault.status) {
         const message = fault.status === 403 ? `jobs.batch is forbidden: User "system:serviceaccount:${namespace}:training-controller" cannot ${verb} resource "jobs" in API group "batch" in the namespace "${namespace}"` : `injected ${fault.status}`;
         return reply(fault.status, status(fault.status, REASONS[fault.status] ?? 'Unknown', message));
@@ -250,7 +255,7 @@ current-context: fake
     if (verb === 'create') {
       let body: V1Job;
       try {
-        body = JSON.parse(await readBody(req)) as V1Job;
+        body = JSON.parse(bodyText) as V1Job;
       } catch {
         return reply(400, status(400, 'BadRequest', 'the request body is not JSON'));
       }

@@ -28,7 +28,8 @@ const MAX_RENAMES = 3;
 export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitResult> {
   const { jobs, logger, metrics } = deps;
   let run = initial;
-  for (let renames = 0; ; ) {
+  // Bounded: a server that answers 409 to the create and 404 to the read forever would otherwise spin here.
+  for (let renames = 0, round = 0; round < 2 * MAX_RENAMES + 2; round++) {
     const job = buildJob(deps.template, { name: run.jobName, namespace: run.namespace, runId: run.id, annotationCount: run.annotationCount });
     const started = performance.now();
     try {
@@ -77,4 +78,6 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
       run = { ...run, jobName: next };
     }
   }
+  logger.warn({ runId: run.id, job: run.jobName }, 'Job create keeps conflicting with a Job that is not there; will retry');
+  return 'retry';
 }

@@ -9,8 +9,9 @@ import { leaseCreateAttempt, openRun, settleReleased, settleSucceeded, type Run 
 import { submitRun, type SubmitDeps } from './submit.js';
 import { unfinishedJobs } from './dispatcher.js';
 
-// 5 attempts at the 30 s reconcile interval: a run whose Job could not be created for ~2.5 minutes is released
-// and retried as a new run after the back-off, rather than holding its annotations indefinitely.
+// Attempts are at least the create lease apart (KUBE_REQUEST_TIMEOUT_MS + 250 ms, ~10 s by default): a run whose
+// Job could not be created for about a minute is released and retried as a new run after the back-off, rather
+// than holding its annotations for as long as the API server is down.
 export const MAX_CREATE_ATTEMPTS = 5;
 
 export interface ReconcileResult {

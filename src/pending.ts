@@ -11,8 +11,6 @@ export interface Recount {
   gateBefore: bigint;
   /** Transactions in progress at the count's snapshot (top-level xids as text). */
   inProgressXids: string[];
-  /** Whether a run is open: no new one can start, so no notification is needed. */
-  runOpen: boolean;
 }
 
 export async function recount(pool: Pool, threshold: number): Promise<Recount> {
@@ -21,15 +19,14 @@ export async function recount(pool: Pool, threshold: number): Promise<Recount> {
   const gate = await pool.query<{ gate: string | null }>(
     "SELECT pg_sequence_last_value('training_controller_verified_seq')::text AS gate",
   );
-  const { rows } = await pool.query<{ pending: number; xids: string[]; run_open: boolean }>(
+  const { rows } = await pool.query<{ pending: number; xids: string[] }>(
     `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM annotations WHERE ${PENDING} LIMIT $1) s) AS pending,
-            ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS xids,
-            EXISTS (SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')) AS run_open`,
+            ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS xids`,
     [threshold],
   );
   const row = rows[0];
   if (!row) throw new Error('recount returned no row');
-  return { pending: row.pending, gateBefore: BigInt(gate.rows[0]?.gate ?? '0'), inProgressXids: row.xids, runOpen: row.run_open };
+  return { pending: row.pending, gateBefore: BigInt(gate.rows[0]?.gate ?? '0'), inProgressXids: row.xids };
 }
 
 /** Publishes the gate target; returns the gate sequence as read right after (gate.ts, case 2). */

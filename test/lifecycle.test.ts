@@ -1,6 +1,7 @@
 // A run from claim to settlement, and every way it can go wrong on the way.
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { jobName } from '../src/jobTemplate.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, sleep, startController, type Running } from './support/harness.js';
@@ -133,14 +134,11 @@ describe('run lifecycle', () => {
 
   it('a name taken by another run\'s Job is a collision, not a success: the run is renamed', async () => {
     c = await startController(db.url, kube);
-    // Somebody else's Job with the name our next run will get (one-second resolution).
-    const now = new Date();
-    const taken = ['sentinel-training-', now.toISOString().slice(0, 10).replaceAll('-', ''), '-', now.toISOString().slice(11, 19).replaceAll(':', '')].join('');
+    // Somebody else's Jobs with the names our next run can get (one-second resolution).
+    const now = Date.now();
     for (const offset of [0, 1, 2]) {
-      const t = new Date(now.getTime() + offset * 1000).toISOString();
-      kube.seed({ metadata: { name: `sentinel-training-${t.slice(0, 10).replaceAll('-', '')}-${t.slice(11, 19).replaceAll(':', '')}`, labels: { 'sentinel-training/run-id': '999' } }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } });
+      kube.seed({ metadata: { name: jobName(new Date(now + offset * 1000)), labels: { 'sentinel-training/run-id': '999' } }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } });
     }
-    assert.ok(taken);
     await verifyNew(db.pool, 50);
     await eventually(async () => (await runs(db))[0]?.state === 'running', 'the run to be running');
     const name = (await db.pool.query('SELECT job_name FROM training_runs')).rows[0].job_name as string;

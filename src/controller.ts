@@ -17,7 +17,7 @@ import { missedWhilePublishing, needsSettleRecount, notifyAt } from './gate.js';
 import type { Health } from './health.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { publishNotifyAt, recount, stillRunning } from './pending.js';
+import { publishNotifyAt, recount, stillWriting } from './pending.js';
 import { reconcile, type ReconcilerDeps } from './reconciler.js';
 import { retryDelayMs } from './backoff.js';
 
@@ -179,6 +179,7 @@ export class Controller {
     health.databaseError = null;
     health.lastRecountAt = timers.now();
     metrics.pending.set(count.pending);
+    this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length }, 'Recounted');
     if (settling !== null && settling > this.settledUpTo) this.settledUpTo = settling;
 
     let quiet = false;
@@ -206,10 +207,10 @@ export class Controller {
       this.failed('Publishing the notification gate', err);
       return;
     }
-    if (count.inProgressXids.length === 0) {
+    if (count.writers.length === 0) {
       if (count.gateBefore > this.settledUpTo) this.settledUpTo = count.gateBefore;
-    } else if (needsSettleRecount(count.gateBefore, this.settledUpTo, count.inProgressXids)) {
-      void this.settle(count.gateBefore, count.inProgressXids);
+    } else if (needsSettleRecount(count.gateBefore, this.settledUpTo, count.writers)) {
+      void this.settle(count.gateBefore, count.writers);
     }
   }
 
@@ -243,13 +244,13 @@ export class Controller {
   }
 
   /** Gate case 1 (gate.ts): wait for the verifying transactions the count could not see, then recount. */
-  private async settle(gateBefore: bigint, xids: string[]): Promise<void> {
+  private async settle(gateBefore: bigint, writers: string[]): Promise<void> {
     if (this.settling) return;
     this.settling = true;
     try {
       // Verifying transactions are short: poll every 25 ms, slowing to 1 s for a long-running writer.
       for (let wait = 25; !this.stopped; wait = Math.min(1000, wait * 2)) {
-        if ((await stillRunning(this.deps.pool, xids)) === 0) break;
+        if ((await stillWriting(this.deps.pool, writers)) === 0) break;
         await new Promise<void>((resolve) => this.after(wait, resolve));
       }
       if (this.stopped) return;

@@ -7,8 +7,9 @@
 // for every verification that takes its number after `gateBefore`. Two cases are not covered by it alone,
 // and the controller covers them by recounting again:
 //  1. A transaction that took its number at or before `gateBefore` but had not committed when the count ran
-//     (its xid is in the snapshot's xip list): its row is not counted and it compared its number with the
-//     *previous* target. The controller waits for those xids to finish, then recounts (needsSettleRecount).
+//     (it was still writing to annotations, see pending.ts): its row is not counted and it compared its number
+//     with the *previous* target. The controller waits for those writers to end, then recounts
+//     (needsSettleRecount).
 //  2. A verification that took its number between reading `gateBefore` and publishing the new target compared
 //     with the previous target, which may have been higher. The controller reads the sequence again after
 //     publishing; if it already reached the new target, it recounts (missedWhilePublishing).
@@ -30,8 +31,8 @@ export function notifyAt(g: GateInput): bigint {
 }
 
 /** Case 1: uncommitted verifying transactions may hide rows from this count. */
-export function needsSettleRecount(gateBefore: bigint, settledUpTo: bigint, inProgressXids: readonly string[]): boolean {
-  return inProgressXids.length > 0 && gateBefore > settledUpTo;
+export function needsSettleRecount(gateBefore: bigint, settledUpTo: bigint, writers: readonly string[]): boolean {
+  return writers.length > 0 && gateBefore > settledUpTo;
 }
 
 /** Case 2: the sequence passed the new target before the target was published. */

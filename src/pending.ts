@@ -9,24 +9,42 @@ export interface Recount {
   pending: number;
   /** The gate sequence read before the count's snapshot (see gate.ts). */
   gateBefore: bigint;
-  /** Transactions in progress at the count's snapshot (top-level xids as text). */
-  inProgressXids: string[];
+  /** Transactions (virtual ids) that were writing to annotations between the gate read and the count. */
+  writers: string[];
 }
 
+// Who may hold a verification the count cannot see yet. Not the snapshot's xip list: PostgreSQL lists only
+// xids below the snapshot's xmax (the latest completed xid + 1), so the newest transaction, often the very
+// verifier in question, is in progress and still missing from it (a test pins that case). And xip is
+// cluster-wide, so a long transaction in another database would hold the settle back for nothing.
+// Instead: every transaction that verifies holds RowExclusiveLock on annotations from its INSERT/UPDATE
+// until it ends, so one that took its gate number before the gate read and is still open at the count's
+// snapshot holds that lock all the way through, and a look at pg_locks in between sees it. pg_locks is
+// readable by every role and includes fast-path locks; reading it costs ~tens of µs at 100 connections.
+const WRITERS_OF_ANNOTATIONS = `
+  SELECT DISTINCT l.virtualtransaction FROM pg_locks l
+  WHERE l.locktype = 'relation'
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND l.relation = 'annotations'::regclass
+    AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+    AND l.pid IS DISTINCT FROM pg_backend_pid()`;
+
 export async function recount(pool: Pool, threshold: number): Promise<Recount> {
-  // Two statements on purpose: in READ COMMITTED each gets its own snapshot, so the count's snapshot is
-  // taken after the gate number was read (one statement would read the sequence after its own snapshot).
-  const gate = await pool.query<{ gate: string | null }>(
-    "SELECT pg_sequence_last_value('training_controller_verified_seq')::text AS gate",
+  // Two statements on purpose: in READ COMMITTED each gets its own snapshot, so the count's snapshot is taken
+  // after the gate number and the writers were read. Within the first, the writers subquery refers to the
+  // gate column, which makes it a SubPlan run per row of `g`: the lock list is read after the sequence.
+  const first = await pool.query<{ gate: string | null; writers: string[] }>(
+    `SELECT g.gate, ARRAY(${WRITERS_OF_ANNOTATIONS} AND g.gate IS NOT DISTINCT FROM g.gate) AS writers
+     FROM (SELECT pg_sequence_last_value('training_controller_verified_seq')::text AS gate OFFSET 0) g`,
   );
-  const { rows } = await pool.query<{ pending: number; xids: string[] }>(
-    `SELECT (SELECT count(*)::int FROM (SELECT 1 FROM annotations WHERE ${PENDING} LIMIT $1) s) AS pending,
-            ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())::text) AS xids`,
+  const { rows } = await pool.query<{ pending: number }>(
+    `SELECT count(*)::int AS pending FROM (SELECT 1 FROM annotations WHERE ${PENDING} LIMIT $1) s`,
     [threshold],
   );
+  const gate = first.rows[0];
   const row = rows[0];
-  if (!row) throw new Error('recount returned no row');
-  return { pending: row.pending, gateBefore: BigInt(gate.rows[0]?.gate ?? '0'), inProgressXids: row.xids };
+  if (!gate || !row) throw new Error('recount returned no row');
+  return { pending: row.pending, gateBefore: BigInt(gate.gate ?? '0'), writers: gate.writers };
 }
 
 /** Publishes the gate target; returns the gate sequence as read right after (gate.ts, case 2). */
@@ -39,11 +57,11 @@ export async function publishNotifyAt(pool: Pool, target: bigint): Promise<bigin
   return BigInt(rows[0]?.gate ?? '0');
 }
 
-/** How many of these transactions are still running (an xid too old to look up has long finished). */
-export async function stillRunning(pool: Pool, xids: readonly string[]): Promise<number> {
-  const { rows } = await pool.query<{ running: number }>(
-    `SELECT count(*)::int AS running FROM unnest($1::text[]) x WHERE pg_xact_status(x::xid8) = 'in progress'`,
-    [xids],
+/** How many of these writers are still open: a transaction holds its locks until it commits or aborts. */
+export async function stillWriting(pool: Pool, writers: readonly string[]): Promise<number> {
+  const { rows } = await pool.query<{ open: number }>(
+    `SELECT count(*)::int AS open FROM (${WRITERS_OF_ANNOTATIONS}) w WHERE w.virtualtransaction = ANY($1::text[])`,
+    [writers],
   );
-  return rows[0]?.running ?? 0;
+  return rows[0]?.open ?? 0;
 }

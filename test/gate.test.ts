@@ -56,3 +56,35 @@ describe('notification gate', () => {
     await eventually(() => s.kube.creates.length === 2, 'the second Job, found by the settle recount', 5000);
   });
 });
+
+describe('notification gate: a verifying transaction still open at a recount, holding the newest xid', () => {
+  const s = useStack({ POLL_INTERVAL_SECONDS: '0', TRAINING_THRESHOLD: '50' });
+
+  it('is waited for, so the verification after it still notifies', async () => {
+    await verifyOneByOne(s.db.pool, 48);
+    await s.c.service.controller.idle();
+
+    // A verifies the 49th (its gate number is below the target, 50) and stays open. No transaction that takes
+    // an xid commits after it, so it is at or past the recount snapshot's xmax: PostgreSQL leaves such a
+    // transaction out of the snapshot's xip list even though it is in progress.
+    const a = new pg.Client({ connectionString: s.db.url });
+    await a.connect();
+    try {
+      await a.query('BEGIN');
+      await a.query('INSERT INTO annotations (verified) VALUES (true)');
+      // A recount while A is open: the one that follows a reconnect of the LISTEN connection.
+      const before = await counterValue(s.c, 'recounts', { cause: 'reconnect' });
+      await s.db.pool.query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
+      );
+      await eventually(async () => (await counterValue(s.c, 'recounts', { cause: 'reconnect' })) > before, 'the reconnect recount', 10_000);
+      await s.c.service.controller.idle();
+      await a.query('COMMIT');
+    } finally {
+      await a.end();
+    }
+    // 49 pending, and the 50th must notify: the recount that saw 48 (A invisible) must not leave the target at 51.
+    await verifyOneByOne(s.db.pool, 1);
+    await eventually(() => s.kube.creates.length === 1, 'the Job for the 50th', 5000);
+  });
+});

@@ -53,6 +53,10 @@ describe('listener: notifications lost while disconnected', () => {
     await proxy.restore();
     await eventually(() => kube.creates.length === 1, 'a Job after reconnecting', 20_000);
     assert.ok((await recounts(c, 'reconnect')) >= 1);
+    // The Job came from the recount after the reconnect, not from some other recount while the LISTEN was cut.
+    const reconnected = c.logs.lines.findIndex((l) => l.msg === 'LISTEN connection re-established');
+    const triggered = c.logs.lines.findIndex((l) => /^Triggering training/.test(l.msg));
+    assert.ok(reconnected >= 0 && triggered > reconnected, `reconnected at line ${reconnected}, triggered at ${triggered}`);
   });
 });
 

@@ -14,8 +14,8 @@ describe('notification gate', () => {
   });
 
   it('asks for a settle recount only for unseen gate numbers with transactions in flight', () => {
-    assert.equal(needsSettleRecount(10n, 5n, ['123']), true);
-    assert.equal(needsSettleRecount(10n, 10n, ['123']), false, 'every number up to 10 already settled');
+    assert.equal(needsSettleRecount(10n, 5n, ['3/17']), true);
+    assert.equal(needsSettleRecount(10n, 10n, ['3/17']), false, 'every number up to 10 already settled');
     assert.equal(needsSettleRecount(10n, 5n, []), false);
   });
 

@@ -15,12 +15,12 @@ export interface Recount {
 
 // Who may hold a verification the count cannot see yet. Not the snapshot's xip list: PostgreSQL lists only
 // xids below the snapshot's xmax (the latest completed xid + 1), so the newest transaction, often the very
-// verifier in question, is in progress and still missing from it (a test pins that case). And xip is
+// verifier in question, is in progress and still missing from it (test/gate.test.ts pins that case). And xip is
 // cluster-wide, so a long transaction in another database would hold the settle back for nothing.
 // Instead: every transaction that verifies holds RowExclusiveLock on annotations from its INSERT/UPDATE
 // until it ends, so one that took its gate number before the gate read and is still open at the count's
 // snapshot holds that lock all the way through, and a look at pg_locks in between sees it. pg_locks is
-// readable by every role and includes fast-path locks; reading it costs ~tens of µs at 100 connections.
+// readable by every role and includes fast-path locks; reading it adds ~0.2 ms to a recount here.
 const WRITERS_OF_ANNOTATIONS = `
   SELECT DISTINCT l.virtualtransaction FROM pg_locks l
   WHERE l.locktype = 'relation'

@@ -4,8 +4,14 @@
 //           409 AlreadyExists, 404 for an unknown namespace, dryRun=All (validated, not stored)
 //   get/list: Status bodies, label selectors, list items without kind/apiVersion
 //   watch: newline-delimited JSON from a resourceVersion, BOOKMARKs, 410 Expired for a compacted version
-//   delete, 401 without the token
-// Test hooks (not HTTP): move a Job through its phases, inject 5xx/403/slow answers, go down and come back.
+//   delete: propagationPolicy recorded (query or DeleteOptions body); a Job with metadata.finalizers is not
+//           removed but marked (deletionTimestamp, MODIFIED, 200 with the Job) until a patch empties them
+//   patch: merge patch and JSON patch (test/support/jsonPatch.ts) with the real server's answers: 409 Conflict
+//          for a stale metadata.resourceVersion, 422 for a failed JSON-patch operation, 422 Forbidden for a new
+//          finalizer on a Job being deleted, 400 for a changed name, 415 for strategic merge and apply patches
+//   401 without the token
+// Test hooks (not HTTP): move a Job through its phases, inject 5xx/403/slow answers, go down and come back,
+// delete as kubectl or as the TTL-after-finished controller would.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -17,9 +23,10 @@ import { join } from 'node:path';
 import type { V1Job } from '@kubernetes/client-node';
 import { matches } from './labelSelector.js';
 import { validateJobLikeApiServer } from './fakeKubeValidation.js';
+import { applyJsonPatch, BadPatch, jsonEqual, mergePatch, PatchFailed, type Json } from './jsonPatch.js';
 import { packageRoot } from '../../src/paths.js';
 
-export type Verb = 'create' | 'get' | 'list' | 'watch' | 'delete';
+export type Verb = 'create' | 'get' | 'list' | 'watch' | 'delete' | 'patch';
 export type Phase = 'pending' | 'running' | 'complete' | 'failed' | 'failure-target' | 'suspended';
 
 export interface Fault {
@@ -44,7 +51,9 @@ function status(code: number, reason: string, message: string, details?: Record<
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
 }
 
-const REASONS: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'AlreadyExists', 410: 'Expired', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout' };
+const finished = (j: V1Job) => (j.status?.conditions ?? []).some((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
+
+const REASONS: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'AlreadyExists', 410: 'Expired', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout' };
 
 export class FakeKube {
   readonly jobs = new Map<string, V1Job>();
@@ -52,6 +61,8 @@ export class FakeKube {
   readonly creates: { name: string; at: number }[] = [];
   readonly dryRuns: V1Job[] = [];
   readonly requests: { verb: Verb; path: string; status: number }[] = [];
+  /** Every authenticated HTTP DELETE of a named Job (also those answered with an injected fault or 404). */
+  readonly deletes: { name: string; namespace: string; propagationPolicy: string | null }[] = [];
   readonly namespaces = new Set(['default']);
   readonly token = randomBytes(16).toString('hex');
   kubeconfigPath = '';
@@ -144,8 +155,18 @@ current-context: fake
     this.faults = [];
   }
 
+  addNamespace(ns: string): void {
+    this.namespaces.add(ns);
+  }
+
+  /** Jobs not finished, also those being deleted (deletionTimestamp set, finalizers pending): their pods may still run. */
   unfinished(): string[] {
-    return [...this.jobs.values()].filter((j) => !(j.status?.conditions ?? []).some((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True')).map((j) => j.metadata?.name ?? '');
+    return [...this.jobs.values()].filter((j) => !finished(j)).map((j) => j.metadata?.name ?? '');
+  }
+
+  /** Jobs marked for deletion and kept by their finalizers. */
+  deleting(): string[] {
+    return [...this.jobs.values()].filter((j) => j.metadata?.deletionTimestamp).map((j) => j.metadata?.name ?? '');
   }
 
   /** Moves a Job the way the Job controller would, with the conditions of Kubernetes 1.31+. */
@@ -167,12 +188,35 @@ current-context: fake
     this.record('MODIFIED', job);
   }
 
-  /** Deletes a Job as `kubectl delete job` would. */
-  deleteJob(name: string, namespace = 'default'): void {
+  /**
+   * Deletes a Job as `kubectl delete job` would. With finalizers it stays, marked: deletionTimestamp and
+   * deletionGracePeriodSeconds 0 and a MODIFIED event the first time; a second delete changes nothing (no new
+   * resourceVersion, no event), as the real server's no-op update writes nothing to etcd.
+   * Returns whether the Job is gone.
+   */
+  deleteJob(name: string, namespace = 'default'): boolean {
     const job = this.jobs.get(`${namespace}/${name}`);
-    if (!job) return;
+    if (!job) return true;
+    if ((job.metadata?.finalizers ?? []).length > 0) {
+      if (!job.metadata?.deletionTimestamp) {
+        job.metadata = { ...job.metadata, deletionTimestamp: new Date(), deletionGracePeriodSeconds: 0 };
+        this.record('MODIFIED', job);
+      }
+      return false;
+    }
     this.jobs.delete(`${namespace}/${name}`);
     this.record('DELETED', job);
+    return true;
+  }
+
+  /**
+   * The TTL-after-finished controller once every TTL has passed: deletes (finalizers honoured as in deleteJob)
+   * each finished Job with spec.ttlSecondsAfterFinished that is not already being deleted. Returns their names.
+   */
+  expireFinished(): string[] {
+    const due = [...this.jobs.values()].filter((j) => finished(j) && j.spec?.ttlSecondsAfterFinished !== undefined && !j.metadata?.deletionTimestamp);
+    for (const j of due) this.deleteJob(j.metadata?.name ?? '', j.metadata?.namespace);
+    return due.map((j) => j.metadata?.name ?? '');
   }
 
   /** A Job created by someone else (by hand, an older version): goes through the same defaults. */
@@ -217,6 +261,84 @@ current-context: fake
     return stored;
   }
 
+  /**
+   * A PATCH as k8s.io/apiserver pkg/endpoints/handlers/patch.go answers it. Every error from applying a JSON
+   * patch (a failed `test`, a missing path for remove/replace/add, a bad index, an unknown op) goes through
+   * `errors.NewGenericServerResponse(http.StatusUnprocessableEntity, "", schema.GroupResource{}, "", err.Error(), 0, false)`,
+   * which drops err.Error(): the answer is 422, reason Invalid, message "the server rejected our request due to
+   * an error in our request", details {} (the same body quoted in kubernetes/kubernetes#79210 and
+   * kubernetes-client/javascript#2095; before 2019 it was a 500, kubernetes/kubernetes#68202). A patch body that
+   * does not decode is 400 BadRequest. Then the update path (rest.BeforeUpdate, ValidateObjectMetaUpdate):
+   * name or namespace changed → 400, uid changed → 422 immutable, creationTimestamp, deletionTimestamp,
+   * status (a subresource) silently kept; a stale resourceVersion → 409 Conflict.
+   */
+  private patch(job: V1Job, contentType: string, bodyText: string): [number, unknown] {
+    const name = job.metadata?.name ?? '';
+    const namespace = job.metadata?.namespace ?? '';
+    const type = contentType.split(';')[0]?.trim() ?? '';
+    if (type !== 'application/merge-patch+json' && type !== 'application/json-patch+json') {
+      return [415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json`)];
+    }
+    const invalid = (field: string, reason: string, message: string) =>
+      [422, status(422, 'Invalid', `Job.batch "${name}" is invalid: ${field}: ${message}`, { name, group: 'batch', kind: 'Job', causes: [{ reason, message, field }] })] as [number, unknown];
+    let patched: V1Job;
+    try {
+      const current = JSON.parse(JSON.stringify(job)) as Json;
+      patched = (type === 'application/merge-patch+json' ? mergePatch(current, JSON.parse(bodyText) as Json) : applyJsonPatch(current, JSON.parse(bodyText))) as V1Job;
+    } catch (err: unknown) {
+      if (err instanceof PatchFailed) return [422, { ...status(422, 'Invalid', 'the server rejected our request due to an error in our request'), details: {} }];
+      return [400, status(400, 'BadRequest', err instanceof BadPatch ? err.message : `error decoding patch: ${(err as Error).message}`)];
+    }
+    if (typeof patched !== 'object' || patched === null || Array.isArray(patched)) return [400, status(400, 'BadRequest', 'Invalid JSON Patch')];
+    const meta = patched.metadata ?? {};
+    if ((meta.name ?? '') !== name) return [400, status(400, 'BadRequest', `the name of the object (${meta.name ?? ''}) does not match the name on the URL (${name})`)];
+    if (meta.namespace && meta.namespace !== namespace) return [400, status(400, 'BadRequest', `the namespace of the object (${meta.namespace}) does not match the namespace on the request (${namespace})`)];
+    if (meta.uid && meta.uid !== job.metadata?.uid) return invalid('metadata.uid', 'FieldValueInvalid', `Invalid value: "${meta.uid}": field is immutable`);
+    if (meta.resourceVersion !== undefined && meta.resourceVersion !== job.metadata?.resourceVersion) {
+      return [409, status(409, 'Conflict', `Operation cannot be fulfilled on jobs.batch "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, group: 'batch', kind: 'jobs' })];
+    }
+    const old = job.metadata ?? {};
+    const finalizers = meta.finalizers ?? [];
+    if (old.deletionTimestamp) {
+      const added = [...new Set(finalizers.filter((f) => !(old.finalizers ?? []).includes(f)))].sort();
+      if (added.length > 0) {
+        return invalid('metadata.finalizers', 'FieldValueForbidden', `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`);
+      }
+    }
+    const specChanged = JSON.stringify(patched.spec) !== JSON.stringify(JSON.parse(JSON.stringify(job.spec ?? null)));
+    const stored: V1Job = {
+      ...patched,
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: {
+        ...meta,
+        name,
+        namespace,
+        uid: old.uid,
+        creationTimestamp: old.creationTimestamp,
+        generation: (old.generation ?? 1) + (specChanged ? 1 : 0),
+        deletionTimestamp: old.deletionTimestamp,
+        deletionGracePeriodSeconds: old.deletionGracePeriodSeconds,
+        resourceVersion: old.resourceVersion,
+      },
+      status: job.status,
+    };
+    if (!old.deletionTimestamp) delete stored.metadata?.deletionTimestamp;
+    if (old.deletionGracePeriodSeconds === undefined) delete stored.metadata?.deletionGracePeriodSeconds;
+    // A patch that changes nothing is not written (etcd3's GuaranteedUpdate skips identical bytes): no new
+    // resourceVersion, no event.
+    if (jsonEqual(JSON.parse(JSON.stringify(stored)) as Json, JSON.parse(JSON.stringify(job)) as Json) && !(old.deletionTimestamp && finalizers.length === 0)) return [200, job];
+    if (old.deletionTimestamp && finalizers.length === 0) {
+      // The last finalizer is gone from a Job being deleted: the update is the deletion.
+      this.jobs.delete(`${namespace}/${name}`);
+      this.record('DELETED', stored);
+    } else {
+      this.jobs.set(`${namespace}/${name}`, stored);
+      this.record('MODIFIED', stored);
+    }
+    return [200, stored];
+  }
+
   private send(res: ServerResponse, code: number, body: unknown): void {
     if (res.destroyed) return;
     res.writeHead(code, { 'content-type': 'application/json' }).end(JSON.stringify(body));
@@ -226,7 +348,7 @@ current-context: fake
     const url = new URL(req.url ?? '/', this.url);
     const m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(url.pathname);
     const watch = url.searchParams.get('watch') === 'true';
-    const verb: Verb | null = !m ? null : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : m[2] ? 'get' : watch ? 'watch' : 'list';
+    const verb: Verb | null = !m ? null : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : req.method === 'PATCH' ? 'patch' : m[2] ? 'get' : watch ? 'watch' : 'list';
     let code = 200;
     res.on('finish', () => verb && this.requests.push({ verb, path: url.pathname, status: code }));
     const reply = (c: number, body: unknown) => this.send(res, (code = c), body);
@@ -235,9 +357,20 @@ current-context: fake
     if (!m || !verb) return reply(404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const namespace = decodeURIComponent(m[1] as string);
     const name = m[2] ? decodeURIComponent(m[2]) : null;
+    if (verb === 'patch' && !name) return reply(405, status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'));
 
     // The body arrives before any injected delay, as it would at a real server that is slow to answer.
-    const bodyText = verb === 'create' ? await readBody(req) : '';
+    const bodyText = verb === 'create' || verb === 'patch' || verb === 'delete' ? await readBody(req) : '';
+    let deleteOptions: { propagationPolicy?: string } = {};
+    if (verb === 'delete') {
+      // Like k8s.io/apiserver handlers/delete.go: DeleteOptions come from a non-empty body, else from the query.
+      try {
+        deleteOptions = bodyText.trim() ? (JSON.parse(bodyText) as typeof deleteOptions) : { propagationPolicy: url.searchParams.get('propagationPolicy') ?? undefined };
+      } catch {
+        return reply(400, status(400, 'BadRequest', 'the request body is not JSON'));
+      }
+      if (name) this.deletes.push({ name, namespace, propagationPolicy: deleteOptions.propagationPolicy ?? null });
+    }
     const fault = this.faults.find((f) => f.verb === verb && f.times > 0);
     if (fault) {
       fault.times--;
@@ -279,13 +412,15 @@ current-context: fake
       this.creates.push({ name: jobName, at: performance.now() });
       return reply(201, this.store(body, namespace));
     }
-    if (verb === 'get' || verb === 'delete') {
+    if (verb === 'get' || verb === 'delete' || verb === 'patch') {
       const job = this.jobs.get(`${namespace}/${name}`);
       if (!job) return reply(404, status(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }));
       if (verb === 'delete') {
-        this.deleteJob(name as string, namespace);
+        // While finalizers are pending the real server answers 200 with the object it kept.
+        if (!this.deleteJob(name as string, namespace)) return reply(200, job);
         return reply(200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: 'batch', kind: 'jobs', uid: job.metadata?.uid } });
       }
+      if (verb === 'patch') return reply(...this.patch(job, req.headers['content-type'] ?? '', bodyText));
       return reply(200, job);
     }
     const selector = url.searchParams.get('labelSelector');

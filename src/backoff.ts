@@ -5,8 +5,10 @@
 export interface FailureHistory {
   /** Failed or lost runs since the last succeeded one. */
   consecutiveFailures: number;
-  /** When the latest of those finished (ms since epoch), null if none. */
+  /** When the latest of those finished (ms since epoch, database clock), null if none. */
   lastFailureAt: number | null;
+  /** The database's now() when this was read: compare lastFailureAt with this, never with the local clock. */
+  now: number;
 }
 
 export function backoffSeconds(consecutiveFailures: number, baseSeconds: number, capSeconds: number): number {

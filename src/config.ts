@@ -1,5 +1,6 @@
 // The only module that reads the environment. Everything else receives a Config.
 import convict from 'convict';
+import { MIN_JOB_TTL_SECONDS } from './jobTemplate.js';
 
 export type DispatchMode = 'kubernetes' | 'dry-run';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -106,7 +107,7 @@ const schema = {
   trainingNamespace: { env: 'TRAINING_NAMESPACE', default: '', format: dnsLabel },
   trainingImage: { env: 'TRAINING_IMAGE', default: DEFAULT_TRAINING_IMAGE, format: nonEmpty },
   jobTemplateFile: { env: 'JOB_TEMPLATE_FILE', default: '', format: String },
-  jobTtlSeconds: { env: 'JOB_TTL_SECONDS', ...int(3600, 0, 31_536_000) },
+  jobTtlSeconds: { env: 'JOB_TTL_SECONDS', ...int(3600, MIN_JOB_TTL_SECONDS, 31_536_000) },
   kubeRequestTimeoutMs: { env: 'KUBE_REQUEST_TIMEOUT_MS', ...int(10_000, 100, 600_000) },
   dispatchMode: { env: 'DISPATCH_MODE', default: 'kubernetes', format: oneOf('kubernetes', 'dry-run') },
   httpPort: { env: 'HTTP_PORT', ...int(8080, 0, 65535) },

@@ -1,39 +1,47 @@
 // The control loop: listen → recount → decide → dispatch → reconcile.
 //
-// Work is serialised on one queue, so a recount, a dispatch and a reconcile never overlap in one process
-// (replicas are kept apart by the advisory lock and the one-open-run index). Requests coalesce: while a
-// recount is queued, more requests for one add nothing. Nothing here throws out of the loop: every failure
-// is logged, shown on /readyz, and retried on the back-off table (backoff.ts).
+// Work runs on one serial queue (workQueue.ts), so a recount, a dispatch and a reconcile never overlap in one
+// process. The waits around it each have a module: the debounce of notifications (debounce.ts), the wait for
+// writers a recount could not see (awaitWriters.ts), and retries, at most one pending per kind (OneShot), so
+// the request rate stays flat however long a dependency is down. Nothing here throws out of the loop: every
+// failure is logged, kept on /readyz until that step succeeds again, and retried on the back-off table.
 //
 // Recount causes and their timing:
-//   notification, gate, settle → debounced (DEBOUNCE_MS trailing, DEBOUNCE_MAX_WAIT_MS cap)
-//   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry → at once
+//   notification, gate, writers-ended → debounced (DEBOUNCE_MS trailing, DEBOUNCE_MAX_WAIT_MS cap)
+//   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry, claim-race → at once
+import { AwaitWriters } from './awaitWriters.js';
+import { retryDelayMs } from './backoff.js';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
 import { Debouncer } from './debounce.js';
-import type { Timers } from './timers.js';
 import { dispatch, type DispatchResult, type DispatcherDeps } from './dispatcher.js';
-import { missedWhilePublishing, needsSettleRecount, notifyAt } from './gate.js';
+import { errorMessage } from './errors.js';
+import { missedWhilePublishing, notifyAt } from './gate.js';
 import type { Health } from './health.js';
+import { KubeError } from './kubeErrors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { publishNotifyAt, recount, stillWriting } from './pending.js';
 import { reconcile, type ReconcilerDeps } from './reconciler.js';
-import { retryDelayMs } from './backoff.js';
+import { OneShot, type Timers } from './timers.js';
+import { WorkQueue } from './workQueue.js';
 
-export type RecountCause =
-  | 'startup'
-  | 'notification'
-  | 'reconnect'
-  | 'poll'
-  | 'run-finished'
-  | 'dispatched'
-  | 'backoff-ended'
-  | 'retry'
-  | 'gate'
-  | 'settle';
+export const RECOUNT_CAUSES = [
+  'startup',
+  'notification',
+  'reconnect',
+  'poll',
+  'run-finished',
+  'dispatched',
+  'backoff-ended',
+  'retry',
+  'claim-race',
+  'gate',
+  'writers-ended',
+] as const;
+export type RecountCause = (typeof RECOUNT_CAUSES)[number];
 
-const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'settle']);
+const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'writers-ended']);
 
 export interface ControllerDeps {
   config: Config;
@@ -45,44 +53,51 @@ export interface ControllerDeps {
   dispatcher: DispatcherDeps;
   /** null in print mode (no cluster): nothing is ever submitted, so there is nothing to reconcile. */
   reconciler: ReconcilerDeps | null;
+  /** The namespaces whose Jobs must be watched (the configured one and the open run's), after each reconcile. */
+  watchNamespaces?(namespaces: string[]): void;
 }
 
 export class Controller {
   private readonly debouncer: Debouncer;
   private debouncedCause: RecountCause | null = null;
-  private queue: Promise<void> = Promise.resolve();
-  private recountQueued = false;
-  private reconcileQueued = false;
-  private stopped = false;
+  private readonly queue: WorkQueue<'recount' | 'reconcile'>;
+  private readonly writers: AwaitWriters;
+  private readonly recountRetry: OneShot;
+  private readonly backoffEnd: OneShot;
+  private readonly reconcileRetry: OneShot;
   private readonly intervals: unknown[] = [];
-  private readonly timeouts = new Set<unknown>();
-  private failures = 0;
+  private stopped = false;
+  private recountFailures = 0;
   private reconcileFailures = 0;
-  /** Every gate number up to this belongs to a transaction that had ended before some completed recount. */
-  private settledUpTo = -1n;
-  private settling = false;
-  private settleCandidate: bigint | null = null;
   /** An unfinished Job of no run blocked the last dispatch: recount when the reconciler sees it gone. */
   private blockedByForeignJob = false;
 
   constructor(private readonly deps: ControllerDeps) {
-    const { config, timers } = deps;
+    const { config, timers, logger } = deps;
+    this.queue = new WorkQueue((err: unknown) => logger.error({ err: err instanceof Error ? err.stack : String(err) }, 'Unexpected error in the control loop'));
     this.debouncer = new Debouncer(timers, config.debounceMs, config.debounceMaxWaitMs, () => {
       const cause = this.debouncedCause ?? 'notification';
       this.debouncedCause = null;
       this.enqueueRecount(cause);
     });
+    this.writers = new AwaitWriters({
+      timers,
+      stillOpen: (writers) => stillWriting(deps.pool, writers),
+      onEnded: () => this.requestRecount('writers-ended'),
+      onError: (what, err) => this.recountFailed('writers', what, err),
+    });
+    this.recountRetry = new OneShot(timers, () => this.requestRecount('retry'));
+    this.backoffEnd = new OneShot(timers, () => this.requestRecount('backoff-ended'));
+    this.reconcileRetry = new OneShot(timers, () => this.requestReconcile());
     deps.metrics.threshold.set(config.trainingThreshold);
   }
 
   /** Starts the periodic work. The first recount comes from the listener's first `connected`. */
   start(): void {
-    const { config } = this.deps;
-    if (config.pollIntervalSeconds > 0) {
-      this.intervals.push(setInterval(() => this.requestRecount('poll'), config.pollIntervalSeconds * 1000));
-    }
+    const { config, timers } = this.deps;
+    if (config.pollIntervalSeconds > 0) this.intervals.push(timers.setInterval(() => this.requestRecount('poll'), config.pollIntervalSeconds * 1000));
     if (this.deps.reconciler) {
-      this.intervals.push(setInterval(() => this.requestReconcile(), config.reconcileIntervalSeconds * 1000));
+      this.intervals.push(timers.setInterval(() => this.requestReconcile(), config.reconcileIntervalSeconds * 1000));
       this.requestReconcile();
     }
   }
@@ -91,16 +106,16 @@ export class Controller {
   async stop(): Promise<void> {
     this.stopped = true;
     this.debouncer.cancel();
-    for (const i of this.intervals) clearInterval(i as NodeJS.Timeout);
-    await this.queue;
+    for (const i of this.intervals) this.deps.timers.clearInterval(i);
+    await this.writers.stop();
+    await this.queue.idle();
     // After the queue: the last step may have scheduled a retry or the end of a back-off.
-    for (const t of this.timeouts) this.deps.timers.clearTimeout(t);
-    this.timeouts.clear();
+    for (const t of [this.recountRetry, this.backoffEnd, this.reconcileRetry]) t.cancel();
   }
 
-  /** Resolves when every queued step has run (tests and the benchmark use it to wait for quiet). */
+  /** Resolves when the loop is quiet: no step queued or running (tests and the benchmark wait for it). */
   idle(): Promise<void> {
-    return this.queue;
+    return this.queue.idle();
   }
 
   notification(): void {
@@ -121,66 +136,44 @@ export class Controller {
   }
 
   requestReconcile(): void {
-    if (this.stopped || !this.deps.reconciler || this.reconcileQueued) return;
-    this.reconcileQueued = true;
-    this.enqueue(async () => {
-      this.reconcileQueued = false;
-      await this.reconcileStep();
-    });
+    if (this.stopped || !this.deps.reconciler) return;
+    this.queue.push('reconcile', () => this.reconcileStep());
   }
 
   private enqueueRecount(cause: RecountCause): void {
-    if (this.stopped || this.recountQueued) return;
-    this.recountQueued = true;
-    this.enqueue(async () => {
-      this.recountQueued = false;
-      await this.recountStep(cause);
-    });
-  }
-
-  private enqueue(step: () => Promise<void>): void {
-    this.queue = this.queue.then(step).catch((err: unknown) => {
-      // Steps handle their own errors; this is the last net so the loop can never die.
-      this.deps.logger.error({ err: err instanceof Error ? err.stack : String(err) }, 'Unexpected error in the control loop');
-    });
-  }
-
-  private after(ms: number, fn: () => void): void {
     if (this.stopped) return;
-    const t = this.deps.timers.setTimeout(() => {
-      this.timeouts.delete(t);
-      fn();
-    }, ms);
-    this.timeouts.add(t);
+    this.queue.push('recount', () => this.recountStep(cause));
   }
 
-  private failed(what: string, err: unknown): void {
-    const message = err instanceof Error ? err.message : String(err);
-    this.failures++;
-    const delay = retryDelayMs(this.failures);
-    this.deps.logger.warn({ err: message, attempt: this.failures, retryInMs: delay }, `${what} failed; retrying`);
-    this.after(delay, () => this.requestRecount('retry'));
+  private ok(step: string): void {
+    delete this.deps.health.failing[step];
+  }
+
+  /** A step of the recount failed: shown on /readyz until it succeeds, and one recount retry scheduled. */
+  private recountFailed(step: string, what: string, err: unknown): void {
+    const message = errorMessage(err);
+    this.deps.health.failing[step] = message;
+    const delay = retryDelayMs(++this.recountFailures);
+    this.deps.logger.warn({ err: message, attempt: this.recountFailures, retryInMs: delay }, `${what} failed; retrying`);
+    this.recountRetry.schedule(delay);
   }
 
   private async recountStep(cause: RecountCause): Promise<void> {
     const { config, pool, metrics, health, timers } = this.deps;
     if (this.stopped) return;
     metrics.recounts.inc({ cause });
-    const settling = this.settleCandidate;
-    this.settleCandidate = null;
+    const settles = this.writers.settleable();
     let count;
     try {
       count = await recount(pool, config.trainingThreshold);
     } catch (err: unknown) {
-      health.databaseError = err instanceof Error ? err.message : String(err);
-      this.failed('Recount', err);
-      return;
+      return this.recountFailed('recount', 'Recount', err);
     }
-    health.databaseError = null;
+    this.ok('recount');
     health.lastRecountAt = timers.now();
     metrics.pending.set(count.pending);
     this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length }, 'Recounted');
-    if (settling !== null && settling > this.settledUpTo) this.settledUpTo = settling;
+    this.writers.recounted(settles, count.gateBefore, count.writers);
 
     let quiet = false;
     if (count.pending >= config.trainingThreshold) {
@@ -188,15 +181,15 @@ export class Controller {
       try {
         result = await dispatch(this.deps.dispatcher, count.pending);
       } catch (err: unknown) {
-        this.noteDispatchError(err);
-        this.failed('Dispatch', err);
-        return;
+        if (health.cluster && err instanceof KubeError) health.cluster.error = err.message;
+        return this.recountFailed('dispatch', 'Dispatch', err);
       }
-      this.failures = 0;
+      this.ok('dispatch');
+      this.recountFailures = 0;
+      // The count was already stale: publish the gate from what is true now, not from it.
+      if (result.kind === 'claim-race') return this.requestRecount('claim-race');
       quiet = this.afterDispatch(result);
       if (result.kind === 'dispatched') return; // the 'dispatched' recount publishes the gate
-    } else {
-      this.failures = 0;
     }
 
     try {
@@ -204,62 +197,31 @@ export class Controller {
       const gateAfter = await publishNotifyAt(pool, target);
       if (missedWhilePublishing(target, gateAfter)) this.requestRecount('gate');
     } catch (err: unknown) {
-      this.failed('Publishing the notification gate', err);
-      return;
+      return this.recountFailed('gate', 'Publishing the notification gate', err);
     }
-    if (count.writers.length === 0) {
-      if (count.gateBefore > this.settledUpTo) this.settledUpTo = count.gateBefore;
-    } else if (needsSettleRecount(count.gateBefore, this.settledUpTo, count.writers)) {
-      void this.settle(count.gateBefore, count.writers);
-    }
+    this.ok('gate');
+    this.recountFailures = 0;
   }
 
   /** Returns whether the gate may go quiet: the controller will recount on its own when it can act. */
-  private afterDispatch(result: DispatchResult): boolean {
+  private afterDispatch(result: Exclude<DispatchResult, { kind: 'claim-race' }>): boolean {
     switch (result.kind) {
       case 'dispatched':
         this.blockedByForeignJob = false;
         this.requestRecount('dispatched');
-        if (result.submit === 'retry') this.after(this.deps.reconciler?.createLeaseMs ?? 10_000, () => this.requestReconcile());
+        if (result.submit === 'retry') this.reconcileRetry.schedule(this.deps.reconciler?.createLeaseMs ?? 10_000);
         if (result.submit === 'failed') this.requestRecount('run-finished');
         return true;
       case 'skipped':
-        if (result.decision.reason === 'backoff' && result.decision.retryAt !== undefined) {
-          this.after(Math.max(0, result.decision.retryAt - this.deps.timers.now()), () => this.requestRecount('backoff-ended'));
-        }
+        if (result.decision.reason === 'backoff' && result.decision.retryInMs !== undefined) this.backoffEnd.schedule(Math.max(0, result.decision.retryInMs));
         this.blockedByForeignJob = result.foreignJob;
         return result.decision.reason !== 'below-threshold';
       case 'locked':
         // Another replica is dispatching; look again shortly in case it dies before finishing.
-        this.after(1000, () => this.requestRecount('retry'));
+        this.recountRetry.schedule(1000);
         return false;
       case 'rehearsed':
         return true;
-    }
-  }
-
-  private noteDispatchError(err: unknown): void {
-    const cluster = this.deps.health.cluster;
-    if (cluster && err instanceof Error && err.name === 'KubeError') cluster.error = err.message;
-  }
-
-  /** Gate case 1 (gate.ts): wait for the verifying transactions the count could not see, then recount. */
-  private async settle(gateBefore: bigint, writers: string[]): Promise<void> {
-    if (this.settling) return;
-    this.settling = true;
-    try {
-      // Verifying transactions are short: poll every 25 ms, slowing to 1 s for a long-running writer.
-      for (let wait = 25; !this.stopped; wait = Math.min(1000, wait * 2)) {
-        if ((await stillWriting(this.deps.pool, writers)) === 0) break;
-        await new Promise<void>((resolve) => this.after(wait, resolve));
-      }
-      if (this.stopped) return;
-      this.settleCandidate = gateBefore;
-      this.requestRecount('settle');
-    } catch (err: unknown) {
-      this.failed('Waiting for verifying transactions', err);
-    } finally {
-      this.settling = false;
     }
   }
 
@@ -269,19 +231,21 @@ export class Controller {
     try {
       const result = await reconcile(deps);
       this.reconcileFailures = 0;
+      this.ok('reconcile');
+      this.deps.watchNamespaces?.(result.namespaces);
       if (result.finished) this.requestRecount('run-finished');
-      if (result.retrySubmit) this.after(deps.createLeaseMs, () => this.requestReconcile());
+      if (result.retrySubmit) this.reconcileRetry.schedule(deps.createLeaseMs);
       if (this.blockedByForeignJob && result.foreignJobs.length === 0 && !result.retrySubmit) {
         this.blockedByForeignJob = false;
         this.requestRecount('run-finished');
       }
     } catch (err: unknown) {
-      const message = err instanceof Error ? err.message : String(err);
-      if (this.deps.health.cluster && err instanceof Error && err.name === 'KubeError') this.deps.health.cluster.error = message;
-      else this.deps.health.databaseError = message;
+      const message = errorMessage(err);
+      if (this.deps.health.cluster && err instanceof KubeError) this.deps.health.cluster.error = message;
+      else this.deps.health.failing.reconcile = message;
       const delay = retryDelayMs(++this.reconcileFailures);
       this.deps.logger.warn({ err: message, attempt: this.reconcileFailures, retryInMs: delay }, 'Reconcile failed; retrying');
-      this.after(delay, () => this.requestReconcile());
+      this.reconcileRetry.schedule(delay);
     }
   }
 }

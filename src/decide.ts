@@ -8,8 +8,9 @@ export interface DispatchFacts {
   openRun: { id: number; jobName: string; state: string } | null;
   /** Unfinished Jobs labelled app=sentinel-training, whoever created them. */
   activeJobs: string[];
-  /** No new run before this instant (ms), after failed runs; null when not backing off. */
+  /** No new run before this instant (ms, database clock), after failed runs; null when not backing off. */
   backoffUntil: number | null;
+  /** The database's clock (ms): back-off instants come from finished_at, so they are compared with its now(). */
   now: number;
 }
 
@@ -17,7 +18,7 @@ export type SkipReason = 'below-threshold' | 'in-progress' | 'backoff';
 
 export type Decision =
   | { action: 'dispatch'; why: string }
-  | { action: 'skip'; reason: SkipReason; why: string; retryAt?: number };
+  | { action: 'skip'; reason: SkipReason; why: string; retryInMs?: number };
 
 export const IN_PROGRESS = 'Training already in progress';
 
@@ -33,7 +34,7 @@ export function decideDispatch(f: DispatchFacts): Decision {
   }
   if (f.backoffUntil !== null && f.now < f.backoffUntil) {
     const seconds = Math.ceil((f.backoffUntil - f.now) / 1000);
-    return { action: 'skip', reason: 'backoff', why: `backing off after failed runs: next run in ${seconds} s`, retryAt: f.backoffUntil };
+    return { action: 'skip', reason: 'backoff', why: `backing off after failed runs: next run in ${seconds} s`, retryInMs: f.backoffUntil - f.now };
   }
   return { action: 'dispatch', why: `${f.pending} pending, threshold ${f.threshold}` };
 }

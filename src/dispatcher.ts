@@ -7,9 +7,8 @@ import type { V1Job } from '@kubernetes/client-node';
 import { backoffUntil } from './backoff.js';
 import type { Config } from './config.js';
 import { decideDispatch, IN_PROGRESS, type Decision } from './decide.js';
-import { jobOutcome } from './jobOutcome.js';
-import { APP_SELECTOR, buildJob, freeName, jobName } from './jobTemplate.js';
-import type { JobsApi } from './kubeJobs.js';
+import { buildJob, freeName, jobName } from './jobTemplate.js';
+import { unfinishedJobs, type JobsApi } from './kubeJobs.js';
 import { LOCK_KEYS, tryXactLock } from './locks.js';
 import { countPendingExact, failureHistory, insertAndClaim, namesLike, openRun, type Run } from './runs.js';
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
@@ -20,6 +19,8 @@ export type Mode = 'kubernetes' | 'dry-run' | 'print';
 export type DispatchResult =
   | { kind: 'dispatched'; run: Run; submit: SubmitResult }
   | { kind: 'skipped'; decision: Extract<Decision, { action: 'skip' }>; foreignJob: boolean }
+  /** The claim found fewer than the recount (rows un-verified or claimed in between): recount, publish from that. */
+  | { kind: 'claim-race'; claimed: number }
   | { kind: 'locked' }
   | { kind: 'rehearsed'; job: V1Job };
 
@@ -29,11 +30,6 @@ export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
   mode: Mode;
   namespace: string;
   now(): number;
-}
-
-export async function unfinishedJobs(jobs: JobsApi): Promise<string[]> {
-  const { items } = await jobs.list(APP_SELECTOR);
-  return items.filter((j) => !jobOutcome(j).finished).map((j) => j.metadata?.name ?? '?');
 }
 
 export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
@@ -50,7 +46,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
     const open = await openRun(client);
     let activeJobs: string[] = [];
     if (!open && deps.jobs) {
-      activeJobs = await unfinishedJobs(deps.jobs);
+      activeJobs = (await unfinishedJobs(deps.jobs, [deps.namespace])).map((j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`);
       deps.onClusterAnswer(null);
     }
     const history = await failureHistory(client);
@@ -60,7 +56,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       openRun: open,
       activeJobs,
       backoffUntil: backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds),
-      now: deps.now(),
+      now: history.now,
     });
     if (decision.action === 'skip') {
       await client.query('ROLLBACK');
@@ -81,11 +77,11 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
     }
     run = await insertAndClaim(client, name, deps.namespace);
     if (run.annotationCount < config.trainingThreshold) {
-      // Annotations were unverified or claimed between the recount and now: nothing to do after all.
+      // Annotations were un-verified or claimed between the recount and now: nothing to do after all.
       await client.query('ROLLBACK');
-      const why = `only ${run.annotationCount} pending at claim time`;
       metrics.skips.inc({ reason: 'below-threshold' });
-      return { kind: 'skipped', decision: { action: 'skip', reason: 'below-threshold', why }, foreignJob: false };
+      logger.info({ pending, claimed: run.annotationCount }, `Only ${run.annotationCount} pending at claim time (the recount saw ${pending}): recounting`);
+      return { kind: 'claim-race', claimed: run.annotationCount };
     }
     await client.query('COMMIT');
   } catch (err: unknown) {

@@ -10,6 +10,18 @@ export const APP_SELECTOR = `${APP_LABEL}=${APP_VALUE}`;
 /** Tells our Job from another with the same name: names have one-second resolution. */
 export const RUN_ID_LABEL = 'sentinel-training/run-id';
 export const JOB_PREFIX = 'sentinel-training-';
+/**
+ * On every Job we create. A deletion (the TTL controller, `kubectl delete job`) then only sets
+ * deletionTimestamp, and the Job keeps its final status until the controller has recorded the run's outcome
+ * and removed this entry: a Job that completed while the controller was away is still `succeeded`.
+ */
+export const SETTLE_FINALIZER = 'sentinel-training.io/settle';
+/**
+ * Shortest ttlSecondsAfterFinished accepted (JOB_TTL_SECONDS or the template's). The finalizer keeps a finished
+ * Job's status whatever the TTL, but a Job (and its pods' logs) deleted within seconds of finishing is gone
+ * before an operator can read why it failed; 10 minutes outlives a controller restart or a node drain.
+ */
+export const MIN_JOB_TTL_SECONDS = 600;
 
 export interface RunIdentity {
   name: string;
@@ -78,7 +90,8 @@ export function buildJob(template: V1Job, run: RunIdentity): V1Job {
   const labels = { [APP_LABEL]: APP_VALUE, [RUN_ID_LABEL]: String(run.runId) };
   job.apiVersion = 'batch/v1';
   job.kind = 'Job';
-  job.metadata = { ...job.metadata, name: run.name, namespace: run.namespace, labels: { ...job.metadata?.labels, ...labels } };
+  const finalizers = [...(job.metadata?.finalizers ?? []).filter((f) => f !== SETTLE_FINALIZER), SETTLE_FINALIZER];
+  job.metadata = { ...job.metadata, name: run.name, namespace: run.namespace, labels: { ...job.metadata?.labels, ...labels }, finalizers };
   delete job.metadata.generateName;
   const spec = job.spec ?? { template: {} };
   spec.template.metadata = { ...spec.template.metadata, labels: { ...spec.template.metadata?.labels, ...labels } };
@@ -124,6 +137,10 @@ export function validateJob(job: V1Job): string[] {
   for (const field of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds', 'completions', 'parallelism'] as const) {
     const v = spec[field];
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) errors.push(`spec.${field}: must be a non-negative integer`);
+  }
+  const ttl = spec.ttlSecondsAfterFinished;
+  if (Number.isInteger(ttl) && (ttl as number) < MIN_JOB_TTL_SECONDS) {
+    errors.push(`spec.ttlSecondsAfterFinished: at least ${MIN_JOB_TTL_SECONDS} (a shorter TTL deletes a finished Job and its logs before anyone can read them)`);
   }
   errors.push(...labelErrors('spec.template.metadata.labels', spec.template.metadata?.labels));
   const pod = spec.template.spec;

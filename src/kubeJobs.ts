@@ -1,78 +1,45 @@
-// The Kubernetes port: the four calls the controller makes on batch/v1 Jobs (create, get, list, watch), each
-// with a timeout, and errors turned into outcomes. The Role in deploy/ grants exactly these verbs.
+// The Kubernetes port: the calls the controller makes on batch/v1 Jobs (create, get, list, watch, and a patch
+// that removes our finalizer), each with a timeout, and errors turned into outcomes (kubeErrors.ts). Every call
+// names its namespace: a run is followed in the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
+// The Role in deploy/ grants exactly RBAC_VERBS.
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import http from 'node:http';
-import https from 'node:https';
-import { createInterface } from 'node:readline';
-import { ApiException, BatchV1Api, KubeConfig, Observable, type V1Job, type V1JobList } from '@kubernetes/client-node';
+import { BatchV1Api, KubeConfig, Observable, type V1Job, type V1JobList } from '@kubernetes/client-node';
+import { jobOutcome } from './jobOutcome.js';
+import { APP_SELECTOR, SETTLE_FINALIZER } from './jobTemplate.js';
+import { toKubeError } from './kubeErrors.js';
+import { openWatch, type WatchEvent, type WatchHandle } from './kubeWatch.js';
 
-export const RBAC_VERBS = ['create', 'get', 'list', 'watch'] as const;
-
-export type KubeErrorKind = 'conflict' | 'permanent' | 'transient';
-
-/** A failed Kubernetes call. `kind` decides what the caller does: adopt-or-rename, give up, or retry. */
-export class KubeError extends Error {
-  override name = 'KubeError';
-  constructor(
-    message: string,
-    readonly status: number | null,
-    readonly reason: string,
-    readonly kind: KubeErrorKind,
-  ) {
-    super(message);
-  }
-}
-
-/**
- * 409: a Job of that name exists. 400, 403, 404 (namespace), 422: the same request will fail again.
- * Everything else (401 while a token rotates, 429, 5xx, timeouts, refused connections) may heal.
- */
-export function errorKind(status: number | null): KubeErrorKind {
-  if (status === 409) return 'conflict';
-  if (status === 400 || status === 403 || status === 404 || status === 422) return 'permanent';
-  return 'transient';
-}
-
-export function toKubeError(err: unknown, what: string): KubeError {
-  if (err instanceof KubeError) return err;
-  if (err instanceof ApiException) {
-    const status = Number(err.code);
-    let reason = '';
-    let message = '';
-    try {
-      const body = JSON.parse(String(err.body)) as { reason?: string; message?: string };
-      reason = body.reason ?? '';
-      message = body.message ?? '';
-    } catch {
-      message = String(err.body).slice(0, 200);
-    }
-    return new KubeError(`${what}: HTTP ${status}${reason ? ` ${reason}` : ''}${message ? `: ${message}` : ''}`, status, reason, errorKind(status));
-  }
-  const text = err instanceof Error ? err.message : String(err);
-  const reason = err instanceof Error && err.name === 'AbortError' ? 'Timeout' : 'Unreachable';
-  return new KubeError(`${what}: ${reason === 'Timeout' ? 'timed out' : text}`, null, reason, 'transient');
-}
-
-export interface WatchHandle {
-  /** Resolves when the stream ends (server timeout, error, abort); `err` is null on a clean end. */
-  done: Promise<unknown>;
-  abort(): void;
-}
-
-export type WatchEvent = 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch'] as const;
 
 export interface JobsApi {
+  /** The configured namespace (TRAINING_NAMESPACE or its fallbacks): where new runs go. */
   readonly namespace: string;
   readonly server: string;
+  /** Creates the Job in its metadata.namespace. */
   create(job: V1Job, options?: { dryRun?: boolean }): Promise<V1Job>;
   /** null when the Job does not exist (404). */
-  get(name: string): Promise<V1Job | null>;
-  list(labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
-  watch(labelSelector: string, resourceVersion: string, onEvent: (type: WatchEvent, obj: unknown) => void): Promise<WatchHandle>;
+  get(namespace: string, name: string): Promise<V1Job | null>;
+  list(namespace: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
+  watch(namespace: string, labelSelector: string, resourceVersion: string, onEvent: (type: WatchEvent, obj: unknown) => void): Promise<WatchHandle>;
+  /**
+   * Removes our finalizer from the Job as read (a JSON patch that tests the entry before removing it, so a
+   * concurrent change fails instead of removing someone else's). 'gone': the Job no longer exists.
+   */
+  removeFinalizer(job: V1Job): Promise<'removed' | 'absent' | 'gone'>;
   /** Aborts every request in flight and fails every later one at once (shutdown must not wait on a slow server). */
   close(): void;
+}
+
+/** Unfinished Jobs labelled app=sentinel-training in these namespaces, whoever created them. */
+export async function unfinishedJobs(jobs: JobsApi, namespaces: Iterable<string>): Promise<V1Job[]> {
+  const found: V1Job[] = [];
+  for (const ns of new Set(namespaces)) {
+    const { items } = await jobs.list(ns, APP_SELECTOR);
+    found.push(...items.filter((j) => !jobOutcome(j).finished));
+  }
+  return found;
 }
 
 export interface ClusterConfig {
@@ -134,77 +101,60 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
   }) as unknown as Options;
   const server = kc.getCurrentCluster()?.server ?? '';
 
+  const get = async (ns: string, name: string): Promise<V1Job | null> => {
+    try {
+      return await api.readNamespacedJob({ name, namespace: ns }, withTimeout());
+    } catch (err: unknown) {
+      const e = toKubeError(err, `get Job ${ns}/${name}`);
+      if (e.status === 404) return null;
+      throw e;
+    }
+  };
+
   return {
     namespace,
     server,
     async create(job, options = {}) {
+      const ns = job.metadata?.namespace ?? namespace;
       try {
-        return await api.createNamespacedJob({ namespace, body: job, dryRun: options.dryRun ? 'All' : undefined }, withTimeout());
+        return await api.createNamespacedJob({ namespace: ns, body: job, dryRun: options.dryRun ? 'All' : undefined }, withTimeout());
       } catch (err: unknown) {
-        throw toKubeError(err, `create Job ${job.metadata?.name ?? ''}`);
+        throw toKubeError(err, `create Job ${ns}/${job.metadata?.name ?? ''}`);
       }
     },
-    async get(name) {
+    get,
+    async list(ns, labelSelector) {
       try {
-        return await api.readNamespacedJob({ name, namespace }, withTimeout());
-      } catch (err: unknown) {
-        const e = toKubeError(err, `get Job ${name}`);
-        if (e.status === 404) return null;
-        throw e;
-      }
-    },
-    async list(labelSelector) {
-      try {
-        const list: V1JobList = await api.listNamespacedJob({ namespace, labelSelector }, withTimeout());
+        const list: V1JobList = await api.listNamespacedJob({ namespace: ns, labelSelector }, withTimeout());
         return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
       } catch (err: unknown) {
-        throw toKubeError(err, `list Jobs ${labelSelector}`);
+        throw toKubeError(err, `list Jobs ${ns} ${labelSelector}`);
       }
     },
-    // client-node 1.4's Watch only hands back its AbortController once the response headers arrive, so a
-    // server that accepts the connection and never answers could not be aborted (and would hold shutdown).
-    // This is the same request with the same credentials (applyToHTTPSOptions), abortable from the start.
-    async watch(labelSelector, resourceVersion, onEvent) {
-      const url = new URL(`${server}/apis/batch/v1/namespaces/${encodeURIComponent(namespace)}/jobs`);
-      const params = { watch: 'true', labelSelector, resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds: '300' };
-      for (const [k, v] of Object.entries(params)) if (v) url.searchParams.set(k, v);
-      const options: https.RequestOptions = {};
-      await kc.applyToHTTPSOptions(options);
-      const abort = new AbortController();
-      closed.signal.addEventListener('abort', () => abort.abort(), { once: true });
-      let finish: (err: unknown) => void = () => undefined;
-      const done = new Promise<unknown>((resolve) => {
-        let finished = false;
-        finish = (err) => {
-          if (!finished) resolve(err);
-          finished = true;
-        };
-      });
-      const request = (url.protocol === 'https:' ? https : http).request(url, { ...options, method: 'GET', signal: abort.signal }, (res) => {
-        if (res.statusCode !== 200) {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c.toString()));
-          res.on('end', () => finish(new KubeError(`watch Jobs: HTTP ${res.statusCode ?? '?'} ${body.slice(0, 200)}`, res.statusCode ?? null, '', errorKind(res.statusCode ?? null))));
-          res.on('error', finish);
-          return;
+    watch(ns, labelSelector, resourceVersion, onEvent) {
+      return openWatch({ kc, server, closed: closed.signal, namespace: ns, labelSelector, resourceVersion, onEvent });
+    },
+    async removeFinalizer(job) {
+      const ns = job.metadata?.namespace ?? namespace;
+      const name = job.metadata?.name ?? '';
+      let current: V1Job | null = job;
+      for (let attempt = 1; ; attempt++) {
+        const index = (current.metadata?.finalizers ?? []).indexOf(SETTLE_FINALIZER);
+        if (index < 0) return 'absent';
+        const path = `/metadata/finalizers/${index}`;
+        try {
+          // client-node's default patch content type is application/json-patch+json.
+          await api.patchNamespacedJob({ name, namespace: ns, body: [{ op: 'test', path, value: SETTLE_FINALIZER }, { op: 'remove', path }] }, withTimeout());
+          return 'removed';
+        } catch (err: unknown) {
+          const e = toKubeError(err, `remove finalizer from Job ${ns}/${name}`);
+          if (e.status === 404) return 'gone';
+          // The finalizers changed since the read (the test op failed): read again and try once more.
+          if (attempt > 1 || (e.kind !== 'conflict' && e.status !== 422)) throw e;
+          current = await get(ns, name);
+          if (!current) return 'gone';
         }
-        const lines = createInterface({ input: res });
-        lines.on('error', finish);
-        lines.on('line', (line) => {
-          let event: { type?: string; object?: unknown };
-          try {
-            event = JSON.parse(line) as typeof event;
-          } catch {
-            return; // a torn line at an abort
-          }
-          if (event.type) onEvent(event.type as WatchEvent, event.object);
-        });
-        res.on('error', finish);
-        res.on('close', () => finish(null));
-      });
-      request.on('error', finish);
-      request.end();
-      return { done, abort: () => abort.abort() };
+      }
     },
     close() {
       closed.abort();

@@ -14,7 +14,7 @@ import type { Mode } from './dispatcher.js';
 import { startEmbedded, type Embedded } from './embedded.js';
 import { newHealth, type Health } from './health.js';
 import { startHttp, type HttpServer } from './http.js';
-import { JobWatch } from './jobWatch.js';
+import { JobWatch, JobWatches } from './jobWatch.js';
 import { checkTemplate, defaultTemplate, loadJobTemplate } from './jobTemplate.js';
 import { createJobsApi, loadClusterConfig, type JobsApi } from './kubeJobs.js';
 import { Listener } from './listener.js';
@@ -89,7 +89,8 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       if (error === null) health.cluster.okAt = timers.now();
     };
     const submitDeps = { pool, template, logger, metrics, onClusterAnswer };
-    const controller = new Controller({
+    const watches = jobs && mode === 'kubernetes' ? new JobWatches((ns) => new JobWatch(jobs, ns, timers, logger, () => controller.requestReconcile())) : null;
+    const controller: Controller = new Controller({
       config,
       pool,
       logger,
@@ -100,6 +101,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       // A create attempt may be in flight for the whole request timeout (+250 ms for the clocks of two
       // replicas). Should a slow server still create the Job after that, the retry's 409 adopts it by its label.
       reconciler: jobs ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250 } : null,
+      watchNamespaces: (namespaces) => watches?.ensure(namespaces),
     });
 
     const limits = {
@@ -110,7 +112,6 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     const http: HttpServer = await startHttp(config.httpPort, health, metrics, limits, () => timers.now(), logger);
     cleanup.push(() => http.close());
 
-    const watch = jobs && mode === 'kubernetes' ? new JobWatch(jobs, timers, logger, () => controller.requestReconcile()) : null;
     const listener = new Listener(config.listenDatabaseUrl || databaseUrl, logger, timers, {
       notification: () => controller.notification(),
       connected: (initial) => {
@@ -128,10 +129,10 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     // Before the controller: a create in flight is abandoned (the run stays `submitting`, and the next
     // start creates it under the same name) rather than held for up to KUBE_REQUEST_TIMEOUT_MS.
     if (jobs) cleanup.push(async () => jobs.close());
-    if (watch) cleanup.push(() => watch.stop());
+    if (watches) cleanup.push(() => watches.stop());
     cleanup.push(() => listener.stop());
     controller.start();
-    watch?.start();
+    watches?.ensure([namespace]);
     listener.start();
 
     let stopping: Promise<void> | null = null;

@@ -57,11 +57,11 @@ export async function publishNotifyAt(pool: Pool, target: bigint): Promise<bigin
   return BigInt(rows[0]?.gate ?? '0');
 }
 
-/** How many of these writers are still open: a transaction holds its locks until it commits or aborts. */
-export async function stillWriting(pool: Pool, writers: readonly string[]): Promise<number> {
-  const { rows } = await pool.query<{ open: number }>(
-    `SELECT count(*)::int AS open FROM (${WRITERS_OF_ANNOTATIONS}) w WHERE w.virtualtransaction = ANY($1::text[])`,
+/** Which of these writers are still open: a transaction holds its locks until it commits or aborts. */
+export async function stillWriting(pool: Pool, writers: readonly string[]): Promise<string[]> {
+  const { rows } = await pool.query<{ vxid: string }>(
+    `SELECT w.virtualtransaction AS vxid FROM (${WRITERS_OF_ANNOTATIONS}) w WHERE w.virtualtransaction = ANY($1::text[])`,
     [writers],
   );
-  return rows[0]?.open ?? 0;
+  return rows.map((r) => r.vxid);
 }

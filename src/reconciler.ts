@@ -1,26 +1,37 @@
-// Follows the open run to its end and settles its annotations (README "Run states").
-//   submitting → (lease expired) create again under the same name; after MAX_CREATE_ATTEMPTS: failed, released
-//   running    → Job Complete: succeeded, annotations used · Failed: failed, released · gone: lost, released
+// Follows the open run to its end and settles its annotations (README "Run states"); releases our finalizer
+// from every Job whose run's outcome is recorded. Every Job is looked up in the namespace recorded on its run,
+// so a change of TRAINING_NAMESPACE never orphans or duplicates a run.
+//   submitting → read the Job by name first (a create whose answer was lost may have made it): ours → running.
+//                None → create again under the same name once the lease expired. After MAX_CREATE_ATTEMPTS:
+//                failed and released, but only on a definite 404, read GIVE_UP_QUIET_MS after the last attempt.
+//   running    → Complete: succeeded (its still-verified annotations used) · Failed: failed, released ·
+//                deleted before it finished: lost, released. Then our finalizer comes off the Job.
 // Runs on every watch event that finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
+import type { V1Job } from '@kubernetes/client-node';
+import { errorMessage } from './errors.js';
 import { jobOutcome } from './jobOutcome.js';
-import { RUN_ID_LABEL } from './jobTemplate.js';
+import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
-import { leaseCreateAttempt, openRun, settleReleased, settleSucceeded, type Run } from './runs.js';
-import { submitRun, type SubmitDeps } from './submit.js';
-import { unfinishedJobs } from './dispatcher.js';
+import { leaseCreateAttempt, markRunning, openRun, recentNamespaces, runStates, settleReleased, settleSucceeded, type Run } from './runs.js';
+import { ADOPTED, submitRun, type SubmitDeps } from './submit.js';
 
-// Attempts are at least the create lease apart (KUBE_REQUEST_TIMEOUT_MS + 250 ms, ~10 s by default): a run whose
-// Job could not be created for about a minute is released and retried as a new run after the back-off, rather
-// than holding its annotations for as long as the API server is down.
+// Attempts are at least the create lease apart (KUBE_REQUEST_TIMEOUT_MS + 250 ms, ~10 s by default).
 export const MAX_CREATE_ATTEMPTS = 5;
+// kube-apiserver's default --request-timeout: a create still unanswered after 60 s has been abandoned by the
+// server too, so a 404 read after that is definite. Before it, a slow admission webhook may still persist it.
+export const GIVE_UP_QUIET_MS = 60_000;
+
+const OPEN: ReadonlySet<string> = new Set(['submitting', 'running']);
 
 export interface ReconcileResult {
   /** A run ended: recount now (annotations were released, or verified ones piled up during training). */
   finished: boolean;
   /** A `submitting` run is waiting for its next create attempt. */
   retrySubmit: boolean;
-  /** Unfinished app=sentinel-training Jobs that belong to no run (created by hand or by an older version). */
+  /** Unfinished app=sentinel-training Jobs that belong to no open run (created by hand or by an older version). */
   foreignJobs: string[];
+  /** Where Jobs must be watched: the configured namespace and the open run's. */
+  namespaces: string[];
 }
 
 export interface ReconcilerDeps extends SubmitDeps {
@@ -29,46 +40,106 @@ export interface ReconcilerDeps extends SubmitDeps {
   createLeaseMs: number;
 }
 
+type Outcome = Omit<ReconcileResult, 'foreignJobs' | 'namespaces'>;
+const WAITING: Outcome = { finished: false, retrySubmit: false };
+
+const isOurs = (job: V1Job | null, run: Run): boolean => job?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id);
+
 export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> {
   const run = await openRun(deps.pool);
-  if (!run) {
-    // Nothing of ours is open: still ask the cluster, which tells readiness it answers and finds foreign Jobs.
-    const foreignJobs = await unfinishedJobs(deps.jobs);
-    deps.onClusterAnswer(null);
-    return { finished: false, retrySubmit: false, foreignJobs };
-  }
-  if (run.state === 'submitting') return resubmit(deps, run);
-
-  const job = await deps.jobs.get(run.jobName);
+  const namespaces = [...new Set([deps.jobs.namespace, ...(run ? [run.namespace] : [])])];
+  const listed: V1Job[] = [];
+  for (const ns of new Set([...namespaces, ...(await recentNamespaces(deps.pool))])) listed.push(...(await deps.jobs.list(ns, APP_SELECTOR)).items);
   deps.onClusterAnswer(null);
-  if (!job || job.metadata?.labels?.[RUN_ID_LABEL] !== String(run.id)) {
-    const why = job ? `Job ${run.jobName} now belongs to run ${job.metadata?.labels?.[RUN_ID_LABEL] ?? '(none)'}` : `Job ${run.jobName} was deleted before it finished`;
-    return settle(deps, run, 'lost', why);
+  const released = await releaseSettledFinalizers(deps, listed, run);
+  const foreignJobs = listed
+    .filter((j) => namespaces.includes(j.metadata?.namespace ?? '') && !jobOutcome(j).finished && !released.has(j) && j.metadata?.labels?.[RUN_ID_LABEL] !== String(run?.id ?? ''))
+    .map((j) => j.metadata?.name ?? '?');
+  if (!run) return { ...WAITING, foreignJobs, namespaces };
+  const outcome = run.state === 'submitting' ? await resubmit(deps, run) : await follow(deps, run, await deps.jobs.get(run.namespace, run.jobName));
+  return { ...outcome, foreignJobs: [], namespaces };
+}
+
+async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promise<Outcome> {
+  if (!job || !isOurs(job, run)) {
+    const why = job
+      ? `Job ${run.namespace}/${run.jobName} now belongs to run ${job.metadata?.labels?.[RUN_ID_LABEL] ?? '(none)'}`
+      : `Job ${run.namespace}/${run.jobName} is gone and its outcome was never recorded (deleted without the ${SETTLE_FINALIZER} finalizer)`;
+    return settle(deps, run, 'lost', why, null);
   }
   const outcome = jobOutcome(job);
-  if (!outcome.finished) return { finished: false, retrySubmit: false, foreignJobs: [] };
-  return settle(deps, run, outcome.succeeded ? 'succeeded' : 'failed', outcome.reason);
+  if (outcome.finished) return settle(deps, run, outcome.succeeded ? 'succeeded' : 'failed', outcome.reason, job);
+  if (job.metadata?.deletionTimestamp) return settle(deps, run, 'lost', `Job ${run.namespace}/${run.jobName} was deleted before it finished`, job);
+  return WAITING;
 }
 
-async function resubmit(deps: ReconcilerDeps, run: Run): Promise<ReconcileResult> {
-  const leased = await leaseCreateAttempt(deps.pool, run.id, deps.createLeaseMs);
-  if (!leased) return { finished: false, retrySubmit: true, foreignJobs: [] };
-  if (leased.createAttempts > MAX_CREATE_ATTEMPTS) {
-    return settle(deps, run, 'failed', `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts`);
+async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
+  if (run.createAttempts >= MAX_CREATE_ATTEMPTS) {
+    const job = await deps.jobs.get(run.namespace, run.jobName);
+    if (job && isOurs(job, run)) return adopt(deps, run, job);
+    const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
+    if (!(await settleReleased(deps.pool, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS }))) return { ...WAITING, retrySubmit: true };
+    deps.metrics.runsFinished.inc({ state: 'failed' });
+    deps.logger.warn({ runId: run.id, job: run.jobName, annotations: run.annotationCount, reason }, `Training run failed: ${run.annotationCount} annotations released`);
+    return { finished: true, retrySubmit: false };
   }
+  const leased = await leaseCreateAttempt(deps.pool, run.id, deps.createLeaseMs);
+  if (!leased) return { ...WAITING, retrySubmit: true };
+  // A create whose answer was lost (a timeout, a crash) may still have made the Job: read before creating.
+  const job = await deps.jobs.get(run.namespace, run.jobName);
+  if (job && isOurs(job, leased)) return adopt(deps, leased, job);
   deps.logger.info({ runId: run.id, job: run.jobName, attempt: leased.createAttempts }, 'Retrying Job create for a submitting run');
   const result = await submitRun(deps, leased);
-  return { finished: result === 'failed', retrySubmit: result === 'retry', foreignJobs: [] };
+  return { finished: result === 'failed', retrySubmit: result === 'retry' };
 }
 
-async function settle(deps: ReconcilerDeps, run: Run, state: 'succeeded' | 'failed' | 'lost', reason: string): Promise<ReconcileResult> {
-  const changed = state === 'succeeded' ? await settleSucceeded(deps.pool, run.id, reason) : await settleReleased(deps.pool, run.id, state, reason);
-  if (changed) {
+async function adopt(deps: ReconcilerDeps, run: Run, job: V1Job): Promise<Outcome> {
+  await markRunning(deps.pool, run.id, job.metadata?.uid);
+  deps.logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace }, ADOPTED);
+  return follow(deps, { ...run, state: 'running' }, job);
+}
+
+async function settle(deps: ReconcilerDeps, run: Run, state: 'succeeded' | 'failed' | 'lost', reason: string, job: V1Job | null): Promise<Outcome> {
+  const fields = { runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount, reason };
+  if (state === 'succeeded') {
+    const done = await settleSucceeded(deps.pool, run.id, reason);
+    if (done) {
+      deps.metrics.runsFinished.inc({ state });
+      const unverified = done.released > 0 ? `; ${done.released} un-verified during training released` : '';
+      deps.logger.info({ ...fields, trained: done.trained, released: done.released }, `Training run succeeded: ${done.trained} annotations marked used${unverified}`);
+    }
+  } else if (await settleReleased(deps.pool, run.id, state, reason)) {
     deps.metrics.runsFinished.inc({ state });
-    const fields = { runId: run.id, job: run.jobName, annotations: run.annotationCount, reason };
-    if (state === 'succeeded') deps.logger.info(fields, `Training run succeeded: ${run.annotationCount} annotations marked used`);
-    else deps.logger.warn(fields, `Training run ${state}: ${run.annotationCount} annotations released`);
+    deps.logger.warn(fields, `Training run ${state}: ${run.annotationCount} annotations released`);
   }
-  return { finished: true, retrySubmit: false, foreignJobs: [] };
+  // Recorded: the Job may go now. A failure here is retried by the next pass (releaseSettledFinalizers).
+  if (job) await releaseFinalizer(deps, job);
+  return { finished: true, retrySubmit: false };
 }
 
+async function releaseFinalizer(deps: ReconcilerDeps, job: V1Job): Promise<boolean> {
+  try {
+    const result = await deps.jobs.removeFinalizer(job);
+    if (result === 'removed') deps.logger.debug({ job: job.metadata?.name, namespace: job.metadata?.namespace }, 'Finalizer removed');
+    return result !== 'absent';
+  } catch (err: unknown) {
+    deps.logger.warn({ job: job.metadata?.name, namespace: job.metadata?.namespace, err: errorMessage(err) }, 'Could not remove the finalizer; will retry');
+    return false;
+  }
+}
+
+/** Jobs still carrying our finalizer whose run is no longer open (its outcome is recorded): let them go. */
+async function releaseSettledFinalizers(deps: ReconcilerDeps, jobs: V1Job[], open: Run | null): Promise<Set<V1Job>> {
+  const held = jobs.filter((j) => j.metadata?.finalizers?.includes(SETTLE_FINALIZER) && j.metadata.labels?.[RUN_ID_LABEL] !== String(open?.id ?? ''));
+  const ids = held.map((j) => Number(j.metadata?.labels?.[RUN_ID_LABEL])).filter(Number.isSafeInteger);
+  if (ids.length === 0) return new Set();
+  const states = await runStates(deps.pool, ids);
+  const released = new Set<V1Job>();
+  for (const job of held) {
+    const state = states.get(Number(job.metadata?.labels?.[RUN_ID_LABEL]));
+    // A run id this database does not know may belong to another installation sharing the namespace: not ours.
+    if (state === undefined || OPEN.has(state)) continue;
+    if ((await releaseFinalizer(deps, job)) && job.metadata?.deletionTimestamp) released.add(job);
+  }
+  return released;
+}

@@ -62,12 +62,12 @@ export async function recentRuns(q: Queryable, limit: number): Promise<Run[]> {
 }
 
 export async function failureHistory(q: Queryable): Promise<FailureHistory> {
-  const { rows } = await q.query<{ failures: number; last: Date | null }>(`
-    SELECT count(*)::int AS failures, max(finished_at) AS last FROM training_runs
+  const { rows } = await q.query<{ failures: number; last: Date | null; now: Date }>(`
+    SELECT count(*)::int AS failures, max(finished_at) AS last, now() AS now FROM training_runs
     WHERE state IN ('failed', 'lost')
       AND finished_at > coalesce((SELECT max(finished_at) FROM training_runs WHERE state = 'succeeded'), '-infinity')`);
   const row = rows[0];
-  return { consecutiveFailures: row?.failures ?? 0, lastFailureAt: row?.last ? row.last.getTime() : null };
+  return { consecutiveFailures: row?.failures ?? 0, lastFailureAt: row?.last ? row.last.getTime() : null, now: (row?.now ?? new Date()).getTime() };
 }
 
 /** Job names already used by runs that start with `base` (one-second names repeat in quick succession). */
@@ -127,28 +127,60 @@ export async function leaseCreateAttempt(q: Queryable, id: number, leaseMs: numb
   return rows[0] ? toRun(rows[0]) : null;
 }
 
-/** Job Complete: its annotations become used, the run succeeded, in one transaction. */
-export async function settleSucceeded(pool: Pool, id: number, reason: string): Promise<boolean> {
+/**
+ * Job Complete, in one transaction: the run succeeded, and of its annotations those still verified become
+ * used; any a reviewer un-verified while the Job trained are released (training_run_id = NULL), never marked
+ * used. The training container reads `WHERE training_run_id = $TRAINING_RUN_ID AND verified`, so it also
+ * skipped rows un-verified before it read them. Returns how many were marked used, or null when another
+ * settle got there first.
+ */
+export async function settleSucceeded(pool: Pool, id: number, reason: string): Promise<{ trained: number; released: number } | null> {
   return withTransaction(pool, async (client) => {
     const run = await client.query(
       `UPDATE training_runs SET state = 'succeeded', finished_at = now(), reason = $2 WHERE id = $1 AND state IN ('submitting', 'running')`,
       [id, reason],
     );
-    if (run.rowCount !== 1) return false;
-    await client.query('UPDATE annotations SET used_for_training = true WHERE training_run_id = $1', [id]);
-    return true;
+    if (run.rowCount !== 1) return null;
+    const used = await client.query('UPDATE annotations SET used_for_training = true WHERE training_run_id = $1 AND verified IS TRUE', [id]);
+    const released = await client.query('UPDATE annotations SET training_run_id = NULL WHERE training_run_id = $1 AND verified IS NOT TRUE', [id]);
+    const trained = used.rowCount ?? 0;
+    await client.query('UPDATE training_runs SET trained_count = $2 WHERE id = $1', [id, trained]);
+    return { trained, released: released.rowCount ?? 0 };
   });
 }
 
+export interface ReleaseGuard {
+  /** Only a `submitting` run whose last create attempt started longer ago than this (database time). */
+  submittingQuietForMs?: number;
+}
+
 /** Job Failed, gone, or never creatable: the run ends and its annotations are pending again. */
-export async function settleReleased(pool: Pool, id: number, state: 'failed' | 'lost', reason: string): Promise<boolean> {
+export async function settleReleased(pool: Pool, id: number, state: 'failed' | 'lost', reason: string, guard: ReleaseGuard = {}): Promise<boolean> {
   return withTransaction(pool, async (client) => {
+    const quiet = guard.submittingQuietForMs;
     const run = await client.query(
-      `UPDATE training_runs SET state = $2, finished_at = now(), reason = $3 WHERE id = $1 AND state IN ('submitting', 'running')`,
-      [id, state, reason.slice(0, 2000)],
+      `UPDATE training_runs SET state = $2, finished_at = now(), reason = $3
+        WHERE id = $1 AND state IN ('submitting', 'running')
+          AND ($4::float8 IS NULL OR (state = 'submitting' AND last_attempt_at < now() - make_interval(secs => $4::float8 / 1000)))`,
+      [id, state, reason.slice(0, 2000), quiet ?? null],
     );
     if (run.rowCount !== 1) return false;
     await client.query('UPDATE annotations SET training_run_id = NULL WHERE training_run_id = $1 AND NOT used_for_training', [id]);
     return true;
   });
+}
+
+/**
+ * Namespaces of the open run and the latest runs: where a Job of ours may still carry our finalizer (a run
+ * that ended in team-a after TRAINING_NAMESPACE moved to team-b).
+ */
+export async function recentNamespaces(q: Queryable): Promise<string[]> {
+  const { rows } = await q.query<{ namespace: string }>('SELECT DISTINCT namespace FROM (SELECT namespace FROM training_runs ORDER BY id DESC LIMIT 20) r');
+  return rows.map((r) => r.namespace);
+}
+
+/** States of these runs (ids absent from the result do not exist in this database). */
+export async function runStates(q: Queryable, ids: number[]): Promise<Map<number, RunState>> {
+  const { rows } = await q.query<{ id: number; state: RunState }>('SELECT id::int, state FROM training_runs WHERE id = ANY($1::bigint[])', [ids]);
+  return new Map(rows.map((r) => [r.id, r.state]));
 }

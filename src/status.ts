@@ -12,8 +12,10 @@ export interface Status {
   recentRuns: { id: number; job: string; state: string; annotations: number; created: string; finished: string | null; reason: string | null }[];
 }
 
-export async function readStatus(pool: Pool, config: Config, now: number = Date.now()): Promise<Status> {
+export async function readStatus(pool: Pool, config: Config): Promise<Status> {
   const [pending, open, history, recent] = await Promise.all([countPendingExact(pool), openRun(pool), failureHistory(pool), recentRuns(pool, 10)]);
+  // Ages and the back-off compare database timestamps with the database's clock, never this machine's.
+  const now = history.now;
   const until = backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds);
   return {
     pending,

@@ -3,13 +3,16 @@
 import type { V1Job } from '@kubernetes/client-node';
 import type { Pool } from './db.js';
 import { baseName, buildJob, freeName, RUN_ID_LABEL } from './jobTemplate.js';
-import { KubeError, type JobsApi } from './kubeJobs.js';
+import type { JobsApi } from './kubeJobs.js';
+import { KubeError } from './kubeErrors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { markRunning, namesLike, rename, settleReleased, type Run } from './runs.js';
 
 /** running: the Job exists. failed: it never will (run released). retry: try again later (still submitting). */
 export type SubmitResult = 'running' | 'failed' | 'retry';
+
+export const ADOPTED = 'Job already exists with this run id: adopted';
 
 export interface SubmitDeps {
   pool: Pool;
@@ -54,12 +57,12 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
         return 'failed';
       }
       // 409: a Job of this name exists. Ours (a retry after a lost answer) only if it carries our run id.
-      const existing = await jobs.get(run.jobName).catch((e: unknown) => {
+      const existing = await jobs.get(run.namespace, run.jobName).catch((e: unknown) => {
         throw e instanceof KubeError ? e : new KubeError(String(e), null, 'Unreachable', 'transient');
       });
       if (existing && existing.metadata?.labels?.[RUN_ID_LABEL] === String(run.id)) {
         await markRunning(deps.pool, run.id, existing.metadata?.uid);
-        logger.info({ runId: run.id, job: run.jobName }, 'Job already exists with this run id: adopted');
+        logger.info({ runId: run.id, job: run.jobName }, ADOPTED);
         return 'running';
       }
       if (existing === null) continue; // deleted between the 409 and the read: create again

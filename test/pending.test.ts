@@ -47,9 +47,9 @@ describe('recount: verifying transactions still open', () => {
     const open = await recount(ours.pool, 50);
     assert.deepEqual(open.writers, [tx.vxid]);
     assert.equal(open.pending, 0, 'its row is not visible yet');
-    assert.equal(await stillWriting(ours.pool, open.writers), 1);
+    assert.deepEqual(await stillWriting(ours.pool, open.writers), [tx.vxid]);
     await tx.commit();
-    assert.equal(await stillWriting(ours.pool, open.writers), 0);
+    assert.deepEqual(await stillWriting(ours.pool, open.writers), []);
     const after = await recount(ours.pool, 50);
     assert.deepEqual(after.writers, []);
     assert.equal(after.pending, 1);

@@ -1,6 +1,8 @@
-// A seeded, reproducible random walk through verifications, Job outcomes, API faults, listener kills and
-// controller restarts, checking after every step that every verified annotation is pending, claimed by one
-// open run, or used by one succeeded run, and that there is never more than one open run or unfinished Job.
+// A seeded, reproducible random walk through verifications, un-verifications, Job outcomes, API faults,
+// listener kills, controller restarts (some with another TRAINING_NAMESPACE), and Jobs that finish and are
+// deleted (by their TTL or by hand) while the controller is down, checking after every step that every verified
+// annotation is pending, claimed by one open run, or used by one succeeded run, that nothing un-verified was
+// marked used, and that there is never more than one open run or unfinished Job.
 // Reproduce a failure with RANDOMIZED_SEEDS=<seed> npm test -- randomized (the failing seed and the last
 // steps are in the assertion message). RANDOMIZED_STEPS sets the length (default 200); RANDOMIZED_TRACE=1
 // prints every step with the open run and the pending count.
@@ -40,17 +42,24 @@ describe('randomized: the invariant holds whatever fails where', () => {
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)] as T;
       const db: TestDb = await freshDatabase();
       const kube = await FakeKube.start();
+      kube.addNamespace('team-b');
+      let namespace = 'default';
       let c: Running = await startController(db.url, kube, ENV);
+      /** Unfinished Jobs as [namespace, name]: runs may live in either namespace. */
+      const unfinishedJobs = () =>
+        [...kube.jobs.values()]
+          .filter((j) => !(j.status?.conditions ?? []).some((x) => (x.type === 'Complete' || x.type === 'Failed') && x.status === 'True'))
+          .map((j) => [j.metadata?.namespace ?? 'default', j.metadata?.name ?? ''] as const);
       const trail: string[] = [];
       const counts: Record<string, number> = {};
       try {
         for (let step = 0; step < STEPS; step++) {
-          const unfinished = kube.unfinished();
+          const unfinished = unfinishedJobs();
           // Weighted choice among what makes sense now: Job outcomes only while a Job runs, and one fault at
           // a time (stacked faults would fail every create and the walk would stop exercising runs).
-          const options: [number, string][] = [[30, 'verify'], [10, 'wait'], [3, 'kill listener'], [3, 'restart'], [1, 'api down']];
-          if (unfinished.length > 0) options.push([14, 'complete'], [8, 'fail'], [3, 'delete']);
-          if (kube.pendingFaults() === 0) options.push([3, '500'], [1, '422'], [2, 'slow create'], [1, 'list 503']);
+          const options: [number, string][] = [[30, 'verify'], [4, 'unverify'], [10, 'wait'], [3, 'kill listener'], [3, 'restart'], [1, 'api down'], [1, 'switch namespace']];
+          if (unfinished.length > 0) options.push([14, 'complete'], [8, 'fail'], [3, 'delete'], [2, 'done while down']);
+          if (kube.pendingFaults() === 0) options.push([3, '500'], [1, '422'], [2, 'slow create'], [1, 'lost answers'], [1, 'list 503']);
           let roll = random() * options.reduce((sum, [w]) => sum + w, 0);
           const choice = options.find(([w]) => (roll -= w) < 0)?.[1] ?? 'wait';
           let action = choice;
@@ -65,14 +74,47 @@ describe('randomized: the invariant holds whatever fails where', () => {
               }
               break;
             }
-            case 'complete':
-              kube.setPhase(pick(unfinished), 'complete');
+            case 'unverify': {
+              // A correction in the Triage Station: pending or claimed rows (never used ones) lose their verification.
+              const n = 1 + Math.floor(random() * 3);
+              action = `unverify ${n}`;
+              await db.pool.query('UPDATE annotations SET verified = false WHERE id IN (SELECT id FROM annotations WHERE verified AND NOT used_for_training ORDER BY random() LIMIT $1)', [n]);
               break;
-            case 'fail':
-              kube.setPhase(pick(unfinished), 'failed');
+            }
+            case 'complete': {
+              const [ns, name] = pick(unfinished);
+              kube.setPhase(name, 'complete', ns);
               break;
-            case 'delete':
-              kube.deleteJob(pick(unfinished));
+            }
+            case 'fail': {
+              const [ns, name] = pick(unfinished);
+              kube.setPhase(name, 'failed', ns);
+              break;
+            }
+            case 'delete': {
+              const [ns, name] = pick(unfinished);
+              kube.deleteJob(name, ns);
+              break;
+            }
+            case 'done while down': {
+              // The controller is away while its Job completes and is then deleted, by its TTL or by hand.
+              const [ns, name] = pick(unfinished);
+              await c.stop();
+              kube.setPhase(name, 'complete', ns);
+              if (random() < 0.5) kube.expireFinished();
+              else kube.deleteJob(name, ns);
+              c = await startController(db.url, kube, { ...ENV, TRAINING_NAMESPACE: namespace });
+              break;
+            }
+            case 'switch namespace':
+              namespace = namespace === 'default' ? 'team-b' : 'default';
+              action = `restart in ${namespace}`;
+              await c.stop();
+              c = await startController(db.url, kube, { ...ENV, TRAINING_NAMESPACE: namespace });
+              break;
+            case 'lost answers':
+              // Every create answered after the client's timeout, though the first one creates the Job.
+              kube.inject({ verb: 'create', delayMs: 500, times: 8 });
               break;
             case '500':
               kube.inject({ verb: 'create', status: 500, times: 1 + Math.floor(random() * 2) });
@@ -92,7 +134,7 @@ describe('randomized: the invariant holds whatever fails where', () => {
               break;
             case 'restart':
               await c.stop();
-              c = await startController(db.url, kube, ENV);
+              c = await startController(db.url, kube, { ...ENV, TRAINING_NAMESPACE: namespace });
               break;
             case 'api down':
               await kube.goDown();
@@ -107,12 +149,12 @@ describe('randomized: the invariant holds whatever fails where', () => {
           if (process.env.RANDOMIZED_TRACE) {
             const open = await db.pool.query("SELECT id, state, create_attempts FROM training_runs WHERE state IN ('submitting', 'running')");
             const pending = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL');
-            t.diagnostic(`${step} ${action} open=${JSON.stringify(open.rows)} pending=${pending.rows[0].n} unfinished=${kube.unfinished().length}`);
+            t.diagnostic(`${step} ${action} open=${JSON.stringify(open.rows)} pending=${pending.rows[0].n} unfinished=${unfinishedJobs().length}`);
           }
           await sleep(20);
           await c.service.controller.idle();
           const violations = await invariantViolations(db.pool);
-          const jobs = kube.unfinished();
+          const jobs = unfinishedJobs().map(([ns, name]) => `${ns}/${name}`);
           assert.deepEqual(violations, [], `seed ${seed}, after\n${trail.slice(-10).join('\n')}`);
           assert.ok(jobs.length <= 1, `seed ${seed}: unfinished Jobs ${jobs.join(', ')} after\n${trail.slice(-10).join('\n')}`);
         }
@@ -121,7 +163,7 @@ describe('randomized: the invariant holds whatever fails where', () => {
         kube.clearFaults();
         await eventually(
           async () => {
-            for (const name of kube.unfinished()) kube.setPhase(name, 'complete');
+            for (const [ns, name] of unfinishedJobs()) kube.setPhase(name, 'complete', ns);
             const open = await db.pool.query("SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')");
             const pending = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL');
             return open.rowCount === 0 && pending.rows[0].n < 20;

@@ -60,7 +60,10 @@ export async function verifyNew(pool: pg.Pool, n: number): Promise<void> {
 
 /**
  * The invariant: every verified annotation is pending, claimed by exactly one open run, or used by exactly
- * one succeeded run; and at most one run is open. Returns the violations (empty when it holds).
+ * one succeeded run; no annotation is marked used unless it was verified when its run succeeded; and at most
+ * one run is open. Returns the violations (empty when it holds). The tests never un-verify a used row, so a
+ * used row that is not verified can only have been marked used while un-verified. A claimed row may be
+ * un-verified (a correction while its batch trains): its run releases it when it ends.
  */
 export async function invariantViolations(pool: pg.Pool): Promise<string[]> {
   const { rows } = await pool.query<{ problem: string }>(`
@@ -72,12 +75,12 @@ export async function invariantViolations(pool: pg.Pool): Promise<string[]> {
       FROM annotations a JOIN training_runs r ON r.id = a.training_run_id
      WHERE NOT a.used_for_training AND r.state NOT IN ('submitting', 'running')
     UNION ALL
-    SELECT 'annotation ' || a.id || ': claimed but not verified'
-      FROM annotations a WHERE a.training_run_id IS NOT NULL AND NOT a.verified
+    SELECT 'annotation ' || a.id || ': used_for_training but not verified'
+      FROM annotations a WHERE a.used_for_training AND a.verified IS NOT TRUE
     UNION ALL
-    SELECT 'succeeded run ' || r.id || ' has ' || r.annotation_count || ' annotations recorded but ' || count(a.id) || ' used'
+    SELECT 'succeeded run ' || r.id || ' has ' || r.trained_count || ' annotations recorded as trained but ' || count(a.id) || ' used'
       FROM training_runs r LEFT JOIN annotations a ON a.training_run_id = r.id AND a.used_for_training
-     WHERE r.state = 'succeeded' GROUP BY r.id HAVING count(a.id) <> r.annotation_count
+     WHERE r.state = 'succeeded' GROUP BY r.id HAVING count(a.id) <> r.trained_count
     UNION ALL
     SELECT count(*) || ' open runs' FROM training_runs WHERE state IN ('submitting', 'running') HAVING count(*) > 1`);
   return rows.map((r) => r.problem);

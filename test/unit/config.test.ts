@@ -59,6 +59,9 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'loud' }, /^LOG_LEVEL must be one of/],
     [{ TRAINING_NAMESPACE: 'ML_Team' }, /^TRAINING_NAMESPACE must be a DNS-1123 label/],
     [{ DATABASE_URL: 'mysql://x' }, /^DATABASE_URL must be a postgres/],
+    // A finished Job (and its logs) must outlive a controller restart: 0 deleted every Job at once (issue #8).
+    [{ JOB_TTL_SECONDS: '0' }, /^JOB_TTL_SECONDS must be an integer from 600 to /],
+    [{ JOB_TTL_SECONDS: '599' }, /^JOB_TTL_SECONDS must be an integer from 600 to /],
     [{ DEBOUNCE_MS: '2000', DEBOUNCE_MAX_WAIT_MS: '1000' }, /^DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS/],
     [{ NODE_ENV: 'production' }, /^DATABASE_URL is required when NODE_ENV=production/],
     [{ TRAINING_TRESHOLD: '5' }, null],

@@ -1,32 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Debouncer, fireAt } from '../../src/debounce.js';
-import type { Timers } from '../../src/timers.js';
-
-/** A clock that moves only when told, with timers that fire as it passes them. */
-class FakeTimers implements Timers {
-  t = 0;
-  private next = 1;
-  private timers = new Map<number, { at: number; fn: () => void }>();
-  now = () => this.t;
-  setTimeout = (fn: () => void, ms: number) => {
-    const id = this.next++;
-    this.timers.set(id, { at: this.t + ms, fn });
-    return id;
-  };
-  clearTimeout = (h: unknown) => void this.timers.delete(h as number);
-  advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      const due = [...this.timers.entries()].filter(([, x]) => x.at <= end).sort((a, b) => a[1].at - b[1].at)[0];
-      if (!due) break;
-      this.timers.delete(due[0]);
-      this.t = due[1].at;
-      due[1].fn();
-    }
-    this.t = end;
-  }
-}
+import { FakeTimers } from '../support/fakeTimers.js';
 
 describe('debounce', () => {
   it('fires after the wait, or at the maximum wait, whichever is first', () => {

@@ -34,8 +34,8 @@ describe('back-off', () => {
   });
 
   it('runs from the last failure', () => {
-    assert.equal(backoffUntil({ consecutiveFailures: 2, lastFailureAt: 1000 }, 60, 3600), 1000 + 120_000);
-    assert.equal(backoffUntil({ consecutiveFailures: 0, lastFailureAt: null }, 60, 3600), null);
+    assert.equal(backoffUntil({ consecutiveFailures: 2, lastFailureAt: 1000, now: 2000 }, 60, 3600), 1000 + 120_000);
+    assert.equal(backoffUntil({ consecutiveFailures: 0, lastFailureAt: null, now: 2000 }, 60, 3600), null);
   });
 
   it('retries an unreachable dependency quickly at first, then every 20 s', () => {

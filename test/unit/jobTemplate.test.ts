@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { baseName, buildJob, defaultTemplate, freeName, jobName, loadJobTemplate, RUN_ID_LABEL, validateJob } from '../../src/jobTemplate.js';
+import { baseName, buildJob, defaultTemplate, freeName, jobName, loadJobTemplate, RUN_ID_LABEL, validateJob, SETTLE_FINALIZER } from '../../src/jobTemplate.js';
 
 const run = { name: 'sentinel-training-20261126-195426', namespace: 'ml', runId: 42, annotationCount: 57 };
 
@@ -42,7 +42,7 @@ describe('building the Job', () => {
   });
 
   it('gives every container TRAINING_RUN_ID and TRAINING_ANNOTATION_COUNT, replacing template values', () => {
-    const template = defaultTemplate('alpine', 60);
+    const template = defaultTemplate('alpine', 3600);
     template.spec!.template.spec!.containers.push({ name: 'sidecar', image: 'busybox', env: [{ name: 'TRAINING_RUN_ID', value: 'stale' }, { name: 'KEEP', value: '1' }] });
     const built = buildJob(template, run);
     for (const c of built.spec?.template.spec?.containers ?? []) {
@@ -52,6 +52,13 @@ describe('building the Job', () => {
     }
     assert.equal(built.spec?.template.spec?.containers[1]?.env?.find((e) => e.name === 'KEEP')?.value, '1');
     assert.equal(template.spec?.template.spec?.containers[1]?.env?.[0]?.value, 'stale', 'the template is not mutated');
+  });
+
+  it('carries the settle finalizer, once, beside any finalizer of the template', () => {
+    const template = defaultTemplate('alpine', 3600);
+    template.metadata = { finalizers: ['example.com/keep', SETTLE_FINALIZER] };
+    assert.deepEqual(buildJob(template, run).metadata?.finalizers, ['example.com/keep', SETTLE_FINALIZER]);
+    assert.deepEqual(job.metadata?.finalizers, [SETTLE_FINALIZER]);
   });
 
   it('defaults to a safe, small Job: Never restarts, TTL, no service account token', () => {
@@ -64,7 +71,7 @@ describe('building the Job', () => {
 });
 
 describe('validating a Job like the API server', () => {
-  const valid = () => buildJob(defaultTemplate('alpine', 60), run);
+  const valid = () => buildJob(defaultTemplate('alpine', 3600), run);
   const cases: [string, (j: ReturnType<typeof valid>) => void, RegExp][] = [
     ['restartPolicy Always', (j) => (j.spec!.template.spec!.restartPolicy = 'Always'), /^spec\.template\.spec\.restartPolicy: must be Never or OnFailure/],
     ['no containers', (j) => (j.spec!.template.spec!.containers = []), /^spec\.template\.spec\.containers: Required value/],
@@ -73,6 +80,7 @@ describe('validating a Job like the API server', () => {
     ['a bad label value', (j) => (j.metadata!.labels!.team = 'ML team'), /^metadata\.labels\.team: invalid label value/],
     ['a name over 63 characters', (j) => (j.metadata!.name = 'x'.repeat(64)), /^metadata\.name/],
     ['a negative backoffLimit', (j) => (j.spec!.backoffLimit = -1), /^spec\.backoffLimit/],
+    ['a TTL that deletes a finished Job within minutes', (j) => (j.spec!.ttlSecondsAfterFinished = 0), /^spec\.ttlSecondsAfterFinished: at least 600/],
   ];
   for (const [name, mutate, expected] of cases) {
     it(`rejects ${name}`, () => {

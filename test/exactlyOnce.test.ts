@@ -1,0 +1,143 @@
+// README promise: every verified annotation is trained exactly once, whatever the cluster does while the
+// controller looks away (issue #8): a finished Job deleted by its TTL or by hand, a namespace changed mid-run,
+// create answers lost while the server creates, annotations un-verified while their batch trains.
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { SETTLE_FINALIZER } from '../src/jobTemplate.js';
+import { ADOPTED } from '../src/submit.js';
+import { invariantViolations, freshDatabase, verifyNew, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { eventually, sleep, startController, type Running } from './support/harness.js';
+
+const runs = async (db: TestDb) =>
+  (
+    await db.pool.query<{ id: number; state: string; namespace: string; annotation_count: number; trained_count: number | null; reason: string | null }>(
+      'SELECT id::int, state, namespace, annotation_count, trained_count, reason FROM training_runs ORDER BY id',
+    )
+  ).rows;
+
+const count = async (db: TestDb, where: string) => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM annotations WHERE ${where}`)).rows[0]?.n;
+
+describe('exactly once', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  let c: Running | null = null;
+
+  beforeEach(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+  });
+  afterEach(async () => {
+    await c?.stop();
+    c = null;
+    assert.deepEqual(await invariantViolations(db.pool), []);
+    await kube.stop();
+    await db.drop();
+  });
+
+  /** Starts a controller, verifies 50, and waits for its run to be running; returns the Job's name. */
+  async function trainingRun(env: Record<string, string> = {}): Promise<string> {
+    c = await startController(db.url, kube, env);
+    await verifyNew(db.pool, 50);
+    await eventually(async () => (await runs(db))[0]?.state === 'running', 'the run to be running');
+    return kube.creates[0]!.name;
+  }
+
+  it('every Job it creates carries the settle finalizer, which comes off once the outcome is recorded', async () => {
+    const name = await trainingRun();
+    assert.deepEqual(kube.jobs.get(`default/${name}`)?.metadata?.finalizers, [SETTLE_FINALIZER]);
+    kube.setPhase(name, 'complete');
+    await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed');
+    await eventually(() => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length, 'the finalizer to be removed');
+    assert.deepEqual(kube.expireFinished(), [name], 'the TTL controller can delete it now');
+    assert.equal(kube.jobs.size, 0);
+  });
+
+  for (const how of ['by its TTL', 'by hand (kubectl delete job)'] as const) {
+    it(`a Job that completed while the controller was down and was then deleted ${how} is succeeded, not trained again`, async () => {
+      const name = await trainingRun();
+      await c!.stop();
+      c = null;
+      kube.setPhase(name, 'complete');
+      if (how === 'by its TTL') assert.deepEqual(kube.expireFinished(), [name]);
+      else kube.deleteJob(name);
+      assert.deepEqual(kube.deleting(), [name], 'the finalizer holds the deleted Job and its final status');
+
+      c = await startController(db.url, kube);
+      await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to be settled succeeded');
+      await eventually(() => kube.jobs.size === 0, 'the Job to be released and gone');
+      assert.equal(await count(db, 'used_for_training'), 50);
+      await sleep(300);
+      await c.service.controller.idle();
+      assert.equal(kube.creates.length, 1, 'no second Job for the same batch');
+    });
+  }
+
+  it('a Job deleted before it finished is lost (its annotations released) and released from the finalizer', async () => {
+    const name = await trainingRun({ RETRY_BACKOFF_SECONDS: '60' });
+    kube.deleteJob(name);
+    await eventually(async () => (await runs(db))[0]?.state === 'lost', 'the run to be lost');
+    assert.match((await runs(db))[0]?.reason ?? '', /deleted before it finished/);
+    await eventually(() => kube.jobs.size === 0, 'the Job to be gone once the finalizer came off');
+    assert.equal(await count(db, 'training_run_id IS NULL AND NOT used_for_training'), 50);
+  });
+
+  it('a run is followed in the namespace recorded on it after TRAINING_NAMESPACE changed: no second Job for its batch', async () => {
+    kube.addNamespace('team-a');
+    kube.addNamespace('team-b');
+    const name = await trainingRun({ TRAINING_NAMESPACE: 'team-a' });
+    await c!.stop();
+    // No periodic reconcile: the completion must arrive through a watch of team-a, the run's namespace.
+    c = await startController(db.url, kube, { TRAINING_NAMESPACE: 'team-b', RECONCILE_INTERVAL_SECONDS: '3600' });
+    await verifyNew(db.pool, 50); // enough for a second run, which must wait for the first
+    await c.logs.waitForMsg(/^Training already in progress/);
+    assert.deepEqual((await runs(db)).map((r) => [r.state, r.namespace]), [['running', 'team-a']]);
+    await sleep(200);
+    kube.setPhase(name, 'complete', 'team-a');
+    await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'run 1 to succeed in team-a');
+    await eventually(async () => (await runs(db))[1]?.state === 'running', 'run 2 to start, in team-b');
+    assert.deepEqual((await runs(db)).map((r) => [r.state, r.namespace, r.annotation_count]), [['succeeded', 'team-a', 50], ['running', 'team-b', 50]]);
+    assert.equal(kube.creates.length, 2);
+  });
+
+  it('creates whose answers all arrive after the timeout: the Job the server made is adopted, never given up', async () => {
+    // Every create is answered after KUBE_REQUEST_TIMEOUT_MS (a slow admission webhook), the 409s included,
+    // but the first one did create the Job: reading it by name is the only way to learn that.
+    kube.inject({ verb: 'create', delayMs: 400, times: 50 });
+    c = await startController(db.url, kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
+    await verifyNew(db.pool, 50);
+    await c.logs.waitForMsg(ADOPTED, 10_000);
+    await sleep(3500); // longer than 5 create attempts a lease (550 ms) apart
+    assert.deepEqual((await runs(db)).map((r) => r.state), ['running']);
+    assert.equal(kube.jobs.size, 1);
+    assert.equal(await count(db, 'training_run_id IS NOT NULL'), 50, 'the batch stays claimed while its Job trains');
+  });
+
+  it('annotations un-verified while their batch trains are released at success, never marked used', async () => {
+    const name = await trainingRun();
+    const runId = (await runs(db))[0]!.id;
+    await db.pool.query('UPDATE annotations SET verified = false WHERE id IN (SELECT id FROM annotations WHERE training_run_id = $1 ORDER BY id LIMIT 2)', [runId]);
+    const batch = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1 AND verified', [runId]);
+    assert.equal(batch.rows[0].n, 48, 'the README batch query already leaves them out');
+    kube.setPhase(name, 'complete');
+    const line = await c!.logs.waitForMsg(/^Training run succeeded/);
+    assert.equal(line.msg, 'Training run succeeded: 48 annotations marked used; 2 un-verified during training released');
+    assert.equal(await count(db, 'used_for_training AND NOT verified'), 0);
+    assert.equal(await count(db, 'used_for_training'), 48);
+    assert.equal(await count(db, 'NOT verified AND training_run_id IS NULL'), 2);
+    assert.deepEqual((await runs(db)).map((r) => [r.annotation_count, r.trained_count]), [[50, 48]]);
+  });
+});
+
+describe('exactly once: the invariant checker', () => {
+  it('reports an annotation marked used that is not verified', async () => {
+    const db = await freshDatabase();
+    try {
+      await db.pool.query("INSERT INTO training_runs (job_name, namespace, state, annotation_count, trained_count) VALUES ('j', 'default', 'succeeded', 1, 1)");
+      await db.pool.query('INSERT INTO annotations (verified, used_for_training, training_run_id) SELECT false, true, id FROM training_runs');
+      assert.deepEqual(await invariantViolations(db.pool), ['annotation 1: used_for_training but not verified']);
+    } finally {
+      await db.drop();
+    }
+  });
+});

@@ -9,6 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { recount } from '../src/pending.js';
 import { packageRoot } from '../src/paths.js';
+import { tables } from '../src/tables.js';
 import { spawnCli, type ChildController } from '../test/support/child.js';
 import { freshDatabase, type TestDb } from '../test/support/db.js';
 import { FakeKube } from '../test/support/fakeKube.js';
@@ -177,7 +178,7 @@ async function recountCost(server: string): Promise<void> {
         return median(samples);
       };
       results[n] = {
-        ours: await time(() => recount(db.pool, 50)),
+        ours: await time(() => recount(db.pool, tables('public'), 50)),
         plain: await time(() => db.pool.query('SELECT count(*) FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL')),
       };
       log(`recount at ${n} pending: ours ${round(results[n]!.ours, 3)} ms, count(*) ${round(results[n]!.plain, 3)} ms`);

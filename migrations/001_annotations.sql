@@ -1,7 +1,33 @@
+-- The schema of the Triage API's annotations table: `psql -v schema=triage -f …` (default public); the
+-- `migrate` command passes ANNOTATIONS_SCHEMA. Every object of ours lives in it and is named qualified, so the
+-- migrating role's own search_path never decides where anything goes.
+\if :{?schema}
+\else
+  \set schema public
+\endif
+SELECT set_config('training_controller.schema', :'schema', false);
+
 -- The annotations table belongs to the Triage API. This creates a minimal one only where none exists
 -- (a fresh database, the tests, docker-compose); on a real database it changes nothing.
 -- Every column but `verified` has a default, so `INSERT INTO annotations (verified) VALUES (true)` works.
-CREATE TABLE IF NOT EXISTS annotations (
+-- It never creates one that would shadow the real table: annotations in another schema only is an error that
+-- names that schema.
+DO $$
+DECLARE
+  target text := current_setting('training_controller.schema');
+  elsewhere text;
+BEGIN
+  IF to_regclass(format('%I.annotations', target)) IS NULL THEN
+    SELECT string_agg(n.nspname, ', ') INTO elsewhere
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relname = 'annotations' AND c.relkind IN ('r', 'p') AND n.nspname <> target;
+    IF elsewhere IS NOT NULL THEN
+      RAISE EXCEPTION 'annotations is in schema %, not in schema %: set ANNOTATIONS_SCHEMA (or psql -v schema=…) to the schema of the Triage API''s table', elsewhere, target;
+    END IF;
+  END IF;
+END $$;
+
+CREATE TABLE IF NOT EXISTS :"schema".annotations (
   id          bigserial   PRIMARY KEY,
   image_uri   text        NOT NULL DEFAULT '',
   label       text        NOT NULL DEFAULT '',

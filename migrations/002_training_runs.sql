@@ -1,6 +1,15 @@
+-- The schema of the Triage API's annotations table: `psql -v schema=triage -f …` (default public); the
+-- `migrate` command passes ANNOTATIONS_SCHEMA. Every object of ours lives in it and is named qualified, so the
+-- migrating role's own search_path never decides where anything goes.
+\if :{?schema}
+\else
+  \set schema public
+\endif
+SELECT set_config('training_controller.schema', :'schema', false);
+
 -- training_runs belongs to the controller: one row per training Job it decided to submit.
 -- state: submitting -> running -> succeeded | failed | lost  (see README "Run states").
-CREATE TABLE IF NOT EXISTS training_runs (
+CREATE TABLE IF NOT EXISTS :"schema".training_runs (
   id               bigserial   PRIMARY KEY,
   job_name         text        NOT NULL UNIQUE,
   namespace        text        NOT NULL,
@@ -17,25 +26,28 @@ CREATE TABLE IF NOT EXISTS training_runs (
 
 -- "One run at a time" is a constraint, not only a code path: at most one row may be open.
 CREATE UNIQUE INDEX IF NOT EXISTS training_runs_one_open
-  ON training_runs ((true)) WHERE state IN ('submitting', 'running');
+  ON :"schema".training_runs ((true)) WHERE state IN ('submitting', 'running');
 
 -- The back-off after failures is derived from the latest finished runs.
-CREATE INDEX IF NOT EXISTS training_runs_finished_at ON training_runs (finished_at DESC) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS training_runs_finished_at ON :"schema".training_runs (finished_at DESC) WHERE finished_at IS NOT NULL;
 
 -- Adding a NOT NULL column with a constant default is a catalog-only change since PostgreSQL 11 (no rewrite).
-ALTER TABLE annotations ADD COLUMN IF NOT EXISTS used_for_training boolean NOT NULL DEFAULT false;
-ALTER TABLE annotations ADD COLUMN IF NOT EXISTS training_run_id bigint;
+ALTER TABLE :"schema".annotations ADD COLUMN IF NOT EXISTS used_for_training boolean NOT NULL DEFAULT false;
+ALTER TABLE :"schema".annotations ADD COLUMN IF NOT EXISTS training_run_id bigint;
 
 -- The foreign key is added NOT VALID (no scan under a write-blocking lock), then validated, which only takes
 -- a SHARE UPDATE EXCLUSIVE lock: verifications keep flowing on a large table.
 DO $$
+DECLARE
+  target text := current_setting('training_controller.schema');
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'annotations_training_run_id_fkey') THEN
-    ALTER TABLE annotations ADD CONSTRAINT annotations_training_run_id_fkey
-      FOREIGN KEY (training_run_id) REFERENCES training_runs (id) NOT VALID;
+  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'annotations_training_run_id_fkey'
+                    AND conrelid = format('%I.annotations', target)::regclass) THEN
+    EXECUTE format('ALTER TABLE %I.annotations ADD CONSTRAINT annotations_training_run_id_fkey
+                    FOREIGN KEY (training_run_id) REFERENCES %I.training_runs (id) NOT VALID', target, target);
   END IF;
 END $$;
-ALTER TABLE annotations VALIDATE CONSTRAINT annotations_training_run_id_fkey;
+ALTER TABLE :"schema".annotations VALIDATE CONSTRAINT annotations_training_run_id_fkey;
 
 -- Settling a run touches exactly its annotations; only claimed rows are indexed, so the index stays small.
-CREATE INDEX IF NOT EXISTS annotations_training_run_id ON annotations (training_run_id) WHERE training_run_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS annotations_training_run_id ON :"schema".annotations (training_run_id) WHERE training_run_id IS NOT NULL;

@@ -1,4 +1,12 @@
--- Tells the controller that an annotation became verified, as cheaply as the write path allows.
+-- The schema of the Triage API's annotations table: `psql -v schema=triage -f …` (default public); the
+-- `migrate` command passes ANNOTATIONS_SCHEMA. Every object of ours lives in it and is named qualified, so the
+-- migrating role's own search_path never decides where anything goes.
+\if :{?schema}
+\else
+  \set schema public
+\endif
+
+-- The sequences of the notification gate. The trigger itself is (re)defined in 006, safe in any writer's session.
 --
 -- Every transaction that NOTIFYs takes a cluster-wide lock at commit: a notify-per-row trigger cut
 -- verification throughput to ~0.41x with 8 writers here. So the trigger notifies only when the pending count
@@ -11,33 +19,10 @@
 -- recounting on startup, reconnect and a slow poll, since NOTIFY is only ever a hint.
 -- Sequences, not a table row: reading a one-row table per verification measured ~0.79x, a sequence ~0.85-0.91x.
 
-CREATE SEQUENCE IF NOT EXISTS training_controller_verified_seq;
-CREATE SEQUENCE IF NOT EXISTS training_controller_notify_at_seq MINVALUE 0 START WITH 0;
+CREATE SEQUENCE IF NOT EXISTS :"schema".training_controller_verified_seq;
+CREATE SEQUENCE IF NOT EXISTS :"schema".training_controller_notify_at_seq MINVALUE 0 START WITH 0;
 -- 0: notify on every verification until the controller's first recount publishes a real value (early, never late).
-DO $$ BEGIN PERFORM setval('training_controller_notify_at_seq', 0, true); END $$;
--- The Triage API's role runs the trigger: it needs nextval on one and a read of the other; neither holds data.
-GRANT USAGE, SELECT ON SEQUENCE training_controller_verified_seq TO PUBLIC;
-GRANT SELECT ON SEQUENCE training_controller_notify_at_seq TO PUBLIC;
-
-CREATE OR REPLACE FUNCTION training_controller_on_verified() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-  IF nextval('training_controller_verified_seq')
-     >= coalesce(pg_sequence_last_value('training_controller_notify_at_seq'), 0) THEN
-    -- Constant payload: PostgreSQL folds identical notifications of one transaction into one.
-    PERFORM pg_notify('training_controller', '');
-  END IF;
-  RETURN NULL;
-END
-$$;
-
--- WHEN clauses keep every other write from even calling the function.
-CREATE OR REPLACE TRIGGER training_controller_verified_insert
-  AFTER INSERT ON annotations
-  FOR EACH ROW WHEN (NEW.verified)
-  EXECUTE FUNCTION training_controller_on_verified();
-
-CREATE OR REPLACE TRIGGER training_controller_verified_update
-  AFTER UPDATE OF verified ON annotations
-  FOR EACH ROW WHEN (NEW.verified AND NOT OLD.verified)
-  EXECUTE FUNCTION training_controller_on_verified();
+SELECT setval(format('%I.training_controller_notify_at_seq', :'schema'), 0, true);
+-- Neither holds data. (Before 006 the trigger ran as the writing role and needed these; now it runs as its owner.)
+GRANT USAGE, SELECT ON SEQUENCE :"schema".training_controller_verified_seq TO PUBLIC;
+GRANT SELECT ON SEQUENCE :"schema".training_controller_notify_at_seq TO PUBLIC;

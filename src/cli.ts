@@ -10,6 +10,7 @@ import { loadClusterConfig } from './kubeJobs.js';
 import { createLogger, safeUrl, type Logger } from './logger.js';
 import { resolveTemplate, startService } from './main.js';
 import { migrate } from './migrate.js';
+import { tables } from './tables.js';
 import { formatStatus, readStatus } from './status.js';
 
 const USAGE = `usage: training-controller <command>
@@ -103,7 +104,7 @@ async function main(argv: string[]): Promise<void> {
       return run(config, logger);
     case 'migrate':
       return withPool(config, logger, 'migrate', async (pool) => {
-        const applied = await migrate(pool, logger);
+        const applied = await migrate(pool, logger, tables(config.annotationsSchema));
         logger.info({ database: safeUrl(databaseUrl(config)), applied }, applied.length ? `Applied ${applied.length} migration(s)` : 'Database is up to date');
       });
     case 'status':

@@ -11,6 +11,8 @@ export interface Config {
   databaseUrl: string;
   /** Direct connection for LISTEN; never a transaction-pooling PgBouncer. */
   listenDatabaseUrl: string;
+  /** Schema of the Triage API's annotations table; the controller's objects live beside it. */
+  annotationsSchema: string;
   embeddedDataDir: string;
   embeddedPort: number;
   trainingThreshold: number;
@@ -85,6 +87,12 @@ function dnsLabel(value: unknown): void {
   }
 }
 
+function sqlIdentifier(value: unknown): void {
+  if (!/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(String(value))) {
+    throw new Error('must be a schema name (a letter or _, then letters, digits, _ or $, at most 63 characters)');
+  }
+}
+
 function nonEmpty(value: unknown): void {
   if (String(value).trim() === '') throw new Error('must not be empty');
 }
@@ -94,6 +102,7 @@ const schema = {
   nodeEnv: { env: 'NODE_ENV', default: 'development', format: String },
   databaseUrl: { env: 'DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
   listenDatabaseUrl: { env: 'LISTEN_DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
+  annotationsSchema: { env: 'ANNOTATIONS_SCHEMA', default: 'public', format: sqlIdentifier },
   embeddedDataDir: { env: 'EMBEDDED_DATA_DIR', default: '.data', format: nonEmpty },
   embeddedPort: { env: 'EMBEDDED_PORT', ...int(54329, 1, 65535) },
   trainingThreshold: { env: 'TRAINING_THRESHOLD', ...int(50, 1, 1_000_000_000) },
@@ -143,6 +152,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     production: str('nodeEnv') === 'production',
     databaseUrl: str('databaseUrl'),
     listenDatabaseUrl: str('listenDatabaseUrl') || str('databaseUrl'),
+    annotationsSchema: str('annotationsSchema'),
     embeddedDataDir: str('embeddedDataDir'),
     embeddedPort: num('embeddedPort'),
     trainingThreshold: num('trainingThreshold'),

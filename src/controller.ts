@@ -82,7 +82,7 @@ export class Controller {
     });
     this.writers = new AwaitWriters({
       timers,
-      stillOpen: (writers) => stillWriting(deps.pool, writers),
+      stillOpen: (writers) => stillWriting(deps.pool, deps.dispatcher.tables, writers),
       onEnded: () => this.requestRecount('writers-ended'),
       onError: (what, err) => this.recountFailed('writers', what, err),
     });
@@ -165,7 +165,7 @@ export class Controller {
     const settles = this.writers.settleable();
     let count;
     try {
-      count = await recount(pool, config.trainingThreshold);
+      count = await recount(pool, this.deps.dispatcher.tables, config.trainingThreshold);
     } catch (err: unknown) {
       return this.recountFailed('recount', 'Recount', err);
     }
@@ -194,7 +194,7 @@ export class Controller {
 
     try {
       const target = notifyAt({ gateBefore: count.gateBefore, pending: count.pending, threshold: config.trainingThreshold, quiet });
-      const gateAfter = await publishNotifyAt(pool, target);
+      const gateAfter = await publishNotifyAt(pool, this.deps.dispatcher.tables, target);
       if (missedWhilePublishing(target, gateAfter)) this.requestRecount('gate');
     } catch (err: unknown) {
       return this.recountFailed('gate', 'Publishing the notification gate', err);

@@ -43,13 +43,13 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       logger.debug('Another controller holds the dispatch lock');
       return { kind: 'locked' };
     }
-    const open = await openRun(client);
+    const open = await openRun(client, deps.tables);
     let activeJobs: string[] = [];
     if (!open && deps.jobs) {
       activeJobs = (await unfinishedJobs(deps.jobs, [deps.namespace])).map((j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`);
       deps.onClusterAnswer(null);
     }
-    const history = await failureHistory(client);
+    const history = await failureHistory(client, deps.tables);
     const decision = decideDispatch({
       pending,
       threshold: config.trainingThreshold,
@@ -66,16 +66,16 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       return { kind: 'skipped', decision, foreignJob: !open && activeJobs.length > 0 };
     }
     const base = jobName(new Date(deps.now()));
-    const name = freeName(base, await namesLike(client, base));
+    const name = freeName(base, await namesLike(client, deps.tables, base));
     if (deps.mode !== 'kubernetes') {
-      const count = await countPendingExact(client);
+      const count = await countPendingExact(client, deps.tables);
       await client.query('ROLLBACK');
       const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
       if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
       logger.info({ mode: deps.mode, job }, `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`);
       return { kind: 'rehearsed', job };
     }
-    run = await insertAndClaim(client, name, deps.namespace);
+    run = await insertAndClaim(client, deps.tables, name, deps.namespace);
     if (run.annotationCount < config.trainingThreshold) {
       // Annotations were un-verified or claimed between the recount and now: nothing to do after all.
       await client.query('ROLLBACK');

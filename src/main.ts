@@ -20,7 +20,9 @@ import { createJobsApi, loadClusterConfig, type JobsApi } from './kubeJobs.js';
 import { Listener } from './listener.js';
 import { safeUrl, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { migrate, missingSchema } from './migrate.js';
+import { migrate } from './migrate.js';
+import { missingPrivileges, missingSchema } from './schemaCheck.js';
+import { tables } from './tables.js';
 
 export interface Service {
   config: Config;
@@ -63,12 +65,12 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     }
     const pool = createPool(databaseUrl, logger);
     cleanup.push(() => pool.end());
-    if (embedded) {
-      await migrate(pool, logger);
-    } else {
-      const missing = await missingSchema(pool);
-      if (missing.length > 0) throw new StartupError(`database ${safeUrl(databaseUrl)} is not migrated (missing ${missing.join(', ')}): run \`training-controller migrate\` or apply migrations/*.sql with psql`);
-    }
+    const t = tables(config.annotationsSchema);
+    if (embedded) await migrate(pool, logger, t);
+    const missing = await missingSchema(pool, t);
+    if (missing.length > 0) throw new StartupError(`database ${safeUrl(databaseUrl)} is not migrated for ANNOTATIONS_SCHEMA=${t.schema} (missing ${missing.join(', ')}): run \`training-controller migrate\` or apply migrations/*.sql with psql -v schema=${t.schema}`);
+    const lacking = await missingPrivileges(pool, t);
+    if (lacking.length > 0) throw new StartupError(`the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`);
 
     const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
     if (!cluster && config.production) throw new StartupError('no Kubernetes configuration (KUBECONFIG, ~/.kube/config or an in-cluster service account) and NODE_ENV=production');
@@ -88,7 +90,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       health.cluster.error = error;
       if (error === null) health.cluster.okAt = timers.now();
     };
-    const submitDeps = { pool, template, logger, metrics, onClusterAnswer };
+    const submitDeps = { pool, tables: t, template, logger, metrics, onClusterAnswer };
     const watches = jobs && mode === 'kubernetes' ? new JobWatches((ns) => new JobWatch(jobs, ns, timers, logger, () => controller.requestReconcile())) : null;
     const controller: Controller = new Controller({
       config,

@@ -4,6 +4,8 @@ import type { Pool } from './db.js';
 import { LOCK_KEYS, withSessionLock } from './locks.js';
 import type { Logger } from './logger.js';
 import { migrationsDir } from './paths.js';
+import { quoteIdent, quoteLiteral, type Tables } from './tables.js';
+import { errorMessage } from './errors.js';
 
 export interface Migration {
   name: string;
@@ -23,19 +25,32 @@ export async function readMigrations(dir: string = migrationsDir()): Promise<Mig
 }
 
 /**
+ * The SQL psql would run with `-v schema=<schema>`: the files' psql meta-commands (the `\if` that defaults the
+ * variable) dropped, and `:"schema"` / `:'schema'` interpolated as psql does (an identifier, a literal).
+ */
+export function forSchema(sql: string, schema: string): string {
+  return sql
+    .split('\n')
+    .filter((line) => !/^\s*\\/.test(line))
+    .join('\n')
+    .replaceAll(':"schema"', quoteIdent(schema))
+    .replaceAll(":'schema'", quoteLiteral(schema));
+}
+
+/**
  * Applies the migrations not yet recorded, in order, under a session advisory lock so two processes
  * (two pods, an init container and an operator) apply them one after the other. Each file is idempotent,
  * so a database migrated by hand with psql (and so with no records) is simply re-applied harmlessly.
  * Returns the names applied.
  */
-export async function migrate(pool: Pool, logger: Logger, dir?: string): Promise<string[]> {
+export async function migrate(pool: Pool, logger: Logger, t: Tables, dir?: string): Promise<string[]> {
   const migrations = await readMigrations(dir);
   const client = await pool.connect();
   try {
     return await withSessionLock(client, LOCK_KEYS.migrate, async () => {
-      await client.query(`CREATE TABLE IF NOT EXISTS training_controller_migrations (
+      await client.query(`CREATE TABLE IF NOT EXISTS ${t.migrations} (
         name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-      const { rows } = await client.query<{ name: string }>('SELECT name FROM training_controller_migrations');
+      const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${t.migrations}`);
       const done = new Set(rows.map((r) => r.name));
       const applied: string[] = [];
       for (const m of migrations) {
@@ -44,20 +59,20 @@ export async function migrate(pool: Pool, logger: Logger, dir?: string): Promise
         if (m.transactional) {
           await client.query('BEGIN');
           try {
-            await client.query(m.sql);
-            await client.query('INSERT INTO training_controller_migrations (name) VALUES ($1)', [m.name]);
+            await client.query(forSchema(m.sql, t.schema));
+            await client.query(`INSERT INTO ${t.migrations} (name) VALUES ($1)`, [m.name]);
             await client.query('COMMIT');
           } catch (err: unknown) {
             await client.query('ROLLBACK');
-            throw new Error(`migration ${m.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+            throw new Error(`migration ${m.name} failed: ${errorMessage(err)}`);
           }
         } else {
           try {
-            await client.query(m.sql);
+            await client.query(forSchema(m.sql, t.schema));
           } catch (err: unknown) {
-            throw new Error(`migration ${m.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+            throw new Error(`migration ${m.name} failed: ${errorMessage(err)}`);
           }
-          await client.query('INSERT INTO training_controller_migrations (name) VALUES ($1) ON CONFLICT DO NOTHING', [m.name]);
+          await client.query(`INSERT INTO ${t.migrations} (name) VALUES ($1) ON CONFLICT DO NOTHING`, [m.name]);
         }
         logger.info({ migration: m.name, ms: Date.now() - started }, 'Applied migration');
         applied.push(m.name);
@@ -69,18 +84,3 @@ export async function migrate(pool: Pool, logger: Logger, dir?: string): Promise
   }
 }
 
-/** The objects `run` needs; a clear startup error instead of a failing query at the first notification. */
-export async function missingSchema(pool: Pool): Promise<string[]> {
-  const { rows } = await pool.query<{ missing: string }>(`
-    SELECT x AS missing FROM unnest(ARRAY[
-      'annotations', 'training_runs', 'annotations_pending',
-      'training_controller_verified_seq', 'training_controller_notify_at_seq']) AS x
-    WHERE to_regclass(x) IS NULL
-    UNION ALL
-    SELECT 'annotations.training_run_id' WHERE NOT EXISTS (
-      SELECT 1 FROM information_schema.columns WHERE table_name = 'annotations' AND column_name = 'training_run_id')
-    UNION ALL
-    SELECT 'trigger training_controller_verified_update' WHERE NOT EXISTS (
-      SELECT 1 FROM pg_trigger WHERE tgname = 'training_controller_verified_update')`);
-  return rows.map((r) => r.missing);
-}

@@ -1,5 +1,6 @@
 // The recount: how many verified annotations wait for training, bounded, plus what the gate needs.
 import type { Pool } from './db.js';
+import { quoteLiteral, type Tables } from './tables.js';
 
 // The literal predicate of the partial index annotations_pending: a parameterised predicate would not match it.
 export const PENDING = 'verified AND NOT used_for_training AND training_run_id IS NULL';
@@ -21,24 +22,24 @@ export interface Recount {
 // until it ends, so one that took its gate number before the gate read and is still open at the count's
 // snapshot holds that lock all the way through, and a look at pg_locks in between sees it. pg_locks is
 // readable by every role and includes fast-path locks; reading it adds ~0.2 ms to a recount here.
-const WRITERS_OF_ANNOTATIONS = `
+const writersOf = (t: Tables) => `
   SELECT DISTINCT l.virtualtransaction FROM pg_locks l
   WHERE l.locktype = 'relation'
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND l.relation = 'annotations'::regclass
+    AND l.relation = ${quoteLiteral(t.annotations)}::regclass
     AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
     AND l.pid IS DISTINCT FROM pg_backend_pid()`;
 
-export async function recount(pool: Pool, threshold: number): Promise<Recount> {
+export async function recount(pool: Pool, t: Tables, threshold: number): Promise<Recount> {
   // Two statements on purpose: in READ COMMITTED each gets its own snapshot, so the count's snapshot is taken
   // after the gate number and the writers were read. Within the first, the writers subquery refers to the
   // gate column, which makes it a SubPlan run per row of `g`: the lock list is read after the sequence.
   const first = await pool.query<{ gate: string | null; writers: string[] }>(
-    `SELECT g.gate, ARRAY(${WRITERS_OF_ANNOTATIONS} AND g.gate IS NOT DISTINCT FROM g.gate) AS writers
-     FROM (SELECT pg_sequence_last_value('training_controller_verified_seq')::text AS gate OFFSET 0) g`,
+    `SELECT g.gate, ARRAY(${writersOf(t)} AND g.gate IS NOT DISTINCT FROM g.gate) AS writers
+     FROM (SELECT pg_sequence_last_value(${quoteLiteral(t.verifiedSeq)})::text AS gate OFFSET 0) g`,
   );
   const { rows } = await pool.query<{ pending: number }>(
-    `SELECT count(*)::int AS pending FROM (SELECT 1 FROM annotations WHERE ${PENDING} LIMIT $1) s`,
+    `SELECT count(*)::int AS pending FROM (SELECT 1 FROM ${t.annotations} WHERE ${PENDING} LIMIT $1) s`,
     [threshold],
   );
   const gate = first.rows[0];
@@ -48,19 +49,19 @@ export async function recount(pool: Pool, threshold: number): Promise<Recount> {
 }
 
 /** Publishes the gate target; returns the gate sequence as read right after (gate.ts, case 2). */
-export async function publishNotifyAt(pool: Pool, target: bigint): Promise<bigint> {
+export async function publishNotifyAt(pool: Pool, t: Tables, target: bigint): Promise<bigint> {
   const { rows } = await pool.query<{ gate: string | null }>(
-    `SELECT setval('training_controller_notify_at_seq', $1::bigint, true),
-            pg_sequence_last_value('training_controller_verified_seq')::text AS gate`,
+    `SELECT setval(${quoteLiteral(t.notifyAtSeq)}, $1::bigint, true),
+            pg_sequence_last_value(${quoteLiteral(t.verifiedSeq)})::text AS gate`,
     [target.toString()],
   );
   return BigInt(rows[0]?.gate ?? '0');
 }
 
 /** Which of these writers are still open: a transaction holds its locks until it commits or aborts. */
-export async function stillWriting(pool: Pool, writers: readonly string[]): Promise<string[]> {
+export async function stillWriting(pool: Pool, t: Tables, writers: readonly string[]): Promise<string[]> {
   const { rows } = await pool.query<{ vxid: string }>(
-    `SELECT w.virtualtransaction AS vxid FROM (${WRITERS_OF_ANNOTATIONS}) w WHERE w.virtualtransaction = ANY($1::text[])`,
+    `SELECT w.virtualtransaction AS vxid FROM (${writersOf(t)}) w WHERE w.virtualtransaction = ANY($1::text[])`,
     [writers],
   );
   return rows.map((r) => r.vxid);

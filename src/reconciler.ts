@@ -46,10 +46,10 @@ const WAITING: Outcome = { finished: false, retrySubmit: false };
 const isOurs = (job: V1Job | null, run: Run): boolean => job?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id);
 
 export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> {
-  const run = await openRun(deps.pool);
+  const run = await openRun(deps.pool, deps.tables);
   const namespaces = [...new Set([deps.jobs.namespace, ...(run ? [run.namespace] : [])])];
   const listed: V1Job[] = [];
-  for (const ns of new Set([...namespaces, ...(await recentNamespaces(deps.pool))])) listed.push(...(await deps.jobs.list(ns, APP_SELECTOR)).items);
+  for (const ns of new Set([...namespaces, ...(await recentNamespaces(deps.pool, deps.tables))])) listed.push(...(await deps.jobs.list(ns, APP_SELECTOR)).items);
   deps.onClusterAnswer(null);
   const released = await releaseSettledFinalizers(deps, listed, run);
   const foreignJobs = listed
@@ -78,12 +78,12 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
     const job = await deps.jobs.get(run.namespace, run.jobName);
     if (job && isOurs(job, run)) return adopt(deps, run, job);
     const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
-    if (!(await settleReleased(deps.pool, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS }))) return { ...WAITING, retrySubmit: true };
+    if (!(await settleReleased(deps.pool, deps.tables, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS }))) return { ...WAITING, retrySubmit: true };
     deps.metrics.runsFinished.inc({ state: 'failed' });
     deps.logger.warn({ runId: run.id, job: run.jobName, annotations: run.annotationCount, reason }, `Training run failed: ${run.annotationCount} annotations released`);
     return { finished: true, retrySubmit: false };
   }
-  const leased = await leaseCreateAttempt(deps.pool, run.id, deps.createLeaseMs);
+  const leased = await leaseCreateAttempt(deps.pool, deps.tables, run.id, deps.createLeaseMs);
   if (!leased) return { ...WAITING, retrySubmit: true };
   // A create whose answer was lost (a timeout, a crash) may still have made the Job: read before creating.
   const job = await deps.jobs.get(run.namespace, run.jobName);
@@ -94,7 +94,7 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
 }
 
 async function adopt(deps: ReconcilerDeps, run: Run, job: V1Job): Promise<Outcome> {
-  await markRunning(deps.pool, run.id, job.metadata?.uid);
+  await markRunning(deps.pool, deps.tables, run.id, job.metadata?.uid);
   deps.logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace }, ADOPTED);
   return follow(deps, { ...run, state: 'running' }, job);
 }
@@ -102,13 +102,13 @@ async function adopt(deps: ReconcilerDeps, run: Run, job: V1Job): Promise<Outcom
 async function settle(deps: ReconcilerDeps, run: Run, state: 'succeeded' | 'failed' | 'lost', reason: string, job: V1Job | null): Promise<Outcome> {
   const fields = { runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount, reason };
   if (state === 'succeeded') {
-    const done = await settleSucceeded(deps.pool, run.id, reason);
+    const done = await settleSucceeded(deps.pool, deps.tables, run.id, reason);
     if (done) {
       deps.metrics.runsFinished.inc({ state });
       const unverified = done.released > 0 ? `; ${done.released} un-verified during training released` : '';
       deps.logger.info({ ...fields, trained: done.trained, released: done.released }, `Training run succeeded: ${done.trained} annotations marked used${unverified}`);
     }
-  } else if (await settleReleased(deps.pool, run.id, state, reason)) {
+  } else if (await settleReleased(deps.pool, deps.tables, run.id, state, reason)) {
     deps.metrics.runsFinished.inc({ state });
     deps.logger.warn(fields, `Training run ${state}: ${run.annotationCount} annotations released`);
   }
@@ -133,7 +133,7 @@ async function releaseSettledFinalizers(deps: ReconcilerDeps, jobs: V1Job[], ope
   const held = jobs.filter((j) => j.metadata?.finalizers?.includes(SETTLE_FINALIZER) && j.metadata.labels?.[RUN_ID_LABEL] !== String(open?.id ?? ''));
   const ids = held.map((j) => Number(j.metadata?.labels?.[RUN_ID_LABEL])).filter(Number.isSafeInteger);
   if (ids.length === 0) return new Set();
-  const states = await runStates(deps.pool, ids);
+  const states = await runStates(deps.pool, deps.tables, ids);
   const released = new Set<V1Job>();
   for (const job of held) {
     const state = states.get(Number(job.metadata?.labels?.[RUN_ID_LABEL]));

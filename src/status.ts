@@ -2,6 +2,7 @@
 import { backoffUntil } from './backoff.js';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
+import { tables } from './tables.js';
 import { countPendingExact, failureHistory, openRun, recentRuns, type Run } from './runs.js';
 
 export interface Status {
@@ -13,7 +14,8 @@ export interface Status {
 }
 
 export async function readStatus(pool: Pool, config: Config): Promise<Status> {
-  const [pending, open, history, recent] = await Promise.all([countPendingExact(pool), openRun(pool), failureHistory(pool), recentRuns(pool, 10)]);
+  const t = tables(config.annotationsSchema);
+  const [pending, open, history, recent] = await Promise.all([countPendingExact(pool, t), openRun(pool, t), failureHistory(pool, t), recentRuns(pool, t, 10)]);
   // Ages and the back-off compare database timestamps with the database's clock, never this machine's.
   const now = history.now;
   const until = backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds);

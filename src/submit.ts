@@ -2,6 +2,7 @@
 // Used by the dispatcher right after the claim commits, and by the reconciler to retry a `submitting` run.
 import type { V1Job } from '@kubernetes/client-node';
 import type { Pool } from './db.js';
+import type { Tables } from './tables.js';
 import { baseName, buildJob, freeName, RUN_ID_LABEL } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
 import { KubeError } from './kubeErrors.js';
@@ -16,6 +17,7 @@ export const ADOPTED = 'Job already exists with this run id: adopted';
 
 export interface SubmitDeps {
   pool: Pool;
+  tables: Tables;
   jobs: JobsApi;
   template: V1Job;
   logger: Logger;
@@ -39,7 +41,7 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
       const created = await jobs.create(job);
       metrics.createLatency.observe((performance.now() - started) / 1000);
       deps.onClusterAnswer(null);
-      await markRunning(deps.pool, run.id, created.metadata?.uid);
+      await markRunning(deps.pool, deps.tables, run.id, created.metadata?.uid);
       logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount }, 'Training Job created');
       return 'running';
     } catch (err: unknown) {
@@ -51,7 +53,7 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
         return 'retry';
       }
       if (err.kind === 'permanent') {
-        await settleReleased(deps.pool, run.id, 'failed', err.message);
+        await settleReleased(deps.pool, deps.tables, run.id, 'failed', err.message);
         metrics.runsFinished.inc({ state: 'failed' });
         logger.error({ runId: run.id, job: run.jobName, status: err.status, err: err.message }, 'Job rejected by the API server; run failed, annotations released');
         return 'failed';
@@ -61,23 +63,23 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
         throw e instanceof KubeError ? e : new KubeError(String(e), null, 'Unreachable', 'transient');
       });
       if (existing && existing.metadata?.labels?.[RUN_ID_LABEL] === String(run.id)) {
-        await markRunning(deps.pool, run.id, existing.metadata?.uid);
+        await markRunning(deps.pool, deps.tables, run.id, existing.metadata?.uid);
         logger.info({ runId: run.id, job: run.jobName }, ADOPTED);
         return 'running';
       }
       if (existing === null) continue; // deleted between the 409 and the read: create again
       if (++renames > MAX_RENAMES) {
-        await settleReleased(deps.pool, run.id, 'failed', `Job names ${run.jobName} and before are taken by Jobs of other runs`);
+        await settleReleased(deps.pool, deps.tables, run.id, 'failed', `Job names ${run.jobName} and before are taken by Jobs of other runs`);
         metrics.runsFinished.inc({ state: 'failed' });
         logger.error({ runId: run.id, job: run.jobName }, 'Job names keep colliding; run failed, annotations released');
         return 'failed';
       }
       const base = baseName(run.jobName);
-      const taken = await namesLike(deps.pool, base);
+      const taken = await namesLike(deps.pool, deps.tables, base);
       taken.add(run.jobName);
       const next = freeName(base, taken);
       logger.warn({ runId: run.id, job: run.jobName, owner: existing.metadata?.labels?.[RUN_ID_LABEL] ?? 'none', renamed: next }, 'Job name taken by another Job (one-second names): renaming');
-      if (!(await rename(deps.pool, run.id, next))) return 'retry';
+      if (!(await rename(deps.pool, deps.tables, run.id, next))) return 'retry';
       run = { ...run, jobName: next };
     }
   }

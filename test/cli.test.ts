@@ -57,7 +57,7 @@ describe('startup errors', () => {
     try {
       const r = await cli(['run'], { DATABASE_URL: db.url, HTTP_PORT: '0' });
       assert.equal(r.code, 1);
-      assert.match(r.stderr, /is not migrated \(missing annotations, training_runs, .*\): run `training-controller migrate`/);
+      assert.match(r.stderr, /is not migrated for ANNOTATIONS_SCHEMA=public \(missing "public".annotations, "public".training_runs, .*\): run `training-controller migrate`/);
     } finally {
       await db.drop();
     }

@@ -3,6 +3,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { recount, stillWriting } from '../src/pending.js';
+import { tables } from '../src/tables.js';
+
+const PUBLIC = tables('public');
 import { freshDatabase, type TestDb } from './support/db.js';
 
 interface OpenTransaction {
@@ -44,13 +47,13 @@ describe('recount: verifying transactions still open', () => {
 
   it('lists one that is verifying in this database, and not after it commits', async () => {
     const tx = await openTransaction(ours.url, VERIFY);
-    const open = await recount(ours.pool, 50);
+    const open = await recount(ours.pool, PUBLIC, 50);
     assert.deepEqual(open.writers, [tx.vxid]);
     assert.equal(open.pending, 0, 'its row is not visible yet');
-    assert.deepEqual(await stillWriting(ours.pool, open.writers), [tx.vxid]);
+    assert.deepEqual(await stillWriting(ours.pool, PUBLIC, open.writers), [tx.vxid]);
     await tx.commit();
-    assert.deepEqual(await stillWriting(ours.pool, open.writers), []);
-    const after = await recount(ours.pool, 50);
+    assert.deepEqual(await stillWriting(ours.pool, PUBLIC, open.writers), []);
+    const after = await recount(ours.pool, PUBLIC, 50);
     assert.deepEqual(after.writers, []);
     assert.equal(after.pending, 1);
   });
@@ -58,7 +61,7 @@ describe('recount: verifying transactions still open', () => {
   it('leaves out one that is verifying in another database on the same server', async () => {
     const tx = await openTransaction(other.url, VERIFY);
     try {
-      assert.deepEqual((await recount(ours.pool, 50)).writers, []);
+      assert.deepEqual((await recount(ours.pool, PUBLIC, 50)).writers, []);
     } finally {
       await tx.commit();
     }
@@ -67,7 +70,7 @@ describe('recount: verifying transactions still open', () => {
   it('leaves out one that only reads annotations', async () => {
     const tx = await openTransaction(ours.url, 'SELECT count(*) FROM annotations');
     try {
-      assert.deepEqual((await recount(ours.pool, 50)).writers, []);
+      assert.deepEqual((await recount(ours.pool, PUBLIC, 50)).writers, []);
     } finally {
       await tx.commit();
     }

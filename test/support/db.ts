@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createLogger } from '../../src/logger.js';
 import { migrate } from '../../src/migrate.js';
+import { tables } from '../../src/tables.js';
 
 export interface TestDb {
   url: string;
@@ -23,7 +24,7 @@ export function withDatabase(url: string, name: string): string {
   return u.toString();
 }
 
-export async function freshDatabase(server: string = serverUrl(), options: { migrate?: boolean } = {}): Promise<TestDb> {
+export async function freshDatabase(server: string = serverUrl(), options: { migrate?: boolean; schema?: string } = {}): Promise<TestDb> {
   const name = `tc_test_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: server });
   await admin.connect();
@@ -35,7 +36,7 @@ export async function freshDatabase(server: string = serverUrl(), options: { mig
   const url = withDatabase(server, name);
   const pool = new pg.Pool({ connectionString: url, max: 25 });
   pool.on('error', () => undefined);
-  if (options.migrate !== false) await migrate(pool, createLogger('silent'));
+  if (options.migrate !== false) await migrate(pool, createLogger('silent'), tables(options.schema ?? 'public'));
   return {
     url,
     name,

@@ -1,0 +1,46 @@
+// What `run` checks before it starts: the objects the migrations create, and the privileges the service's
+// role needs on them. A controller that can read but not write would otherwise start, answer /readyz and
+// never train, repeating `permission denied` (issue #9); instead it names what is missing, in one line.
+import type { Pool } from './db.js';
+import { quoteLiteral, type Tables } from './tables.js';
+
+/** The objects `run` needs, as "what is missing" (empty: all there). */
+export async function missingSchema(pool: Pool, t: Tables): Promise<string[]> {
+  const L = quoteLiteral;
+  const { rows } = await pool.query<{ missing: string }>(`
+    SELECT x AS missing FROM unnest(ARRAY[
+      ${L(t.annotations)}, ${L(t.runs)}, ${L(t.pendingIndex)}, ${L(t.verifiedSeq)}, ${L(t.notifyAtSeq)}]) AS x
+    WHERE to_regclass(x) IS NULL
+    UNION ALL
+    SELECT ${L(t.annotations + '.training_run_id')} WHERE to_regclass(${L(t.annotations)}) IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.annotations)}) AND attname = 'training_run_id' AND NOT attisdropped)
+    UNION ALL
+    SELECT ${L(t.runs + '.trained_count')} WHERE to_regclass(${L(t.runs)}) IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.runs)}) AND attname = 'trained_count' AND NOT attisdropped)
+    UNION ALL
+    SELECT 'trigger training_controller_verified_update on ' || ${L(t.annotations)} WHERE NOT EXISTS (
+      SELECT 1 FROM pg_trigger WHERE tgname = 'training_controller_verified_update' AND tgrelid = to_regclass(${L(t.annotations)}))
+    UNION ALL
+    SELECT ${L(t.triggerFunction + '() with a pinned search_path (migration 006)')} WHERE NOT EXISTS (
+      SELECT 1 FROM pg_proc WHERE oid = to_regprocedure(${L(t.triggerFunction + '()')}) AND prosecdef
+         AND EXISTS (SELECT 1 FROM unnest(proconfig) c WHERE c LIKE 'search_path=%'))`);
+  return rows.map((r) => r.missing);
+}
+
+/** The privileges the service's role lacks, as GRANT-like phrases (empty: it has them all). */
+export async function missingPrivileges(pool: Pool, t: Tables): Promise<string[]> {
+  const L = quoteLiteral;
+  const { rows } = await pool.query<{ missing: string }>(`
+    SELECT what AS missing FROM (VALUES
+      ('USAGE on schema ' || ${L(t.schema)}, has_schema_privilege(${L(t.schema)}, 'USAGE')),
+      ('SELECT on ' || ${L(t.annotations)}, has_table_privilege(${L(t.annotations)}, 'SELECT')),
+      ('UPDATE (used_for_training, training_run_id) on ' || ${L(t.annotations)},
+        has_column_privilege(${L(t.annotations)}, 'used_for_training', 'UPDATE') AND has_column_privilege(${L(t.annotations)}, 'training_run_id', 'UPDATE')),
+      ('SELECT, INSERT, UPDATE on ' || ${L(t.runs)},
+        has_table_privilege(${L(t.runs)}, 'SELECT') AND has_table_privilege(${L(t.runs)}, 'INSERT') AND has_table_privilege(${L(t.runs)}, 'UPDATE')),
+      ('USAGE on sequence ' || pg_get_serial_sequence(${L(t.runs)}, 'id'), has_sequence_privilege(pg_get_serial_sequence(${L(t.runs)}, 'id'), 'USAGE')),
+      ('SELECT on sequence ' || ${L(t.verifiedSeq)}, has_sequence_privilege(${L(t.verifiedSeq)}, 'SELECT')),
+      ('UPDATE on sequence ' || ${L(t.notifyAtSeq)}, has_sequence_privilege(${L(t.notifyAtSeq)}, 'UPDATE'))
+    ) AS p(what, ok) WHERE NOT ok`);
+  return rows.map((r) => r.missing);
+}

@@ -1,0 +1,56 @@
+// The ops team applies migrations/*.sql with psql (README "Migrations"): each file must run as plain psql
+// input, twice, with the schema given as `-v schema=…` or defaulted to public, and leave what `migrate` leaves.
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { readMigrations } from '../src/migrate.js';
+import { migrationsDir } from '../src/paths.js';
+import { tables } from '../src/tables.js';
+import { missingSchema } from '../src/schemaCheck.js';
+import { freshDatabase, type TestDb } from './support/db.js';
+
+const exec = promisify(execFile);
+
+function psqlAvailable(): boolean {
+  try {
+    execFileSync('psql', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function applyWithPsql(db: TestDb, vars: string[]): Promise<void> {
+  for (const m of await readMigrations()) {
+    await exec('psql', [db.url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', ...vars, '-f', join(migrationsDir(), m.name)]);
+  }
+}
+
+describe('migrations applied with psql', { skip: psqlAvailable() ? false : 'psql is not installed' }, () => {
+  it('default schema: applies twice and leaves every object run needs', async () => {
+    const db = await freshDatabase(undefined, { migrate: false });
+    try {
+      await applyWithPsql(db, []);
+      await applyWithPsql(db, []);
+      assert.deepEqual(await missingSchema(db.pool, tables('public')), []);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('-v schema=triage: every object lands in triage', async () => {
+    const db = await freshDatabase(undefined, { migrate: false });
+    try {
+      await db.pool.query('CREATE SCHEMA triage');
+      await db.pool.query('CREATE TABLE triage.annotations (id bigserial PRIMARY KEY, verified boolean)');
+      await applyWithPsql(db, ['-v', 'schema=triage']);
+      await applyWithPsql(db, ['-v', 'schema=triage']);
+      assert.deepEqual(await missingSchema(db.pool, tables('triage')), []);
+      assert.equal((await db.pool.query("SELECT to_regclass('public.annotations') AS t")).rows[0].t, null);
+    } finally {
+      await db.drop();
+    }
+  });
+});

@@ -21,6 +21,8 @@ export interface Config {
   /** 0 turns the fallback poll off (tests prove the gate alone suffices). */
   pollIntervalSeconds: number;
   reconcileIntervalSeconds: number;
+  /** How often the LISTEN connection proves it still delivers notifications (a ping to itself). */
+  listenCheckIntervalMs: number;
   retryBackoffSeconds: number;
   retryBackoffMaxSeconds: number;
   /** Empty: KubeConfig.loadFromDefault() order (KUBECONFIG, ~/.kube/config, in-cluster). */
@@ -110,6 +112,7 @@ const schema = {
   debounceMaxWaitMs: { env: 'DEBOUNCE_MAX_WAIT_MS', ...int(5000, 0, 3_600_000) },
   pollIntervalSeconds: { env: 'POLL_INTERVAL_SECONDS', ...int(300, 0, 86_400) },
   reconcileIntervalSeconds: { env: 'RECONCILE_INTERVAL_SECONDS', ...int(30, 1, 86_400) },
+  listenCheckIntervalMs: { env: 'LISTEN_CHECK_INTERVAL_MS', ...int(10_000, 100, 600_000) },
   retryBackoffSeconds: { env: 'RETRY_BACKOFF_SECONDS', ...int(60, 0, 86_400) },
   retryBackoffMaxSeconds: { env: 'RETRY_BACKOFF_MAX_SECONDS', ...int(3600, 0, 604_800) },
   kubeconfig: { env: 'KUBECONFIG', default: '', format: String },
@@ -160,6 +163,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     debounceMaxWaitMs: num('debounceMaxWaitMs'),
     pollIntervalSeconds: num('pollIntervalSeconds'),
     reconcileIntervalSeconds: num('reconcileIntervalSeconds'),
+    listenCheckIntervalMs: num('listenCheckIntervalMs'),
     retryBackoffSeconds: num('retryBackoffSeconds'),
     retryBackoffMaxSeconds: num('retryBackoffMaxSeconds'),
     kubeconfig: str('kubeconfig'),

@@ -4,7 +4,12 @@
 //   so a hung socket (a NAT that silently dropped the flow) is noticed within ~15 s, not never;
 // - after every reconnect pg-listen LISTENs again, then emits `connected`: we recount then, which is the
 //   order the PostgreSQL docs prescribe (LISTEN first, then read the state), so nothing sent while we were
-//   away is missed.
+//   away is missed;
+// - a live socket is not a live subscription: a transaction-pooling PgBouncer hands the session (and its LISTEN)
+//   to someone else, and a black-holed connection answers nothing while the socket stays open. So every
+//   LISTEN_CHECK_INTERVAL_MS the listener NOTIFYs itself from another connection (a payload only it knows);
+//   when that ping has not arrived by the next check, the subscription is replaced and the reconnect recount
+//   runs. One NOTIFY per 10 s costs the database nothing measurable.
 import pg from 'pg';
 import pgListen from 'pg-listen';
 import { retryDelayMs } from './backoff.js';
@@ -17,11 +22,15 @@ export const CHANNEL = 'training_controller';
 type Factory = typeof pgListen.default;
 const createSubscriber: Factory = (pgListen as unknown as { default?: Factory }).default ?? (pgListen as unknown as Factory);
 
+const PING_PREFIX = 'ping:';
+
 export interface ListenerHandlers {
   notification(): void;
   /** LISTEN is active: `initial` on the first connection, false after a reconnect. */
   connected(initial: boolean): void;
   disconnected(reason: string): void;
+  /** Sends a NOTIFY on CHANNEL with this payload from another connection (the pool). */
+  ping(payload: string): Promise<void>;
 }
 
 export class Listener {
@@ -29,26 +38,60 @@ export class Listener {
   private stopped = false;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  private retire: (() => void) | null = null;
+  private checkTimer: unknown = null;
+  private readonly instance = Math.random().toString(36).slice(2, 10);
+  private pings = 0;
+  /** The ping sent and not yet received, if any. */
+  private awaitedPing: string | null = null;
+  private everConnected = false;
 
   constructor(
     private readonly connectionString: string,
     private readonly logger: Logger,
     private readonly timers: Timers,
     private readonly handlers: ListenerHandlers,
+    private readonly checkIntervalMs = 10_000,
   ) {}
 
   /** Connects in the background, retrying until it succeeds or stop() is called. */
   start(): void {
     this.loop ??= this.connectLoop();
+    this.checkTimer ??= this.timers.setInterval(() => void this.check(), this.checkIntervalMs);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.checkTimer !== null) this.timers.clearInterval(this.checkTimer);
     this.wake?.();
     await this.loop;
+    await this.dropSubscriber();
+  }
+
+  /** The liveness check: the previous ping must have come back; then send the next one. */
+  private async check(): Promise<void> {
+    if (this.stopped || !this.subscriber || this.loop) return;
+    if (this.awaitedPing !== null) {
+      this.awaitedPing = null;
+      this.logger.warn({ checkIntervalMs: this.checkIntervalMs }, 'LISTEN connection delivers no notifications (its liveness ping did not arrive); reconnecting');
+      this.handlers.disconnected('LISTEN liveness ping did not arrive');
+      await this.dropSubscriber();
+      this.loop = this.connectLoop().finally(() => (this.loop = null));
+      return;
+    }
+    const payload = `${PING_PREFIX}${this.instance}:${++this.pings}`;
+    this.awaitedPing = payload;
+    // A database that is down fails this too; that is the pool's problem (and /readyz's), not a dead LISTEN.
+    await this.handlers.ping(payload).catch(() => (this.awaitedPing = null));
+  }
+
+  private async dropSubscriber(): Promise<void> {
     const s = this.subscriber;
     this.subscriber = null;
-    if (s) await s.close().catch(() => undefined);
+    this.retire?.();
+    this.retire = null;
+    // A black-holed socket never answers the Terminate message: do not wait for it.
+    if (s) await Promise.race([s.close().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
 
   private connectionConfig(): pg.ClientConfig {
@@ -72,6 +115,7 @@ export class Listener {
         await probe.connect();
         await probe.end();
         await this.subscribe();
+        this.loop = null;
         return;
       } catch (err: unknown) {
         const delay = retryDelayMs(attempt);
@@ -86,13 +130,14 @@ export class Listener {
   }
 
   private async subscribe(): Promise<void> {
+    let retired = false;
     const subscriber = createSubscriber(this.connectionConfig(), {
       retryTimeout: Infinity,
       retryLimit: Infinity,
       // pg-listen's reconnect loop does not look at close(): throwing here is the only way to end it, so a
       // shutdown during a database outage does not leave it retrying (and the process alive) for minutes.
       retryInterval: (attempt: number) => {
-        if (this.stopped) throw new Error('listener stopped');
+        if (this.stopped || retired) throw new Error('listener stopped');
         return retryDelayMs(attempt + 1);
       },
       paranoidChecking: 10_000,
@@ -113,7 +158,13 @@ export class Listener {
     subscriber.events.on('error', (err: Error) => {
       this.logger.error({ err: err.message }, 'LISTEN connection error');
     });
-    subscriber.notifications.on(CHANNEL, () => this.handlers.notification());
+    subscriber.notifications.on(CHANNEL, (payload: unknown) => {
+      if (typeof payload === 'string' && payload.startsWith(PING_PREFIX)) {
+        if (payload === this.awaitedPing) this.awaitedPing = null;
+        return;
+      }
+      this.handlers.notification();
+    });
     try {
       await subscriber.connect();
       await subscriber.listenTo(CHANNEL);
@@ -122,7 +173,12 @@ export class Listener {
       throw err;
     }
     this.subscriber = subscriber;
+    this.retire = () => (retired = true);
+    this.awaitedPing = null;
     initialDone = true;
-    this.handlers.connected(true);
+    const initial = !this.everConnected;
+    this.everConnected = true;
+    if (!initial) this.logger.info('LISTEN connection re-established');
+    this.handlers.connected(initial);
   }
 }

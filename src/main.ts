@@ -17,7 +17,7 @@ import { startHttp, type HttpServer } from './http.js';
 import { JobWatch, JobWatches } from './jobWatch.js';
 import { checkTemplate, defaultTemplate, loadJobTemplate } from './jobTemplate.js';
 import { createJobsApi, loadClusterConfig, type JobsApi } from './kubeJobs.js';
-import { Listener } from './listener.js';
+import { CHANNEL, Listener } from './listener.js';
 import { safeUrl, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { migrate } from './migrate.js';
@@ -126,7 +126,10 @@ export async function startService(config: Config, logger: Logger, timers: Timer
         health.listenerConnected = false;
         metrics.listenerConnected.set(0);
       },
-    });
+      ping: async (payload) => {
+        await pool.query('SELECT pg_notify($1, $2)', [CHANNEL, payload]);
+      },
+    }, config.listenCheckIntervalMs);
     cleanup.push(() => controller.stop());
     // Before the controller: a create in flight is abandoned (the run stays `submitting`, and the next
     // start creates it under the same name) rather than held for up to KUBE_REQUEST_TIMEOUT_MS.

@@ -26,6 +26,39 @@ describe('listener: backend killed with pg_terminate_backend', () => {
   });
 });
 
+describe('listener: a half-open LISTEN connection (socket kept, traffic dropped)', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  let proxy: TcpProxy;
+  let c: Running;
+  before(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+    proxy = await TcpProxy.start(db.url);
+    c = await startController(db.url, kube, { LISTEN_DATABASE_URL: proxy.via(db.url), POLL_INTERVAL_SECONDS: '0', LISTEN_CHECK_INTERVAL_MS: '500' });
+  });
+  after(async () => {
+    await c?.stop();
+    await proxy?.stop();
+    await kube?.stop();
+    await db?.drop();
+  });
+
+  // README: "a dead or pooled LISTEN is noticed within two intervals" (issue #9, case 10).
+  it('is noticed by its liveness ping, shown as disconnected, and replaced; what it missed is recounted', async () => {
+    proxy.blackHole();
+    const started = Date.now();
+    await c.logs.waitForMsg(/^LISTEN connection delivers no notifications/, 5000);
+    assert.equal(c.service.health.listenerConnected, false);
+    assert.ok(Date.now() - started < 2500, `noticed after ${Date.now() - started} ms (two 500 ms intervals, plus slack)`);
+    await verifyNew(db.pool, 50); // its NOTIFY goes nowhere
+    assert.equal(kube.creates.length, 0);
+    proxy.clearBlackHole();
+    await eventually(() => kube.creates.length === 1, 'a Job after the subscription was replaced', 20_000);
+    assert.equal(c.service.health.listenerConnected, true);
+  });
+});
+
 describe('listener: notifications lost while disconnected', () => {
   let db: TestDb;
   let kube: FakeKube;

@@ -1,12 +1,15 @@
 // A TCP proxy in front of PostgreSQL that a test can cut: every connection through it dies and new ones are
-// refused until it is restored. The database itself keeps running, so the test can go on writing to it
+// refused until it is restored. Or black-hole: every socket stays open but no byte goes through either way
+// (a NAT that silently dropped the flow, a half-open connection), new ones included, until clearBlackHole(). The database itself keeps running, so the test can go on writing to it
 // directly while the controller's LISTEN connection (routed through here) misses every notification.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { freePort } from './ports.js';
 
 export class TcpProxy {
   private sockets = new Set<Socket>();
+  private pairs = new Set<[Socket, Socket]>();
   private server: Server | null = null;
+  private blackHoled = false;
 
   private constructor(
     readonly port: number,
@@ -45,8 +48,13 @@ export class TcpProxy {
         s.on('close', () => this.sockets.delete(s));
         s.on('error', () => undefined);
       }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
+      const pair: [Socket, Socket] = [client, upstream];
+      this.pairs.add(pair);
+      if (!this.blackHoled) client.pipe(upstream).pipe(client);
+      client.on('close', () => {
+        upstream.destroy();
+        this.pairs.delete(pair);
+      });
       upstream.on('close', () => client.destroy());
     });
     await new Promise<void>((resolve, reject) => {
@@ -54,6 +62,23 @@ export class TcpProxy {
       server.listen(this.port, '127.0.0.1', () => resolve());
     });
     this.server = server;
+  }
+
+  /** Keeps every socket open and forwards nothing, on existing and new connections alike. */
+  blackHole(): void {
+    this.blackHoled = true;
+    for (const [client, upstream] of this.pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    }
+  }
+
+  /** New connections work again; the black-holed ones stay dead (their peers must give up on them). */
+  clearBlackHole(): void {
+    this.blackHoled = false;
+    for (const pair of this.pairs) for (const s of pair) s.destroy();
   }
 
   async stop(): Promise<void> {

@@ -22,3 +22,19 @@ export function jobOutcome(job: V1Job): JobOutcome {
   }
   return { finished: false };
 }
+
+/**
+ * The outcome of a Job that is being deleted before a terminal condition: its pods are going, so no Complete
+ * will come. Success already decided is still success: `SuccessCriteriaMet` (Kubernetes 1.31+), or as many
+ * succeeded pods as completions (the pod finished before the Job controller wrote its condition). Anything else
+ * is not finished, and the caller records it as lost.
+ */
+export function deletedOutcome(job: V1Job): JobOutcome {
+  const settled = jobOutcome(job);
+  if (settled.finished) return settled;
+  const criteriaMet = (job.status?.conditions ?? []).some((c) => c.type === 'SuccessCriteriaMet' && c.status === 'True');
+  if (criteriaMet || (job.status?.succeeded ?? 0) >= (job.spec?.completions ?? 1)) {
+    return { finished: true, succeeded: true, reason: criteriaMet ? 'SuccessCriteriaMet (deleted before Complete)' : 'pods succeeded (deleted before Complete)' };
+  }
+  return { finished: false };
+}

@@ -33,8 +33,8 @@ export function forSchema(sql: string, schema: string): string {
     .split('\n')
     .filter((line) => !/^\s*\\/.test(line))
     .join('\n')
-    .replaceAll(':"schema"', quoteIdent(schema))
-    .replaceAll(":'schema'", quoteLiteral(schema));
+    .replaceAll(':"schema"', () => quoteIdent(schema)) // a function: `$$` in a replacement string means `$`
+    .replaceAll(":'schema'", () => quoteLiteral(schema));
 }
 
 /**

@@ -9,7 +9,7 @@
 // Runs on every watch event that finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
 import type { V1Job } from '@kubernetes/client-node';
 import { errorMessage } from './errors.js';
-import { jobOutcome } from './jobOutcome.js';
+import { deletedOutcome, jobOutcome } from './jobOutcome.js';
 import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
 import { leaseCreateAttempt, markRunning, openRun, recentNamespaces, runStates, settleReleased, settleSucceeded, type Run } from './runs.js';
@@ -67,7 +67,7 @@ async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promis
       : `Job ${run.namespace}/${run.jobName} is gone and its outcome was never recorded (deleted without the ${SETTLE_FINALIZER} finalizer)`;
     return settle(deps, run, 'lost', why, null);
   }
-  const outcome = jobOutcome(job);
+  const outcome = job.metadata?.deletionTimestamp ? deletedOutcome(job) : jobOutcome(job);
   if (outcome.finished) return settle(deps, run, outcome.succeeded ? 'succeeded' : 'failed', outcome.reason, job);
   if (job.metadata?.deletionTimestamp) return settle(deps, run, 'lost', `Job ${run.namespace}/${run.jobName} was deleted before it finished`, job);
   return WAITING;

@@ -5,7 +5,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
-import { readMigrations } from '../src/migrate.js';
+import { forSchema, readMigrations } from '../src/migrate.js';
 import { migrationsDir } from '../src/paths.js';
 import { tables } from '../src/tables.js';
 import { missingSchema } from '../src/schemaCheck.js';
@@ -27,6 +27,13 @@ async function applyWithPsql(db: TestDb, vars: string[]): Promise<void> {
     await exec('psql', [db.url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', ...vars, '-f', join(migrationsDir(), m.name)]);
   }
 }
+
+describe('migrate interpolates the schema as psql does', () => {
+  it('quotes it as an identifier and a literal, keeping every character (a `$$` in the name stays `$$`)', () => {
+    assert.equal(forSchema('CREATE TABLE :"schema".t (); SELECT :\'schema\';', 'a$$b'), 'CREATE TABLE "a$$b".t (); SELECT \'a$$b\';');
+    assert.equal(forSchema('\\if :{?schema}\nSELECT 1;', 'x'), 'SELECT 1;');
+  });
+});
 
 describe('migrations applied with psql', { skip: psqlAvailable() ? false : 'psql is not installed' }, () => {
   it('default schema: applies twice and leaves every object run needs', async () => {

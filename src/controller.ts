@@ -170,6 +170,8 @@ export class Controller {
       return this.recountFailed('recount', 'Recount', err);
     }
     this.ok('recount');
+    // The recount read pg_locks just as the writer wait does: that read works again too.
+    this.ok('writers');
     health.lastRecountAt = timers.now();
     metrics.pending.set(count.pending);
     this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length }, 'Recounted');
@@ -190,6 +192,8 @@ export class Controller {
       if (result.kind === 'claim-race') return this.requestRecount('claim-race');
       quiet = this.afterDispatch(result);
       if (result.kind === 'dispatched') return; // the 'dispatched' recount publishes the gate
+    } else {
+      this.ok('dispatch'); // nothing to dispatch now: an earlier failure no longer holds anything back
     }
 
     try {

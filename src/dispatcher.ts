@@ -20,7 +20,7 @@ export type DispatchResult =
   | { kind: 'dispatched'; run: Run; submit: SubmitResult }
   | { kind: 'skipped'; decision: Extract<Decision, { action: 'skip' }>; foreignJob: boolean }
   /** The claim found fewer than the recount (rows un-verified or claimed in between): recount, publish from that. */
-  | { kind: 'claim-race'; claimed: number }
+  | { kind: 'claim-race' }
   | { kind: 'locked' }
   | { kind: 'rehearsed'; job: V1Job };
 
@@ -81,7 +81,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       await client.query('ROLLBACK');
       metrics.skips.inc({ reason: 'below-threshold' });
       logger.info({ pending, claimed: run.annotationCount }, `Only ${run.annotationCount} pending at claim time (the recount saw ${pending}): recounting`);
-      return { kind: 'claim-race', claimed: run.annotationCount };
+      return { kind: 'claim-race' };
     }
     await client.query('COMMIT');
   } catch (err: unknown) {

@@ -109,10 +109,6 @@ export class JobWatches {
     }
   }
 
-  watched(): string[] {
-    return [...this.watches.keys()];
-  }
-
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all([...this.watches.values()].map((w) => w.stop()));

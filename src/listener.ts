@@ -56,7 +56,7 @@ export class Listener {
 
   /** Connects in the background, retrying until it succeeds or stop() is called. */
   start(): void {
-    this.loop ??= this.connectLoop();
+    if (!this.loop && !this.subscriber) this.connect();
     this.checkTimer ??= this.timers.setInterval(() => void this.check(), this.checkIntervalMs);
   }
 
@@ -76,13 +76,18 @@ export class Listener {
       this.logger.warn({ checkIntervalMs: this.checkIntervalMs }, 'LISTEN connection delivers no notifications (its liveness ping did not arrive); reconnecting');
       this.handlers.disconnected('LISTEN liveness ping did not arrive');
       await this.dropSubscriber();
-      this.loop = this.connectLoop().finally(() => (this.loop = null));
+      this.connect();
       return;
     }
     const payload = `${PING_PREFIX}${this.instance}:${++this.pings}`;
     this.awaitedPing = payload;
     // A database that is down fails this too; that is the pool's problem (and /readyz's), not a dead LISTEN.
     await this.handlers.ping(payload).catch(() => (this.awaitedPing = null));
+  }
+
+  /** Connects (again) in the background; `loop` is set exactly while a connect loop runs. */
+  private connect(): void {
+    this.loop = this.connectLoop().finally(() => (this.loop = null));
   }
 
   private async dropSubscriber(): Promise<void> {
@@ -115,7 +120,6 @@ export class Listener {
         await probe.connect();
         await probe.end();
         await this.subscribe();
-        this.loop = null;
         return;
       } catch (err: unknown) {
         const delay = retryDelayMs(attempt);

@@ -43,10 +43,6 @@ export class OneShot {
     private readonly fn: () => void,
   ) {}
 
-  get pending(): boolean {
-    return this.handle !== null;
-  }
-
   schedule(ms: number): void {
     const at = this.timers.now() + ms;
     if (this.handle !== null) {

@@ -26,10 +26,6 @@ export class WorkQueue<K extends string> {
     return true;
   }
 
-  isQueued(kind: K): boolean {
-    return this.queued.has(kind);
-  }
-
   /** Resolves when the queue is empty: every step has run, including those queued by steps while it waited. */
   async idle(): Promise<void> {
     for (let tail = this.tail; ; tail = this.tail) {

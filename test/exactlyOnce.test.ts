@@ -5,16 +5,11 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { SETTLE_FINALIZER } from '../src/jobTemplate.js';
 import { ADOPTED } from '../src/submit.js';
-import { invariantViolations, freshDatabase, verifyNew, type TestDb } from './support/db.js';
+import { invariantViolations, freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, sleep, startController, type Running } from './support/harness.js';
 
-const runs = async (db: TestDb) =>
-  (
-    await db.pool.query<{ id: number; state: string; namespace: string; annotation_count: number; trained_count: number | null; reason: string | null }>(
-      'SELECT id::int, state, namespace, annotation_count, trained_count, reason FROM training_runs ORDER BY id',
-    )
-  ).rows;
+const runs = (db: TestDb) => runRows(db.pool);
 
 const count = async (db: TestDb, where: string) => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM annotations WHERE ${where}`)).rows[0]?.n;
 
@@ -51,6 +46,17 @@ describe('exactly once', () => {
     await eventually(() => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length, 'the finalizer to be removed');
     assert.deepEqual(kube.expireFinished(), [name], 'the TTL controller can delete it now');
     assert.equal(kube.jobs.size, 0);
+  });
+
+  it('a finalizer that could not be removed when the run settled comes off on a later pass', async () => {
+    // The worst moment for the API server to fail: the outcome is recorded, the Job is still held.
+    const name = await trainingRun();
+    kube.inject({ verb: 'patch', status: 500 });
+    kube.setPhase(name, 'complete');
+    await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed');
+    await c!.logs.waitForMsg('Could not remove the finalizer; will retry');
+    await eventually(() => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length, 'a later reconcile to remove it', 5000);
+    assert.equal(kube.creates.length, 1);
   });
 
   for (const how of ['by its TTL', 'by hand (kubectl delete job)'] as const) {

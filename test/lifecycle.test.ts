@@ -2,13 +2,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { jobName } from '../src/jobTemplate.js';
-import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
+import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, sleep, startController, type Running } from './support/harness.js';
 import { spawnCli } from './support/child.js';
 
-const runs = async (db: TestDb) =>
-  (await db.pool.query<{ id: number; state: string; annotation_count: number; reason: string | null }>('SELECT id::int, state, annotation_count, reason FROM training_runs ORDER BY id')).rows;
+const runs = (db: TestDb) => runRows(db.pool);
 
 const stateOf = async (db: TestDb, id: number) => (await db.pool.query('SELECT state FROM training_runs WHERE id = $1', [id])).rows[0]?.state as string | undefined;
 

@@ -10,6 +10,27 @@ import { TcpProxy } from './support/tcpProxy.js';
 
 const recounts = (c: Running, cause: string) => counterValue(c, 'recounts', { cause });
 
+/**
+ * A database, an API server and a controller whose LISTEN connection (only that one) goes through a proxy the
+ * test can cut or black-hole; the fallback poll is off, so nothing else recounts.
+ */
+function useProxiedListen(env: Record<string, string> = {}): { db: TestDb; kube: FakeKube; proxy: TcpProxy; c: Running } {
+  const s = {} as { db: TestDb; kube: FakeKube; proxy: TcpProxy; c: Running };
+  before(async () => {
+    s.db = await freshDatabase();
+    s.kube = await FakeKube.start();
+    s.proxy = await TcpProxy.start(s.db.url);
+    s.c = await startController(s.db.url, s.kube, { LISTEN_DATABASE_URL: s.proxy.via(s.db.url), POLL_INTERVAL_SECONDS: '0', ...env });
+  });
+  after(async () => {
+    await s.c?.stop();
+    await s.proxy?.stop();
+    await s.kube?.stop();
+    await s.db?.drop();
+  });
+  return s;
+}
+
 describe('listener: backend killed with pg_terminate_backend', () => {
   const s = useStack({ POLL_INTERVAL_SECONDS: '0' });
 
@@ -27,68 +48,37 @@ describe('listener: backend killed with pg_terminate_backend', () => {
 });
 
 describe('listener: a half-open LISTEN connection (socket kept, traffic dropped)', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  let proxy: TcpProxy;
-  let c: Running;
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-    proxy = await TcpProxy.start(db.url);
-    c = await startController(db.url, kube, { LISTEN_DATABASE_URL: proxy.via(db.url), POLL_INTERVAL_SECONDS: '0', LISTEN_CHECK_INTERVAL_MS: '500' });
-  });
-  after(async () => {
-    await c?.stop();
-    await proxy?.stop();
-    await kube?.stop();
-    await db?.drop();
-  });
+  const s = useProxiedListen({ LISTEN_CHECK_INTERVAL_MS: '500' });
 
   // README: "a dead or pooled LISTEN is noticed within two intervals" (issue #9, case 10).
   it('is noticed by its liveness ping, shown as disconnected, and replaced; what it missed is recounted', async () => {
-    proxy.blackHole();
+    s.proxy.blackHole();
     const started = Date.now();
-    await c.logs.waitForMsg(/^LISTEN connection delivers no notifications/, 5000);
-    assert.equal(c.service.health.listenerConnected, false);
+    await s.c.logs.waitForMsg(/^LISTEN connection delivers no notifications/, 5000);
+    assert.equal(s.c.service.health.listenerConnected, false);
     assert.ok(Date.now() - started < 2500, `noticed after ${Date.now() - started} ms (two 500 ms intervals, plus slack)`);
-    await verifyNew(db.pool, 50); // its NOTIFY goes nowhere
-    assert.equal(kube.creates.length, 0);
-    proxy.clearBlackHole();
-    await eventually(() => kube.creates.length === 1, 'a Job after the subscription was replaced', 20_000);
-    assert.equal(c.service.health.listenerConnected, true);
+    await verifyNew(s.db.pool, 50); // its NOTIFY goes nowhere
+    assert.equal(s.kube.creates.length, 0);
+    s.proxy.clearBlackHole();
+    await eventually(() => s.kube.creates.length === 1, 'a Job after the subscription was replaced', 20_000);
+    assert.equal(s.c.service.health.listenerConnected, true);
   });
 });
 
 describe('listener: notifications lost while disconnected', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  let proxy: TcpProxy;
-  let c: Running;
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-    proxy = await TcpProxy.start(db.url);
-    // Only the LISTEN connection goes through the proxy; the fallback poll is off, so nothing else recounts.
-    c = await startController(db.url, kube, { LISTEN_DATABASE_URL: proxy.via(db.url), POLL_INTERVAL_SECONDS: '0' });
-  });
-  after(async () => {
-    await c?.stop();
-    await proxy?.stop();
-    await kube?.stop();
-    await db?.drop();
-  });
+  const s = useProxiedListen();
 
   it('are made up by the recount on reconnect', async () => {
-    await proxy.cut();
-    await eventually(() => !c.service.health.listenerConnected, 'the listener to notice the cut');
-    await verifyNew(db.pool, 50); // its NOTIFY reaches no one
-    assert.equal(kube.creates.length, 0);
-    await proxy.restore();
-    await eventually(() => kube.creates.length === 1, 'a Job after reconnecting', 20_000);
-    assert.ok((await recounts(c, 'reconnect')) >= 1);
+    await s.proxy.cut();
+    await eventually(() => !s.c.service.health.listenerConnected, 'the listener to notice the cut');
+    await verifyNew(s.db.pool, 50); // its NOTIFY reaches no one
+    assert.equal(s.kube.creates.length, 0);
+    await s.proxy.restore();
+    await eventually(() => s.kube.creates.length === 1, 'a Job after reconnecting', 20_000);
+    assert.ok((await recounts(s.c, 'reconnect')) >= 1);
     // The Job came from the recount after the reconnect, not from some other recount while the LISTEN was cut.
-    const reconnected = c.logs.lines.findIndex((l) => l.msg === 'LISTEN connection re-established');
-    const triggered = c.logs.lines.findIndex((l) => /^Triggering training/.test(l.msg));
+    const reconnected = s.c.logs.lines.findIndex((l) => l.msg === 'LISTEN connection re-established');
+    const triggered = s.c.logs.lines.findIndex((l) => /^Triggering training/.test(l.msg));
     assert.ok(reconnected >= 0 && triggered > reconnected, `reconnected at line ${reconnected}, triggered at ${triggered}`);
   });
 });

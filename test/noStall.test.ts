@@ -4,29 +4,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { loadConfig } from '../src/config.js';
 import { createJobsApi, loadClusterConfig } from '../src/kubeJobs.js';
-import { createLogger } from '../src/logger.js';
-import { startService } from '../src/main.js';
 import { realTimers, type Timers } from '../src/timers.js';
 import { verifyNew } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { FakeTimers } from './support/fakeTimers.js';
-import { counterValue, eventually, FAST, LogCapture, sleep, useInfra, useStack } from './support/harness.js';
+import { counterValue, eventually, sleep, startController, useInfra, useStack } from './support/harness.js';
 
 const runStates = async (pool: pg.Pool) => (await pool.query<{ state: string }>('SELECT state FROM training_runs ORDER BY id')).rows.map((r) => r.state);
 
 /** The dispatch transaction holds its advisory lock from BEGIN to COMMIT/ROLLBACK: it is between recount and claim. */
 const dispatchInFlight = async (pool: pg.Pool) =>
   (await pool.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount === 1;
-
-/** Starts the real service with its own clock, as startController does with the real one. */
-async function startWithTimers(databaseUrl: string, kube: FakeKube, timers: Timers, env: Record<string, string> = {}) {
-  const logs = new LogCapture();
-  const config = loadConfig({ ...FAST, DATABASE_URL: databaseUrl, KUBECONFIG: kube.kubeconfigPath, ...env });
-  const service = await startService(config, createLogger(config.logLevel, logs), timers);
-  return { service, logs };
-}
 
 describe('no stall: a row un-verified between the recount and the claim', () => {
   // No periodic reconcile: its list must not take the delayed answer meant for the dispatch.
@@ -106,10 +95,8 @@ describe('no stall: the controller clock 10 minutes behind the database', () => 
   it('retries a failed run after the 1 s back-off, not 10 minutes later', async () => {
     // Issue #9 case 7: the back-off end, a database time, was compared with the local clock.
     const skewed: Timers = { ...realTimers, now: () => Date.now() - 600_000 };
-    const { service, logs } = await startWithTimers(s.db.url, s.kube, skewed, { POLL_INTERVAL_SECONDS: '0', RETRY_BACKOFF_SECONDS: '1' });
+    const { service } = await startController(s.db.url, s.kube, { POLL_INTERVAL_SECONDS: '0', RETRY_BACKOFF_SECONDS: '1' }, skewed);
     try {
-      await logs.waitForMsg('Listening for verified annotations');
-      await service.controller.idle();
       await verifyNew(s.db.pool, 50);
       await eventually(() => s.kube.creates.length === 1, 'the first Job');
       s.kube.setPhase(s.kube.creates[0]!.name, 'failed');
@@ -146,12 +133,10 @@ describe('no stall: an API server answering 500 to every list', () => {
     s.kube.inject({ verb: 'list', status: 500, times: 100_000 });
     const clock = new FakeTimers();
     clock.t = Date.now();
-    const { service, logs } = await startWithTimers(s.db.url, s.kube, clock, { RECONCILE_INTERVAL_SECONDS: '1' });
+    const { service } = await startController(s.db.url, s.kube, { RECONCILE_INTERVAL_SECONDS: '1' }, clock);
     const lists = () => s.kube.requests.filter((r) => r.verb === 'list').length;
     const at: Record<number, number> = { 0: lists() };
     try {
-      await logs.waitForMsg('Listening for verified annotations');
-      await service.controller.idle();
       await runClock(clock, 20, 80_000, (elapsed) => {
         for (const mark of [20_000, 60_000, 80_000]) if (elapsed >= mark) at[mark] ??= lists();
       });

@@ -54,6 +54,20 @@ export async function freshDatabase(server: string = serverUrl(), options: { mig
   };
 }
 
+export interface RunRow {
+  id: number;
+  state: string;
+  namespace: string;
+  annotation_count: number;
+  trained_count: number | null;
+  reason: string | null;
+}
+
+/** Every run in training_runs, oldest first. */
+export async function runRows(pool: pg.Pool): Promise<RunRow[]> {
+  return (await pool.query<RunRow>('SELECT id::int, state, namespace, annotation_count, trained_count, reason FROM training_runs ORDER BY id')).rows;
+}
+
 /** Verifies `n` new annotations in one statement (one transaction). */
 export async function verifyNew(pool: pg.Pool, n: number): Promise<void> {
   await pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, $1)', [n]);

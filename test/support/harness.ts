@@ -6,6 +6,7 @@ import type { Counter } from 'prom-client';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startService, type Service } from '../../src/main.js';
+import { realTimers, type Timers } from '../../src/timers.js';
 import type { Metrics } from '../../src/metrics.js';
 import { freshDatabase, type TestDb } from './db.js';
 import { FakeKube } from './fakeKube.js';
@@ -74,10 +75,11 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-export async function startController(databaseUrl: string, kube: FakeKube | null, env: Record<string, string> = {}): Promise<Running> {
+/** The real service in-process; `timers` lets a test run it on a fake or skewed clock. */
+export async function startController(databaseUrl: string, kube: FakeKube | null, env: Record<string, string> = {}, timers: Timers = realTimers): Promise<Running> {
   const logs = new LogCapture();
   const config = loadConfig({ ...FAST, DATABASE_URL: databaseUrl, KUBECONFIG: kube?.kubeconfigPath ?? '', ...env });
-  const service = await startService(config, createLogger(config.logLevel, logs));
+  const service = await startService(config, createLogger(config.logLevel, logs), timers);
   await logs.waitForMsg('Listening for verified annotations');
   await service.controller.idle();
   return { service, logs, stop: () => service.stop() };

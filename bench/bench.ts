@@ -14,23 +14,12 @@ import { spawnCli, type ChildController } from '../test/support/child.js';
 import { freshDatabase, type TestDb } from '../test/support/db.js';
 import { FakeKube } from '../test/support/fakeKube.js';
 import { startOwnPostgres, type OwnPostgres } from '../test/support/ownPostgres.js';
+import { liveMigration } from './liveMigration.js';
+import { log, median, p95, round, type Row } from './row.js';
 import { pgbenchUpdates } from './writers.js';
 
-interface Row {
-  case: string;
-  metric: string;
-  value: number;
-  unit: string;
-  baseline?: { label: string; value: number };
-  target?: { text: string; met: boolean };
-}
-
 const rows: Row[] = [];
-const log = (s: string) => process.stderr.write(`# ${s}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)] ?? NaN;
-const p95 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.ceil(xs.length * 0.95) - 1] ?? NaN;
-const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
 
 async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -297,6 +286,7 @@ async function main(): Promise<void> {
     if (want('write')) await writePath(server, kube);
     if (want('recount')) await recountCost(server);
     if (want('storm')) await footprintAndStorm(server, kube);
+    if (want('migrate')) rows.push(...(await liveMigration(server)));
   } finally {
     await kube.stop();
     await own?.destroy();

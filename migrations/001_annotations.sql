@@ -7,6 +7,14 @@
 \endif
 SELECT set_config('training_controller.schema', :'schema', false);
 
+-- 006 uses CREATE OR REPLACE TRIGGER (PostgreSQL 14): say so now rather than fail there with a syntax error.
+DO $$
+BEGIN
+  IF current_setting('server_version_num')::int < 140000 THEN
+    RAISE EXCEPTION 'PostgreSQL % is too old: the migrations need PostgreSQL 14 or newer (CREATE OR REPLACE TRIGGER in 006); upgrade the server', current_setting('server_version');
+  END IF;
+END $$;
+
 -- The annotations table belongs to the Triage API. This creates a minimal one only where none exists
 -- (a fresh database, the tests, docker-compose); on a real database it changes nothing.
 -- Every column but `verified` has a default, so `INSERT INTO annotations (verified) VALUES (true)` works.

@@ -31,6 +31,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS training_runs_one_open
 -- The back-off after failures is derived from the latest finished runs.
 CREATE INDEX IF NOT EXISTS training_runs_finished_at ON :"schema".training_runs (finished_at DESC) WHERE finished_at IS NOT NULL;
 
+-- Run statement by statement (psql -f, or `migrate`), never in one transaction: each lock below is held
+-- for its own statement only. The ALTERs take ACCESS EXCLUSIVE on annotations for a catalog change; while one
+-- waits for a long Triage transaction, every verification queues behind it, so they give up after 50 ms
+-- (`migrate` retries them; with psql, apply the file again: every statement is idempotent).
+SET lock_timeout = '50ms';
+
 -- Adding a NOT NULL column with a constant default is a catalog-only change since PostgreSQL 11 (no rewrite).
 ALTER TABLE :"schema".annotations ADD COLUMN IF NOT EXISTS used_for_training boolean NOT NULL DEFAULT false;
 ALTER TABLE :"schema".annotations ADD COLUMN IF NOT EXISTS training_run_id bigint;
@@ -47,7 +53,19 @@ BEGIN
                     FOREIGN KEY (training_run_id) REFERENCES %I.training_runs (id) NOT VALID', target, target);
   END IF;
 END $$;
+
+-- Neither the validation nor a concurrent index build blocks writers, and both wait for older transactions
+-- to end, however long: no lock_timeout from here (it would cut a concurrent build short, leaving it INVALID).
+RESET lock_timeout;
 ALTER TABLE :"schema".annotations VALIDATE CONSTRAINT annotations_training_run_id_fkey;
 
 -- Settling a run touches exactly its annotations; only claimed rows are indexed, so the index stays small.
-CREATE INDEX IF NOT EXISTS annotations_training_run_id ON :"schema".annotations (training_run_id) WHERE training_run_id IS NOT NULL;
+-- CONCURRENTLY: a plain build blocks verifications for the whole scan. An interrupted concurrent build leaves
+-- an INVALID index that IF NOT EXISTS would keep: drop such a one first (psql's \gexec runs the DROP built by
+-- the SELECT; `migrate` does the same, and applies this file again whenever it finds the index INVALID).
+SELECT format('DROP INDEX CONCURRENTLY %I.%I', n.nspname, c.relname)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = :'schema' AND c.relname = 'annotations_training_run_id' AND NOT i.indisvalid
+\gexec
+CREATE INDEX CONCURRENTLY IF NOT EXISTS annotations_training_run_id
+  ON :"schema".annotations (training_run_id) WHERE training_run_id IS NOT NULL;

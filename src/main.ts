@@ -21,7 +21,7 @@ import { CHANNEL, Listener } from './listener.js';
 import { safeUrl, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { migrate } from './migrate.js';
-import { missingPrivileges, missingSchema } from './schemaCheck.js';
+import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
 import { tables } from './tables.js';
 
 export interface Service {
@@ -71,6 +71,8 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     if (missing.length > 0) throw new StartupError(`database ${safeUrl(databaseUrl)} is not migrated for ANNOTATIONS_SCHEMA=${t.schema} (missing ${missing.join(', ')}): run \`training-controller migrate\` or apply migrations/*.sql with psql -v schema=${t.schema}`);
     const lacking = await missingPrivileges(pool, t);
     if (lacking.length > 0) throw new StartupError(`the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`);
+    const indexWarning = await invalidIndexWarning(pool, t);
+    if (indexWarning) logger.warn(indexWarning);
 
     const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
     if (!cluster && config.production) throw new StartupError('no Kubernetes configuration (KUBECONFIG, ~/.kube/config or an in-cluster service account) and NODE_ENV=production');

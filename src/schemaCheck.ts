@@ -2,6 +2,7 @@
 // role needs on them. A controller that can read but not write would otherwise start, answer /readyz and
 // never train, repeating `permission denied` (issue #9); instead it names what is missing, in one line.
 import type { Pool } from './db.js';
+import { invalidIndexes } from './migrate.js';
 import { quoteLiteral, type Tables } from './tables.js';
 
 /** The objects `run` needs, as "what is missing" (empty: all there). */
@@ -43,4 +44,18 @@ export async function missingPrivileges(pool: Pool, t: Tables): Promise<string[]
       ('UPDATE on sequence ' || ${L(t.notifyAtSeq)}, has_sequence_privilege(${L(t.notifyAtSeq)}, 'UPDATE'))
     ) AS p(what, ok) WHERE NOT ok`);
   return rows.map((r) => r.missing);
+}
+
+/** The indexes the migrations build CONCURRENTLY (test/psqlMigrations.test.ts keeps this list true). */
+export const CONCURRENT_INDEXES = ['annotations_training_run_id', 'annotations_pending'] as const;
+
+/**
+ * One line about our INVALID indexes, or null. An interrupted CREATE INDEX CONCURRENTLY leaves one behind; the
+ * recount then scans the whole table (~100 ms at 1M rows instead of ~1 ms) and nothing else says so. It is a
+ * warning, not a refusal: a concurrent build still in progress looks the same, and counting stays correct.
+ */
+export async function invalidIndexWarning(pool: Pool, t: Tables): Promise<string | null> {
+  const names = await invalidIndexes(pool, t, CONCURRENT_INDEXES);
+  if (names.length === 0) return null;
+  return `index ${names.map((n) => `${t.schema}.${n}`).join(', ')} is INVALID (a CREATE INDEX CONCURRENTLY interrupted, or still running): run \`training-controller migrate\` to rebuild it`;
 }

@@ -2,6 +2,7 @@
 import { backoffUntil } from './backoff.js';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
+import { invalidIndexWarning } from './schemaCheck.js';
 import { tables } from './tables.js';
 import { countPendingExact, failureHistory, openRun, recentRuns, type Run } from './runs.js';
 
@@ -10,12 +11,20 @@ export interface Status {
   threshold: number;
   openRun: (Pick<Run, 'id' | 'jobName' | 'state' | 'annotationCount'> & { ageSeconds: number }) | null;
   backoff: { consecutiveFailures: number; until: string; remainingSeconds: number } | null;
+  /** What an operator should fix, one line each (an INVALID index). */
+  warnings: string[];
   recentRuns: { id: number; job: string; state: string; annotations: number; created: string; finished: string | null; reason: string | null }[];
 }
 
 export async function readStatus(pool: Pool, config: Config): Promise<Status> {
   const t = tables(config.annotationsSchema);
-  const [pending, open, history, recent] = await Promise.all([countPendingExact(pool, t), openRun(pool, t), failureHistory(pool, t), recentRuns(pool, t, 10)]);
+  const [pending, open, history, recent, indexWarning] = await Promise.all([
+    countPendingExact(pool, t),
+    openRun(pool, t),
+    failureHistory(pool, t),
+    recentRuns(pool, t, 10),
+    invalidIndexWarning(pool, t),
+  ]);
   // Ages and the back-off compare database timestamps with the database's clock, never this machine's.
   const now = history.now;
   const until = backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds);
@@ -33,6 +42,7 @@ export async function readStatus(pool: Pool, config: Config): Promise<Status> {
       until !== null && until > now
         ? { consecutiveFailures: history.consecutiveFailures, until: new Date(until).toISOString(), remainingSeconds: Math.ceil((until - now) / 1000) }
         : null,
+    warnings: indexWarning ? [indexWarning] : [],
     recentRuns: recent.map((r) => ({
       id: r.id,
       job: r.jobName,
@@ -55,6 +65,7 @@ export function formatStatus(s: Status): string {
     `pending annotations: ${s.pending} (threshold ${s.threshold}${s.pending >= s.threshold ? ', reached' : ''})`,
     `open run:            ${s.openRun ? `#${s.openRun.id} ${s.openRun.jobName} ${s.openRun.state}, ${s.openRun.annotationCount} annotations, ${s.openRun.ageSeconds} s old` : 'none'}`,
     `back-off:            ${s.backoff ? `${s.backoff.remainingSeconds} s left after ${s.backoff.consecutiveFailures} failed run(s) (until ${s.backoff.until})` : 'none'}`,
+    ...s.warnings.map((w) => `warning:             ${w}`),
     '',
   ];
   if (s.recentRuns.length === 0) return lines.join('\n') + 'no runs yet\n';

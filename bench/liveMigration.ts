@@ -1,8 +1,9 @@
 // 6. Migrating the Triage API's live table (issue #10): `training-controller migrate`, and psql -f file by
 // file, on 1,000,000 annotations while one verification every ~5 ms goes on; then the same with a Triage
 // transaction left open for 2 s when the migration starts (the case lock_timeout and the retries are for).
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { readMigrations } from '../src/migrate.js';
 import { migrationsDir } from '../src/paths.js';
@@ -12,6 +13,8 @@ import { startPacedWriter } from './pacedWriter.js';
 import { log, round, type Row } from './row.js';
 
 const ROWS = 1_000_000;
+// Asynchronous: a synchronous spawn would stop the writer's event loop for the whole psql run.
+const exec = promisify(execFile);
 
 async function triageTable(server: string): Promise<TestDb> {
   const db = await freshDatabase(server, { migrate: false });
@@ -33,10 +36,10 @@ async function migrateWith(how: 'migrate' | 'psql', url: string): Promise<void> 
     // As the README tells the ops team: a file that gives up on its lock is simply applied again.
     for (let attempt = 1; ; attempt++) {
       try {
-        execFileSync('psql', [url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', join(migrationsDir(), m.name)], { stdio: 'pipe' });
+        await exec('psql', [url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', join(migrationsDir(), m.name)]);
         break;
       } catch (err: unknown) {
-        if (attempt >= 100 || !String((err as { stderr?: Buffer }).stderr).includes('lock timeout')) throw err;
+        if (attempt >= 100 || !String((err as { stderr?: unknown }).stderr).includes('lock timeout')) throw err;
         await new Promise((r) => setTimeout(r, 200));
       }
     }

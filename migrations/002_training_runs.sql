@@ -59,13 +59,4 @@ END $$;
 RESET lock_timeout;
 ALTER TABLE :"schema".annotations VALIDATE CONSTRAINT annotations_training_run_id_fkey;
 
--- Settling a run touches exactly its annotations; only claimed rows are indexed, so the index stays small.
--- CONCURRENTLY: a plain build blocks verifications for the whole scan. An interrupted concurrent build leaves
--- an INVALID index that IF NOT EXISTS would keep: drop such a one first (psql's \gexec runs the DROP built by
--- the SELECT; `migrate` does the same, and applies this file again whenever it finds the index INVALID).
-SELECT format('DROP INDEX CONCURRENTLY %I.%I', n.nspname, c.relname)
-  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = :'schema' AND c.relname = 'annotations_training_run_id' AND NOT i.indisvalid
-\gexec
-CREATE INDEX CONCURRENTLY IF NOT EXISTS annotations_training_run_id
-  ON :"schema".annotations (training_run_id) WHERE training_run_id IS NOT NULL;
+-- The index on training_run_id (the settle's, and the foreign key's) is built by 007.

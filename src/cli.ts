@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// training-controller run | migrate | status [--json] | render-job
+// training-controller run | migrate | status [--json] | render-job | baseline [--before TIMESTAMP] [--yes]
 // Exit codes: 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
 import { dump } from 'js-yaml';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -12,12 +12,16 @@ import { resolveTemplate, startService } from './main.js';
 import { migrate } from './migrate.js';
 import { tables } from './tables.js';
 import { formatStatus, readStatus } from './status.js';
+import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
 
 const USAGE = `usage: training-controller <command>
   run                 the service (default for the container image)
   migrate             apply the missing migrations (safe to run from several processes)
   status [--json]     pending annotations, threshold, the open run, back-off, the last 10 runs
-  render-job          print the Job manifest the controller would submit, as YAML`;
+  render-job          print the Job manifest the controller would submit, as YAML
+  baseline [--before TIMESTAMP] [--yes]
+                      first deployment: mark the annotations pending now (or verified before TIMESTAMP) as
+                      used without training them; without --yes, only say how many`;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`training-controller: ${message}\n`);
@@ -84,6 +88,21 @@ async function run(config: Config, logger: Logger): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
+function baselineArgs(args: string[]): { yes: boolean; before: Date | null } {
+  let yes = false;
+  let before: Date | null = null;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--yes') yes = true;
+    else if (a === '--before' && args[i + 1] !== undefined) {
+      const text = args[++i] as string;
+      before = new Date(text);
+      if (Number.isNaN(before.getTime())) fail(`baseline --before must be a timestamp such as 2026-11-01T00:00:00Z (got "${text}")`, 2);
+    } else fail(`baseline: unknown argument "${a}"\n${USAGE}`, 2);
+  }
+  return { yes, before };
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'run', ...args] = argv;
   if (command === '--help' || command === '-h' || command === 'help') {
@@ -122,6 +141,34 @@ async function main(argv: string[]): Promise<void> {
         fail(message(err), 1);
       }
       return;
+    }
+    case 'baseline': {
+      const options = baselineArgs(args);
+      return withPool(config, logger, 'baseline', async (pool) => {
+        const deps = { pool, tables: tables(config.annotationsSchema), logger, chunkRows: config.chunkRows };
+        let plan;
+        try {
+          plan = await planBaseline(deps, options.before);
+        } catch (err: unknown) {
+          if (err instanceof BaselineRefused) fail(err.message, 1);
+          throw err;
+        }
+        if (!options.yes || (plan.count === 0 && !plan.resumes)) {
+          process.stdout.write((plan.count === 0 && !plan.resumes ? 'Nothing pending: no baseline needed.' : describePlan(plan, deps.tables.annotations)) + '\n');
+          return;
+        }
+        let marked = plan.resumes?.annotationCount ?? 0;
+        let shown = 0;
+        const run = await runBaseline(deps, plan, (n) => {
+          marked += n;
+          // One progress line per ~10 %: a 500,000-row baseline takes ~250 chunks.
+          if (plan.count > 0 && marked - shown >= plan.count / 10) {
+            shown = marked;
+            process.stderr.write(`baseline: ${marked} of ${plan.count} marked\n`);
+          }
+        });
+        process.stdout.write(`Baseline run #${run.id}: ${run.annotationCount} annotations marked used without training (${run.jobName}).\n`);
+      });
     }
     default:
       fail(`unknown command "${command}"\n${USAGE}`, 2);

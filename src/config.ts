@@ -23,6 +23,8 @@ export interface Config {
   reconcileIntervalSeconds: number;
   /** How often the LISTEN connection proves it still delivers notifications (a ping to itself). */
   listenCheckIntervalMs: number;
+  /** Annotations per claim / settle / release / baseline transaction. */
+  chunkRows: number;
   retryBackoffSeconds: number;
   retryBackoffMaxSeconds: number;
   /** Empty: KubeConfig.loadFromDefault() order (KUBECONFIG, ~/.kube/config, in-cluster). */
@@ -113,6 +115,8 @@ const schema = {
   pollIntervalSeconds: { env: 'POLL_INTERVAL_SECONDS', ...int(300, 0, 86_400) },
   reconcileIntervalSeconds: { env: 'RECONCILE_INTERVAL_SECONDS', ...int(30, 1, 86_400) },
   listenCheckIntervalMs: { env: 'LISTEN_CHECK_INTERVAL_MS', ...int(10_000, 100, 600_000) },
+  // 2,000 rows: a chunk takes ~30-60 ms here, so a Triage write waits well under 200 ms on one (issue #14).
+  chunkRows: { env: 'CHUNK_ROWS', ...int(2000, 1, 1_000_000) },
   retryBackoffSeconds: { env: 'RETRY_BACKOFF_SECONDS', ...int(60, 0, 86_400) },
   retryBackoffMaxSeconds: { env: 'RETRY_BACKOFF_MAX_SECONDS', ...int(3600, 0, 604_800) },
   kubeconfig: { env: 'KUBECONFIG', default: '', format: String },
@@ -164,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     pollIntervalSeconds: num('pollIntervalSeconds'),
     reconcileIntervalSeconds: num('reconcileIntervalSeconds'),
     listenCheckIntervalMs: num('listenCheckIntervalMs'),
+    chunkRows: num('chunkRows'),
     retryBackoffSeconds: num('retryBackoffSeconds'),
     retryBackoffMaxSeconds: num('retryBackoffMaxSeconds'),
     kubeconfig: str('kubeconfig'),

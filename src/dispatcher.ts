@@ -10,7 +10,8 @@ import { decideDispatch, IN_PROGRESS, type Decision } from './decide.js';
 import { buildJob, freeName, jobName } from './jobTemplate.js';
 import { unfinishedJobs, type JobsApi } from './kubeJobs.js';
 import { LOCK_KEYS, tryXactLock } from './locks.js';
-import { countPendingExact, failureHistory, insertAndClaim, namesLike, openRun, type Run } from './runs.js';
+import { finishClaim, LOCK_NOT_AVAILABLE } from './chunks.js';
+import { countPendingExact, failureHistory, insertAndClaim, namesLike, openRun, runById, unfinishedRun, type Run } from './runs.js';
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
 
 /** kubernetes: create Jobs. dry-run: the API server validates (dryRun=All), nothing is claimed. print: no cluster, log only. */
@@ -32,10 +33,32 @@ export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
   now(): number;
 }
 
+/**
+ * More pending than one chunk: the rest of the claim, chunk by chunk (each its own transaction), then the run
+ * as it stands, with its final count. Thrown errors leave the claim part way; the reconciler finishes it.
+ */
+async function claimTheRest(deps: DispatcherDeps, run: Run): Promise<Run> {
+  deps.logger.info({ runId: run.id, claimed: run.annotationCount, through: run.claimThrough }, CLAIMING_IN_CHUNKS);
+  await finishClaim(deps, run.id);
+  const done = await runById(deps.pool, deps.tables, run.id);
+  if (!done) throw new Error(`run ${run.id} vanished during its claim`);
+  return done;
+}
+
+/** A run whose chunked work is unfinished blocks the next one like an open run (the reconciler finishes it). */
+function busy(run: Run | null): Run | null {
+  if (!run) return null;
+  return { ...run, state: (run.state === 'baseline' ? 'a baseline still marking annotations' : `${run.state}, its annotations still being settled`) as Run['state'] };
+}
+
+/** Logged when a claim takes more than one chunk. */
+export const CLAIMING_IN_CHUNKS = 'Claiming a large batch in chunks before the Job is created';
+
 export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
   const { pool, config, logger, metrics } = deps;
   const client = await pool.connect();
   let run: Run;
+  let complete: boolean;
   try {
     await client.query('BEGIN');
     if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) {
@@ -43,7 +66,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       logger.debug('Another controller holds the dispatch lock');
       return { kind: 'locked' };
     }
-    const open = await openRun(client, deps.tables);
+    const open = (await openRun(client, deps.tables)) ?? busy(await unfinishedRun(client, deps.tables));
     let activeJobs: string[] = [];
     if (!open && deps.jobs) {
       activeJobs = (await unfinishedJobs(deps.jobs, [deps.namespace])).map((j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`);
@@ -75,8 +98,15 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       logger.info({ mode: deps.mode, job }, `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`);
       return { kind: 'rehearsed', job };
     }
-    run = await insertAndClaim(client, deps.tables, name, deps.namespace);
-    if (run.annotationCount < config.trainingThreshold) {
+    try {
+      ({ run, complete } = await insertAndClaim(client, deps.tables, name, deps.namespace, config.chunkRows));
+    } catch (err: unknown) {
+      if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
+      // A Triage transaction holds a row of the first chunk (chunks.ts): let it finish, then recount and retry.
+      await client.query('ROLLBACK');
+      return { kind: 'claim-race' };
+    }
+    if (complete && run.annotationCount < config.trainingThreshold) {
       // Annotations were un-verified or claimed between the recount and now: nothing to do after all.
       await client.query('ROLLBACK');
       metrics.skips.inc({ reason: 'below-threshold' });
@@ -90,6 +120,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
   } finally {
     client.release();
   }
+  if (!complete) run = await claimTheRest(deps, run);
   metrics.dispatches.inc();
   logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace }, `Triggering training with ${run.annotationCount} new images`);
   if (!deps.jobs) throw new Error('kubernetes mode without a cluster');

@@ -12,7 +12,8 @@ import { errorMessage } from './errors.js';
 import { deletedOutcome, jobOutcome } from './jobOutcome.js';
 import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
-import { leaseCreateAttempt, markRunning, openRun, recentNamespaces, runStates, settleReleased, settleSucceeded, type Run } from './runs.js';
+import { finishClaim, finishSettle } from './chunks.js';
+import { leaseCreateAttempt, markRunning, openRun, recentNamespaces, runStates, settleReleased, settleSucceeded, unfinishedRun, type Run } from './runs.js';
 import { ADOPTED, submitRun, type SubmitDeps } from './submit.js';
 
 // Attempts are at least the create lease apart (KUBE_REQUEST_TIMEOUT_MS + 250 ms, ~10 s by default).
@@ -46,6 +47,7 @@ const WAITING: Outcome = { finished: false, retrySubmit: false };
 const isOurs = (job: V1Job | null, run: Run): boolean => job?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id);
 
 export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> {
+  const finishedWork = await finishUnfinished(deps);
   const run = await openRun(deps.pool, deps.tables);
   const namespaces = [...new Set([deps.jobs.namespace, ...(run ? [run.namespace] : [])])];
   const listed: V1Job[] = [];
@@ -55,10 +57,32 @@ export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> 
   const foreignJobs = listed
     .filter((j) => namespaces.includes(j.metadata?.namespace ?? '') && !jobOutcome(j).finished && !released.has(j) && j.metadata?.labels?.[RUN_ID_LABEL] !== String(run?.id ?? ''))
     .map((j) => j.metadata?.name ?? '?');
-  if (!run) return { ...WAITING, foreignJobs, namespaces };
+  if (!run) return { ...WAITING, finished: finishedWork, foreignJobs, namespaces };
   const outcome = run.state === 'submitting' ? await resubmit(deps, run) : await follow(deps, run, await deps.jobs.get(run.namespace, run.jobName));
-  return { ...outcome, foreignJobs: [], namespaces };
+  return { ...outcome, finished: outcome.finished || finishedWork, foreignJobs: [], namespaces };
 }
+
+/**
+ * Chunked work a crash left half done (chunks.ts): a settle whose outcome is recorded, a baseline part way.
+ * Finished first, so the annotations reach their state before anything new starts. True when any was.
+ */
+async function finishUnfinished(deps: ReconcilerDeps): Promise<boolean> {
+  let any = false;
+  for (let run = await unfinishedRun(deps.pool, deps.tables); run; run = await unfinishedRun(deps.pool, deps.tables)) {
+    const what = run.settlePending ? 'settle' : 'baseline';
+    deps.logger.info({ runId: run.id, state: run.state, what }, FINISHING_UNFINISHED);
+    if (run.settlePending) await finishSettle(deps, run.id);
+    else await finishClaim(deps, run.id);
+    any = true;
+  }
+  return any;
+}
+
+/** Logged when a `submitting` run's claim was left part way. */
+export const FINISHING_CLAIM = 'Finishing an interrupted claim before the Job is created';
+
+/** Logged when a restart finds chunked work half done. */
+export const FINISHING_UNFINISHED = 'Finishing the chunked work of a run that was interrupted';
 
 async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promise<Outcome> {
   if (!job || !isOurs(job, run)) {
@@ -74,11 +98,16 @@ async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promis
 }
 
 async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
+  if (run.claimCursor !== null) {
+    // A claim interrupted part way (a crash between chunks): finish it before the Job is ever created.
+    deps.logger.info({ runId: run.id, claimed: run.annotationCount, cursor: run.claimCursor, through: run.claimThrough }, FINISHING_CLAIM);
+    await finishClaim(deps, run.id);
+  }
   if (run.createAttempts >= MAX_CREATE_ATTEMPTS) {
     const job = await deps.jobs.get(run.namespace, run.jobName);
     if (job && isOurs(job, run)) return adopt(deps, run, job);
     const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
-    if (!(await settleReleased(deps.pool, deps.tables, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS }))) return { ...WAITING, retrySubmit: true };
+    if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS }))) return { ...WAITING, retrySubmit: true };
     deps.metrics.runsFinished.inc({ state: 'failed' });
     deps.logger.warn({ runId: run.id, job: run.jobName, annotations: run.annotationCount, reason }, `Training run failed: ${run.annotationCount} annotations released`);
     return { finished: true, retrySubmit: false };
@@ -102,13 +131,13 @@ async function adopt(deps: ReconcilerDeps, run: Run, job: V1Job): Promise<Outcom
 async function settle(deps: ReconcilerDeps, run: Run, state: 'succeeded' | 'failed' | 'lost', reason: string, job: V1Job | null): Promise<Outcome> {
   const fields = { runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount, reason };
   if (state === 'succeeded') {
-    const done = await settleSucceeded(deps.pool, deps.tables, run.id, reason);
+    const done = await settleSucceeded(deps, run.id, reason);
     if (done) {
       deps.metrics.runsFinished.inc({ state });
       const unverified = done.released > 0 ? `; ${done.released} un-verified during training released` : '';
       deps.logger.info({ ...fields, trained: done.trained, released: done.released }, `Training run succeeded: ${done.trained} annotations marked used${unverified}`);
     }
-  } else if (await settleReleased(deps.pool, deps.tables, run.id, state, reason)) {
+  } else if (await settleReleased(deps, run.id, state, reason)) {
     deps.metrics.runsFinished.inc({ state });
     deps.logger.warn(fields, `Training run ${state}: ${run.annotationCount} annotations released`);
   }

@@ -2,6 +2,7 @@
 // tables qualified (tables.ts).
 // Each settle statement is guarded by `state IN ('submitting','running')`, so two replicas (or a watch event
 // racing the periodic pass) settle a run once: the loser updates no row and rolls back.
+import { claimChunk, finishSettle, LOCK_NOT_AVAILABLE, settleStep, type ChunkDeps, type SettleStep } from './chunks.js';
 import type { Pool, PoolClient } from './db.js';
 import { withTransaction } from './db.js';
 import { PENDING } from './pending.js';
@@ -10,7 +11,7 @@ import type { Tables } from './tables.js';
 
 type Queryable = Pool | PoolClient;
 
-export type RunState = 'submitting' | 'running' | 'succeeded' | 'failed' | 'lost';
+export type RunState = 'submitting' | 'running' | 'succeeded' | 'failed' | 'lost' | 'baseline';
 
 export interface Run {
   id: number;
@@ -23,9 +24,17 @@ export interface Run {
   submittedAt: Date | null;
   finishedAt: Date | null;
   reason: string | null;
+  /** A chunked claim (or baseline) in progress: ids up to here are done (chunks.ts). Null: complete. */
+  claimCursor: string | null;
+  claimThrough: string | null;
+  /** The outcome is recorded, the annotations not all marked used / released yet (chunks.ts). */
+  settlePending: boolean;
+  trainedCount: number | null;
+  releasedCount: number | null;
 }
 
-const COLUMNS = `id::int, job_name, namespace, state, annotation_count, create_attempts, created_at, submitted_at, finished_at, reason`;
+const COLUMNS = `id::int, job_name, namespace, state, annotation_count, create_attempts, created_at, submitted_at, finished_at, reason,
+  claim_cursor::text, claim_through::text, settle_pending, trained_count, released_count`;
 
 interface RunRow {
   id: number;
@@ -38,6 +47,11 @@ interface RunRow {
   submitted_at: Date | null;
   finished_at: Date | null;
   reason: string | null;
+  claim_cursor: string | null;
+  claim_through: string | null;
+  settle_pending: boolean;
+  trained_count: number | null;
+  released_count: number | null;
 }
 
 const toRun = (r: RunRow): Run => ({
@@ -51,10 +65,20 @@ const toRun = (r: RunRow): Run => ({
   submittedAt: r.submitted_at,
   finishedAt: r.finished_at,
   reason: r.reason,
+  claimCursor: r.claim_cursor,
+  claimThrough: r.claim_through,
+  settlePending: r.settle_pending,
+  trainedCount: r.trained_count,
+  releasedCount: r.released_count,
 });
 
 export async function openRun(q: Queryable, t: Tables): Promise<Run | null> {
   const { rows } = await q.query<RunRow>(`SELECT ${COLUMNS} FROM ${t.runs} WHERE state IN ('submitting', 'running') LIMIT 1`);
+  return rows[0] ? toRun(rows[0]) : null;
+}
+
+export async function runById(q: Queryable, t: Tables, id: number): Promise<Run | null> {
+  const { rows } = await q.query<RunRow>(`SELECT ${COLUMNS} FROM ${t.runs} WHERE id = $1`, [id]);
   return rows[0] ? toRun(rows[0]) : null;
 }
 
@@ -79,20 +103,27 @@ export async function namesLike(q: Queryable, t: Tables, base: string): Promise<
 }
 
 /**
- * Inserts a `submitting` run and claims every pending annotation for it, in the caller's transaction.
- * Returns the run with its exact annotation count.
+ * Inserts a `submitting` run and claims the first chunk of the pending annotations for it, in the caller's
+ * transaction. The claim covers the pending ids up to the highest one now; `complete` says the first chunk
+ * took them all (the common case: a batch of a few hundred). Otherwise finishClaim (chunks.ts) takes the rest,
+ * each chunk in its own transaction, before the Job is created.
  */
-export async function insertAndClaim(client: PoolClient, t: Tables, jobName: string, namespace: string): Promise<Run> {
-  const inserted = await client.query<{ id: number }>(
-    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at)
-     VALUES ($1, $2, 'submitting', 0, 1, now()) RETURNING id::int`,
+export async function insertAndClaim(client: PoolClient, t: Tables, jobName: string, namespace: string, chunkRows: number): Promise<{ run: Run; complete: boolean }> {
+  const inserted = await client.query<{ id: number; through: string | null }>(
+    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_cursor)
+     VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT max(id) FROM ${t.annotations} WHERE ${PENDING}), 0)
+     RETURNING id::int, claim_through::text AS through`,
     [jobName, namespace],
   );
-  const id = inserted.rows[0]?.id;
-  if (id === undefined) throw new Error('insert into training_runs returned no id');
-  const claimed = await client.query(`UPDATE ${t.annotations} SET training_run_id = $1 WHERE ${PENDING}`, [id]);
-  const { rows } = await client.query<RunRow>(`UPDATE ${t.runs} SET annotation_count = $2 WHERE id = $1 RETURNING ${COLUMNS}`, [id, claimed.rowCount ?? 0]);
-  return toRun(rows[0] as RunRow);
+  const row = inserted.rows[0];
+  if (row === undefined) throw new Error('insert into training_runs returned no id');
+  const first = await claimChunk(client, t, row.id, '0', row.through ?? '0', chunkRows);
+  const complete = first.seen < chunkRows;
+  const { rows } = await client.query<RunRow>(
+    `UPDATE ${t.runs} SET annotation_count = $2, claim_cursor = $3::bigint WHERE id = $1 RETURNING ${COLUMNS}`,
+    [row.id, first.done, complete ? null : first.last],
+  );
+  return { run: toRun(rows[0] as RunRow), complete };
 }
 
 /** Exact pending count, for a dry run (which claims nothing). */
@@ -130,25 +161,47 @@ export async function leaseCreateAttempt(q: Queryable, t: Tables, id: number, le
 }
 
 /**
- * Job Complete, in one transaction: the run succeeded, and of its annotations those still verified become
- * used; any a reviewer un-verified while the Job trained are released (training_run_id = NULL), never marked
- * used. The training container reads `WHERE training_run_id = $TRAINING_RUN_ID AND verified`, so it also
- * skipped rows un-verified before it read them. Returns how many were marked used, or null when another
- * settle got there first.
+ * Records a run's outcome, guarded so two replicas (or a watch event racing the periodic pass) record it once,
+ * and settles its annotations: those still verified become used on success, the rest are released. A run
+ * that fits in one chunk (most runs) is settled in this same transaction; a larger one is recorded with
+ * settle_pending and finished chunk by chunk (finishSettle), each chunk its own transaction. A claim still in
+ * progress stops here: what it took is released. Returns the totals, or null when another settle got there first.
  */
-export async function settleSucceeded(pool: Pool, t: Tables, id: number, reason: string): Promise<{ trained: number; released: number } | null> {
-  return withTransaction(pool, async (client) => {
+async function settle(deps: ChunkDeps, id: number, state: 'succeeded' | 'failed' | 'lost', reason: string, guard: ReleaseGuard = {}): Promise<SettleStep | null> {
+  const t = deps.tables;
+  const first = await withTransaction(deps.pool, async (client) => {
+    const quiet = guard.submittingQuietForMs;
     const run = await client.query(
-      `UPDATE ${t.runs} SET state = 'succeeded', finished_at = now(), reason = $2 WHERE id = $1 AND state IN ('submitting', 'running')`,
-      [id, reason],
+      `UPDATE ${t.runs} SET state = $2, finished_at = now(), reason = $3, claim_cursor = NULL,
+              settle_pending = true, settle_cursor = 0, released_count = 0, trained_count = CASE WHEN $2 = 'succeeded' THEN 0 END
+        WHERE id = $1 AND state IN ('submitting', 'running')
+          AND ($4::float8 IS NULL OR (state = 'submitting' AND last_attempt_at < now() - make_interval(secs => $4::float8 / 1000)))`,
+      [id, state, reason.slice(0, 2000), quiet ?? null],
     );
     if (run.rowCount !== 1) return null;
-    const used = await client.query(`UPDATE ${t.annotations} SET used_for_training = true WHERE training_run_id = $1 AND verified IS TRUE`, [id]);
-    const released = await client.query(`UPDATE ${t.annotations} SET training_run_id = NULL WHERE training_run_id = $1 AND verified IS NOT TRUE`, [id]);
-    const trained = used.rowCount ?? 0;
-    await client.query(`UPDATE ${t.runs} SET trained_count = $2 WHERE id = $1`, [id, trained]);
-    return { trained, released: released.rowCount ?? 0 };
+    await client.query('SAVEPOINT first_chunk');
+    try {
+      return await settleStep(client, t, id, state === 'succeeded', '0', deps.chunkRows);
+    } catch (err: unknown) {
+      if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
+      // A Triage transaction holds a row of the first chunk: record the outcome now, settle in chunks after.
+      await client.query('ROLLBACK TO SAVEPOINT first_chunk');
+      return { complete: false, trained: 0, released: 0 };
+    }
   });
+  if (first === null || first.complete) return first;
+  const totals = await finishSettle(deps, id);
+  return totals ? { complete: true, ...totals } : first;
+}
+
+/**
+ * Job Complete: the run succeeded, and of its annotations those still verified become used; any a reviewer
+ * un-verified while the Job trained are released (training_run_id = NULL), never marked used. The training
+ * container reads `WHERE training_run_id = $TRAINING_RUN_ID AND verified`, so it also skipped rows un-verified
+ * before it read them. Returns how many were marked used and released, or null when another settle got there first.
+ */
+export async function settleSucceeded(deps: ChunkDeps, id: number, reason: string): Promise<{ trained: number; released: number } | null> {
+  return settle(deps, id, 'succeeded', reason);
 }
 
 export interface ReleaseGuard {
@@ -157,19 +210,19 @@ export interface ReleaseGuard {
 }
 
 /** Job Failed, gone, or never creatable: the run ends and its annotations are pending again. */
-export async function settleReleased(pool: Pool, t: Tables, id: number, state: 'failed' | 'lost', reason: string, guard: ReleaseGuard = {}): Promise<boolean> {
-  return withTransaction(pool, async (client) => {
-    const quiet = guard.submittingQuietForMs;
-    const run = await client.query(
-      `UPDATE ${t.runs} SET state = $2, finished_at = now(), reason = $3
-        WHERE id = $1 AND state IN ('submitting', 'running')
-          AND ($4::float8 IS NULL OR (state = 'submitting' AND last_attempt_at < now() - make_interval(secs => $4::float8 / 1000)))`,
-      [id, state, reason.slice(0, 2000), quiet ?? null],
-    );
-    if (run.rowCount !== 1) return false;
-    await client.query(`UPDATE ${t.annotations} SET training_run_id = NULL WHERE training_run_id = $1 AND NOT used_for_training`, [id]);
-    return true;
-  });
+export async function settleReleased(deps: ChunkDeps, id: number, state: 'failed' | 'lost', reason: string, guard: ReleaseGuard = {}): Promise<boolean> {
+  return (await settle(deps, id, state, reason, guard)) !== null;
+}
+
+/**
+ * A run whose chunked work a crash (or a lost connection) left unfinished: a settle whose outcome is recorded,
+ * or a baseline part way. Nothing new starts until it is finished (README "Big backlogs").
+ */
+export async function unfinishedRun(q: Queryable, t: Tables): Promise<Run | null> {
+  const { rows } = await q.query<RunRow>(
+    `SELECT ${COLUMNS} FROM ${t.runs} WHERE settle_pending OR (state = 'baseline' AND claim_cursor IS NOT NULL) ORDER BY id LIMIT 1`,
+  );
+  return rows[0] ? toRun(rows[0]) : null;
 }
 
 /**
@@ -177,7 +230,7 @@ export async function settleReleased(pool: Pool, t: Tables, id: number, state: '
  * that ended in team-a after TRAINING_NAMESPACE moved to team-b).
  */
 export async function recentNamespaces(q: Queryable, t: Tables): Promise<string[]> {
-  const { rows } = await q.query<{ namespace: string }>(`SELECT DISTINCT namespace FROM (SELECT namespace FROM ${t.runs} ORDER BY id DESC LIMIT 20) r`);
+  const { rows } = await q.query<{ namespace: string }>(`SELECT DISTINCT namespace FROM (SELECT namespace FROM ${t.runs} WHERE state <> 'baseline' ORDER BY id DESC LIMIT 20) r`);
   return rows.map((r) => r.namespace);
 }
 

@@ -10,14 +10,15 @@ export async function missingSchema(pool: Pool, t: Tables): Promise<string[]> {
   const L = quoteLiteral;
   const { rows } = await pool.query<{ missing: string }>(`
     SELECT x AS missing FROM unnest(ARRAY[
-      ${L(t.annotations)}, ${L(t.runs)}, ${L(t.pendingIndex)}, ${L(t.verifiedSeq)}, ${L(t.notifyAtSeq)}]) AS x
+      ${L(t.annotations)}, ${L(t.runs)}, ${L(t.pendingIndex)}, ${L(t.runClaimsIndex)}, ${L(t.verifiedSeq)}, ${L(t.notifyAtSeq)}]) AS x
     WHERE to_regclass(x) IS NULL
     UNION ALL
     SELECT ${L(t.annotations + '.training_run_id')} WHERE to_regclass(${L(t.annotations)}) IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.annotations)}) AND attname = 'training_run_id' AND NOT attisdropped)
     UNION ALL
-    SELECT ${L(t.runs + '.trained_count')} WHERE to_regclass(${L(t.runs)}) IS NOT NULL AND NOT EXISTS (
-      SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.runs)}) AND attname = 'trained_count' AND NOT attisdropped)
+    SELECT ${L(t.runs + '.')} || c FROM unnest(ARRAY['trained_count', 'claim_cursor', 'settle_pending']) AS c
+     WHERE to_regclass(${L(t.runs)}) IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.runs)}) AND attname = c AND NOT attisdropped)
     UNION ALL
     SELECT 'trigger training_controller_verified_update on ' || ${L(t.annotations)} WHERE NOT EXISTS (
       SELECT 1 FROM pg_trigger WHERE tgname = 'training_controller_verified_update' AND tgrelid = to_regclass(${L(t.annotations)}))
@@ -47,7 +48,7 @@ export async function missingPrivileges(pool: Pool, t: Tables): Promise<string[]
 }
 
 /** The indexes the migrations build CONCURRENTLY (test/psqlMigrations.test.ts keeps this list true). */
-export const CONCURRENT_INDEXES = ['annotations_training_run_id', 'annotations_pending'] as const;
+export const CONCURRENT_INDEXES = ['annotations_pending', 'annotations_run_claims'] as const;
 
 /**
  * One line about our INVALID indexes, or null. An interrupted CREATE INDEX CONCURRENTLY leaves one behind; the

@@ -22,6 +22,8 @@ export interface SubmitDeps {
   template: V1Job;
   logger: Logger;
   metrics: Metrics;
+  /** Annotations per claim / settle transaction (CHUNK_ROWS). */
+  chunkRows: number;
   /** Called after a create attempt answered, for readiness. */
   onClusterAnswer(error: string | null): void;
 }
@@ -53,7 +55,7 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
         return 'retry';
       }
       if (err.kind === 'permanent') {
-        await settleReleased(deps.pool, deps.tables, run.id, 'failed', err.message);
+        await settleReleased(deps, run.id, 'failed', err.message);
         metrics.runsFinished.inc({ state: 'failed' });
         logger.error({ runId: run.id, job: run.jobName, status: err.status, err: err.message }, 'Job rejected by the API server; run failed, annotations released');
         return 'failed';
@@ -69,7 +71,7 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
       }
       if (existing === null) continue; // deleted between the 409 and the read: create again
       if (++renames > MAX_RENAMES) {
-        await settleReleased(deps.pool, deps.tables, run.id, 'failed', `Job names ${run.jobName} and before are taken by Jobs of other runs`);
+        await settleReleased(deps, run.id, 'failed', `Job names ${run.jobName} and before are taken by Jobs of other runs`);
         metrics.runsFinished.inc({ state: 'failed' });
         logger.error({ runId: run.id, job: run.jobName }, 'Job names keep colliding; run failed, annotations released');
         return 'failed';

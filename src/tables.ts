@@ -12,6 +12,8 @@ export interface Tables {
   migrations: string;
   /** Name of the recount's partial index, qualified. */
   pendingIndex: string;
+  /** Name of the index chunks walk a run's annotations by, qualified. */
+  runClaimsIndex: string;
   /** The trigger function, qualified. */
   triggerFunction: string;
 }
@@ -34,6 +36,7 @@ export function tables(schema: string): Tables {
     notifyAtSeq: q('training_controller_notify_at_seq'),
     migrations: q('training_controller_migrations'),
     pendingIndex: q('annotations_pending'),
+    runClaimsIndex: q('annotations_run_claims'),
     triggerFunction: q('training_controller_on_verified'),
   };
 }

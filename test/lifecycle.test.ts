@@ -35,10 +35,11 @@ describe('run lifecycle', () => {
     await verifyNew(db.pool, 30); // verified during training: not part of this run
     kube.setPhase(kube.creates[0]!.name, 'running');
     kube.setPhase(kube.creates[0]!.name, 'complete');
-    await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed');
+    // The outcome is recorded first; the annotations are marked used after it, chunk by chunk (chunks.ts).
+    await c.logs.waitForMsg('Training run succeeded: 50 annotations marked used');
+    assert.equal((await runs(db))[0]?.state, 'succeeded');
     const used = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE used_for_training');
     assert.equal(used.rows[0].n, 50);
-    await c.logs.waitForMsg('Training run succeeded: 50 annotations marked used');
     await sleep(200);
     assert.equal(kube.creates.length, 1, '30 leftovers are below the threshold');
     await verifyNew(db.pool, 20);
@@ -54,6 +55,7 @@ describe('run lifecycle', () => {
     kube.setPhase(kube.creates[0]!.name, 'failed');
     const failedAt = Date.now();
     await eventually(async () => (await runs(db))[0]?.state === 'failed', 'the run to fail');
+    await c.logs.waitForMsg('Training run failed: 50 annotations released');
     assert.match((await runs(db))[0]?.reason ?? '', /BackoffLimitExceeded/);
     const released = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NULL AND NOT used_for_training');
     assert.equal(released.rows[0].n, 50);

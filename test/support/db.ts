@@ -74,28 +74,39 @@ export async function verifyNew(pool: pg.Pool, n: number): Promise<void> {
 }
 
 /**
- * The invariant: every verified annotation is pending, claimed by exactly one open run, or used by exactly
- * one succeeded run; no annotation is marked used unless it was verified when its run succeeded; and at most
- * one run is open. Returns the violations (empty when it holds). The tests never un-verify a used row, so a
- * used row that is not verified can only have been marked used while un-verified. A claimed row may be
- * un-verified (a correction while its batch trains): its run releases it when it ends.
+ * The invariant: every verified annotation is pending, claimed by exactly one open run (or one whose outcome is
+ * recorded and whose chunked settle is under way), or used by exactly one succeeded or baseline run; no
+ * annotation is marked used unless it was verified when its run succeeded; at most one run is open; an open
+ * run's count is what it claimed, and a Job exists only for a run whose claim is complete. Returns the
+ * violations (empty when it holds). The tests never un-verify a used row, so a used row that is not verified
+ * can only have been marked used while un-verified. A claimed row may be un-verified (a correction while its
+ * batch trains): its run releases it when it ends.
  */
 export async function invariantViolations(pool: pg.Pool): Promise<string[]> {
   const { rows } = await pool.query<{ problem: string }>(`
     SELECT 'annotation ' || a.id || ': used_for_training but run ' || coalesce(r.id::text, 'none') || ' is ' || coalesce(r.state, 'missing') AS problem
       FROM annotations a LEFT JOIN training_runs r ON r.id = a.training_run_id
-     WHERE a.used_for_training AND (r.id IS NULL OR r.state <> 'succeeded')
+     WHERE a.used_for_training AND (r.id IS NULL OR r.state NOT IN ('succeeded', 'baseline'))
     UNION ALL
     SELECT 'annotation ' || a.id || ': claimed by run ' || r.id || ' which is ' || r.state
       FROM annotations a JOIN training_runs r ON r.id = a.training_run_id
-     WHERE NOT a.used_for_training AND r.state NOT IN ('submitting', 'running')
+     WHERE NOT a.used_for_training AND r.state NOT IN ('submitting', 'running') AND NOT r.settle_pending
     UNION ALL
     SELECT 'annotation ' || a.id || ': used_for_training but not verified'
       FROM annotations a WHERE a.used_for_training AND a.verified IS NOT TRUE
     UNION ALL
     SELECT 'succeeded run ' || r.id || ' has ' || r.trained_count || ' annotations recorded as trained but ' || count(a.id) || ' used'
       FROM training_runs r LEFT JOIN annotations a ON a.training_run_id = r.id AND a.used_for_training
-     WHERE r.state = 'succeeded' GROUP BY r.id HAVING count(a.id) <> r.trained_count
+     WHERE r.state = 'succeeded' AND NOT r.settle_pending GROUP BY r.id HAVING count(a.id) <> r.trained_count
+    UNION ALL
+    SELECT 'settled run ' || r.id || ' was given ' || r.annotation_count || ' annotations but trained ' || r.trained_count || ' and released ' || r.released_count
+      FROM training_runs r WHERE r.state = 'succeeded' AND NOT r.settle_pending AND r.trained_count + r.released_count <> r.annotation_count
+    UNION ALL
+    SELECT 'open run ' || r.id || ' says ' || r.annotation_count || ' annotations but claims ' || count(a.id)
+      FROM training_runs r LEFT JOIN annotations a ON a.training_run_id = r.id
+     WHERE r.state IN ('submitting', 'running') AND r.claim_cursor IS NULL GROUP BY r.id HAVING count(a.id) <> r.annotation_count
+    UNION ALL
+    SELECT 'run ' || id || ' is running with its claim incomplete' FROM training_runs WHERE state = 'running' AND claim_cursor IS NOT NULL
     UNION ALL
     SELECT count(*) || ' open runs' FROM training_runs WHERE state IN ('submitting', 'running') HAVING count(*) > 1`);
   return rows.map((r) => r.problem);

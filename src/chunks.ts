@@ -1,0 +1,194 @@
+// Claims, settles, releases and baselines in chunks (issue #14). One UPDATE of 1,000,000 annotations held its
+// row locks for ~25 s, so a Triage relabel of a row in the batch waited 23 s. Here each chunk of `rows`
+// annotations (CHUNK_ROWS, 2,000 by default: ~30-60 ms here, see README "Performance") is its own transaction,
+// and the run's row in training_runs records how far the work got in that same transaction, so a crash
+// between chunks loses nothing: a restart continues from the cursor.
+//
+// A claim skips rows a Triage transaction holds (they stay pending). A settle must reach every row of its run,
+// so it waits, but at most LOCK_TIMEOUT_MS, then rolls back and tries again: a Triage writer never waits on us
+// longer than one chunk, and we are never the side that holds on in a deadlock (lock_timeout is far below
+// deadlock_timeout's 1 s). Every chunk runs under that lock_timeout, so neither queues writers behind a
+// table-level lock request either.
+//
+// The walk is by id from the cursor: a claim or baseline through annotations_pending (id), a settle or
+// release through annotations_run_claims (training_run_id, id), so a chunk is an index range scan of about
+// `rows` entries and the whole walk is linear.
+import type { Pool, PoolClient } from './db.js';
+import { withTransaction } from './db.js';
+import type { Logger } from './logger.js';
+import { PENDING } from './pending.js';
+import type { Tables } from './tables.js';
+
+export const LOCK_TIMEOUT_MS = 50;
+export const LOCK_NOT_AVAILABLE = '55P03';
+// After a lock timeout: 10 ms doubling to 1 s before the chunk is tried again. A row locked for longer than
+// STUCK_WARN_MS is worth a warning (a Triage transaction left open), never a failure.
+const RETRY_FIRST_MS = 10;
+const RETRY_MAX_MS = 1_000;
+const STUCK_WARN_MS = 10_000;
+
+export interface ChunkDeps {
+  pool: Pool;
+  tables: Tables;
+  logger: Logger;
+  /** Annotations per chunk transaction (CHUNK_ROWS). */
+  chunkRows: number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface ChunkResult {
+  /** The highest id the chunk looked at; null when there was nothing left (the walk is complete). */
+  last: string | null;
+  /** Rows claimed, or (settle) marked used. */
+  done: number;
+  /** Rows a settle released. */
+  released: number;
+  /** Rows the chunk looked at: fewer than asked for means it reached the end. */
+  seen: number;
+}
+
+/**
+ * A claim (or, with `used`, a baseline): pending rows with ids in (cursor, through], taken for `runId`. A row
+ * a Triage transaction is writing at that instant is skipped (SKIP LOCKED), never waited for: it stays
+ * pending, for the next run.
+ */
+export async function claimChunk(client: PoolClient, t: Tables, runId: number, cursor: string, through: string, rows: number, opts: { used?: boolean; before?: Date | null } = {}): Promise<ChunkResult> {
+  await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
+  const before = opts.before ? 'AND verified_at < $5' : '';
+  const { rows: r } = await client.query<{ last: string | null; done: number; seen: number }>(
+    `WITH c AS (
+       SELECT id FROM ${t.annotations} WHERE ${PENDING} AND id > $2 AND id <= $3 ${before} ORDER BY id LIMIT $4
+       FOR UPDATE SKIP LOCKED
+     ), u AS (
+       UPDATE ${t.annotations} a SET training_run_id = $1${opts.used ? ', used_for_training = true' : ''}
+         FROM c WHERE a.id = c.id AND ${PENDING} ${before} RETURNING 1
+     )
+     SELECT (SELECT max(id) FROM c)::text AS last, (SELECT count(*) FROM u)::int AS done, (SELECT count(*) FROM c)::int AS seen`,
+    opts.before ? [runId, cursor, through, rows, opts.before] : [runId, cursor, through, rows],
+  );
+  return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: 0, seen: r[0]?.seen ?? 0 };
+}
+
+/**
+ * A settle: the run's annotations not yet used, from the cursor on. Succeeded: those still verified become
+ * used, any a reviewer un-verified while it trained are released. Failed or lost: all are released.
+ */
+export async function settleChunk(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string, rows: number): Promise<ChunkResult> {
+  await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
+  const used = succeeded ? 'a.verified IS TRUE' : 'false';
+  const { rows: r } = await client.query<{ last: string | null; done: number; released: number; seen: number }>(
+    `WITH c AS (
+       SELECT id FROM ${t.annotations} WHERE training_run_id = $1 AND NOT used_for_training AND id > $2 ORDER BY training_run_id, id LIMIT $3
+     ), u AS (
+       UPDATE ${t.annotations} a SET used_for_training = ${used}, training_run_id = CASE WHEN ${used} THEN a.training_run_id END
+         FROM c WHERE a.id = c.id AND a.training_run_id = $1 AND NOT a.used_for_training RETURNING a.used_for_training AS used
+     )
+     SELECT (SELECT max(id) FROM c)::text AS last, count(*) FILTER (WHERE used)::int AS done, count(*) FILTER (WHERE NOT used)::int AS released,
+            (SELECT count(*) FROM c)::int AS seen FROM u`,
+    [runId, cursor, rows],
+  );
+  return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: r[0]?.released ?? 0, seen: r[0]?.seen ?? 0 };
+}
+
+interface ClaimProgress {
+  state: string;
+  claim_cursor: string;
+  claim_through: string;
+  baseline_before: Date | null;
+}
+
+/**
+ * Finishes the chunked claim (or baseline) of a run from where it stands. Each chunk locks the run's row
+ * first, so two processes finishing the same claim take turns. Returns false when there was no claim in
+ * progress (another process finished it).
+ */
+export async function finishClaim(deps: ChunkDeps, runId: number, onChunk?: (claimed: number) => void): Promise<boolean> {
+  const t = deps.tables;
+  let worked = false;
+  for (;;) {
+    const step = await chunkWithRetry(deps, `claim of run ${runId}`, async (client) => {
+      const { rows } = await client.query<ClaimProgress>(
+        `SELECT state, claim_cursor::text, claim_through::text, baseline_before FROM ${t.runs} WHERE id = $1 AND claim_cursor IS NOT NULL FOR UPDATE`,
+        [runId],
+      );
+      const p = rows[0];
+      if (!p) return 'none';
+      const baseline = p.state === 'baseline';
+      const r = await claimChunk(client, t, runId, p.claim_cursor, p.claim_through, deps.chunkRows, { used: baseline, before: p.baseline_before });
+      const cursor = r.seen < deps.chunkRows ? null : r.last; // fewer than asked for: that was the end
+      await client.query(
+        `UPDATE ${t.runs} SET claim_cursor = $2::bigint, annotation_count = annotation_count + $3,
+                finished_at = CASE WHEN $2::bigint IS NULL AND state = 'baseline' THEN now() ELSE finished_at END
+          WHERE id = $1`,
+        [runId, cursor, r.done],
+      );
+      onChunk?.(r.done);
+      return cursor === null ? 'complete' : 'more';
+    });
+    if (step === 'none') return worked;
+    worked = true;
+    if (step === 'complete') return true;
+  }
+}
+
+/** Finishes the settle of a run whose outcome is recorded (settle_pending). Returns its totals, or null if this process settled nothing. */
+export async function finishSettle(deps: ChunkDeps, runId: number): Promise<{ trained: number; released: number } | null> {
+  const t = deps.tables;
+  let totals: { trained: number; released: number } | null = null;
+  for (;;) {
+    const step = await chunkWithRetry(deps, `settle of run ${runId}`, async (client) => {
+      const { rows } = await client.query<{ state: string; settle_cursor: string }>(
+        `SELECT state, settle_cursor::text FROM ${t.runs} WHERE id = $1 AND settle_pending FOR UPDATE`,
+        [runId],
+      );
+      const p = rows[0];
+      if (!p) return null;
+      return settleStep(client, t, runId, p.state === 'succeeded', p.settle_cursor, deps.chunkRows);
+    });
+    if (step === null) return totals; // none pending, or another process finished it
+    totals = { trained: step.trained, released: step.released };
+    if (step.complete) return totals;
+  }
+}
+
+export interface SettleStep {
+  complete: boolean;
+  trained: number;
+  released: number;
+}
+
+/** One settle chunk and the run's progress, in the caller's transaction (the run's row locked or just updated). */
+export async function settleStep(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string, rows: number): Promise<SettleStep> {
+  const r = await settleChunk(client, t, runId, succeeded, cursor, rows);
+  // Fewer rows than asked for: that was the end (so a run of one chunk settles in one transaction).
+  const complete = r.seen < rows;
+  const { rows: totals } = await client.query<{ trained: number | null; released: number }>(
+    `UPDATE ${t.runs} SET settle_cursor = coalesce($2::bigint, settle_cursor), settle_pending = NOT $5,
+            trained_count = trained_count + $3, released_count = released_count + $4
+      WHERE id = $1 RETURNING trained_count AS trained, released_count AS released`,
+    [runId, r.last, r.done, r.released, complete],
+  );
+  return { complete, trained: totals[0]?.trained ?? 0, released: totals[0]?.released ?? 0 };
+}
+
+/** Runs one chunk in its own transaction, again after a lock timeout (see the header). */
+async function chunkWithRetry<T>(deps: ChunkDeps, what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const began = Date.now();
+  let warned = false;
+  for (let wait = RETRY_FIRST_MS; ; wait = Math.min(wait * 2, RETRY_MAX_MS)) {
+    try {
+      return await withTransaction(deps.pool, fn);
+    } catch (err: unknown) {
+      if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
+      if (!warned && Date.now() - began > STUCK_WARN_MS) {
+        warned = true;
+        deps.logger.warn({ what, waitedMs: Date.now() - began }, CHUNK_STUCK);
+      }
+      await sleep(wait);
+    }
+  }
+}
+
+/** Logged once when a chunk has waited STUCK_WARN_MS for rows another transaction keeps locked. */
+export const CHUNK_STUCK = 'A transaction has kept rows of this chunk locked for over 10 s: still retrying';

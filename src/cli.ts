@@ -7,9 +7,10 @@ import { createPool, type Pool } from './db.js';
 import { embeddedUrl } from './embedded.js';
 import { buildJob, jobName } from './jobTemplate.js';
 import { loadClusterConfig } from './kubeJobs.js';
-import { createLogger, safeUrl, type Logger } from './logger.js';
+import { createLogger, type Logger } from './logger.js';
 import { resolveTemplate, startService } from './main.js';
 import { migrate } from './migrate.js';
+import { safeUrl, scrubSecrets } from './redact.js';
 import { tables } from './tables.js';
 import { formatStatus, readStatus } from './status.js';
 
@@ -41,7 +42,7 @@ async function withPool(config: Config, logger: Logger, command: string, fn: (po
   try {
     await fn(pool);
   } catch (err: unknown) {
-    fail(`${command} ${safeUrl(url)}: ${message(err)}`, 1);
+    fail(`${command} ${safeUrl(url)}: ${scrubSecrets(message(err), url)}`, 1);
   } finally {
     await pool.end();
   }
@@ -52,8 +53,10 @@ async function run(config: Config, logger: Logger): Promise<void> {
   try {
     service = await startService(config, logger);
   } catch (err: unknown) {
-    logger.fatal({ err: message(err) }, 'Startup failed');
-    fail(message(err), 1);
+    // pg may echo a part of the connection string (an sslkey it cannot open) in a connection error.
+    const text = scrubSecrets(message(err), config.databaseUrl, config.listenDatabaseUrl);
+    logger.fatal({ err: text }, 'Startup failed');
+    fail(text, 1);
   }
   let signals = 0;
   const shutdown = (signal: string) => {

@@ -78,6 +78,24 @@ describe('startup errors', () => {
   });
 });
 
+// Issue 10, item 2: pg honours a password in the query string, and echoes an sslkey it cannot open.
+describe('secrets in DATABASE_URL', () => {
+  it('status against a closed port names the URL with its query password masked', async () => {
+    const r = await cli(['status', '--json'], { DATABASE_URL: 'postgres://app@127.0.0.1:1/x?password=hunter2&sslmode=disable' });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'training-controller: status postgres://app@127.0.0.1:1/x?password=***&sslmode=disable: connect ECONNREFUSED 127.0.0.1:1\n');
+    assert.ok(!(r.stdout + r.stderr).includes('hunter2'));
+  });
+
+  it('run with a key pasted in place of the sslkey path fails without printing the key', async () => {
+    const key = '-----BEGIN PRIVATE KEY-----hunter2';
+    const r = await cli(['run'], { DATABASE_URL: `postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`, HTTP_PORT: '0', LOG_LEVEL: 'debug' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^training-controller: ENOENT: no such file or directory, open '\*\*\*'\n$/);
+    assert.ok(!(r.stdout + r.stderr).includes('hunter2'), r.stdout + r.stderr);
+  });
+});
+
 describe('migrate', () => {
   let db: TestDb;
   before(async () => (db = await freshDatabase(undefined, { migrate: false })));

@@ -8,7 +8,7 @@ import { embeddedUrl } from './embedded.js';
 import { buildJob, jobName } from './jobTemplate.js';
 import { loadClusterConfig } from './kubeJobs.js';
 import { createLogger, type Logger } from './logger.js';
-import { resolveTemplate, startService } from './main.js';
+import { resolveTemplate, startService, StartupError } from './main.js';
 import { migrate } from './migrate.js';
 import { safeUrl, scrubSecrets } from './redact.js';
 import { tables } from './tables.js';
@@ -53,8 +53,9 @@ async function run(config: Config, logger: Logger): Promise<void> {
   try {
     service = await startService(config, logger);
   } catch (err: unknown) {
-    // pg may echo a part of the connection string (an sslkey it cannot open) in a connection error.
-    const text = scrubSecrets(message(err), config.databaseUrl, config.listenDatabaseUrl);
+    // pg may echo a part of the connection string (an sslkey it cannot open) in a connection error; our own
+    // errors print URLs through safeUrl already.
+    const text = err instanceof StartupError ? message(err) : scrubSecrets(message(err), config.databaseUrl, config.listenDatabaseUrl);
     logger.fatal({ err: text }, 'Startup failed');
     fail(text, 1);
   }

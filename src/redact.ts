@@ -73,11 +73,17 @@ function secretsOf(url: string): string[] {
 }
 
 /**
+ * Secrets shorter than this are left in messages: they match by coincidence (a test's password `p` would mask
+ * every p of a message), and the one value pg is known to echo, an sslkey path or pasted key, is longer.
+ */
+const MIN_SCRUBBED = 4;
+
+/**
  * `text` (a library's error message) with every secret of the given connection strings masked. pg echoes the
  * sslkey value when it cannot open it; no other message of pg or pg-listen is known to carry one, but a
  * message is printed in full on stderr and in the log, so it is filtered wherever a connection failure ends.
  */
 export function scrubSecrets(text: string, ...urls: string[]): string {
-  const secrets = [...new Set(urls.flatMap(secretsOf))].filter((s) => s !== '').sort((a, b) => b.length - a.length);
+  const secrets = [...new Set(urls.flatMap(secretsOf))].filter((s) => s.length >= MIN_SCRUBBED).sort((a, b) => b.length - a.length);
   return secrets.reduce((t, s) => t.replaceAll(s, MASK), text);
 }

@@ -51,6 +51,10 @@ describe('scrubSecrets', () => {
     assert.equal(scrubSecrets(text, 'postgres://postgres:postgres@127.0.0.1:54329/training'), text);
   });
 
+  it('leaves secrets under 4 characters, which would match by coincidence', () => {
+    assert.equal(scrubSecrets('spec.template.spec', 'postgres://u:p@127.0.0.1:1/x'), 'spec.template.spec');
+  });
+
   it('changes nothing without secrets or without a parseable URL', () => {
     assert.equal(scrubSecrets('connect ECONNREFUSED 127.0.0.1:1', 'postgres://app@127.0.0.1:1/x', ''), 'connect ECONNREFUSED 127.0.0.1:1');
   });

@@ -103,6 +103,23 @@ export function buildJob(template: V1Job, run: RunIdentity): V1Job {
   return job;
 }
 
+/**
+ * What a log may say about a Job: its name, namespace and, per container, the name, the image and the names
+ * of its env variables. Never the values: a template's `env[].value` is where an S3 key ends up when the
+ * cluster has no Secret for it yet, and a log is read by more people than the template. `render-job` prints
+ * the whole Job, because the operator asked for it.
+ */
+export function jobSummary(job: V1Job): Record<string, unknown> {
+  const pod = job.spec?.template?.spec;
+  const containers = (list: V1Container[] | undefined) => (list ?? []).map((c) => ({ name: c.name, image: c.image, env: (c.env ?? []).map((e) => e.name) }));
+  return {
+    name: job.metadata?.name,
+    namespace: job.metadata?.namespace,
+    containers: containers(pod?.containers),
+    ...(pod?.initContainers?.length ? { initContainers: containers(pod.initContainers) } : {}),
+  };
+}
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const LABEL_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;

@@ -171,6 +171,67 @@ describe('status, render-job and dry-run', () => {
   });
 });
 
+// Issue 10, item 2: print and dry-run modes logged the whole Job, and an S3 secret key from the template's env
+// appeared in the log. They log names and images only; render-job still prints everything (asked for).
+describe('the Job in print and dry-run logs', () => {
+  const s = useInfra();
+  const SECRET = 'wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY';
+  let templateFile = '';
+  before(async () => {
+    templateFile = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
+    await writeFile(templateFile, `apiVersion: batch/v1
+kind: Job
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+        - { name: fetch-data, image: registry.example.com/fetch:2.0, env: [{ name: AWS_SECRET_ACCESS_KEY, value: ${SECRET} }] }
+      containers:
+        - name: train
+          image: registry.example.com/sentinel/train:1.4.2
+          env: [{ name: AWS_SECRET_ACCESS_KEY, value: ${SECRET} }]
+`);
+  });
+  const expectedSummary = {
+    containers: [{ name: 'train', image: 'registry.example.com/sentinel/train:1.4.2', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+    initContainers: [{ name: 'fetch-data', image: 'registry.example.com/fetch:2.0', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+  };
+
+  it('dry-run logs the container names and images, and no env value, while the API server gets the whole Job', async () => {
+    const c = await startController(s.db.url, s.kube, { DISPATCH_MODE: 'dry-run', JOB_TEMPLATE_FILE: templateFile });
+    try {
+      await verifyNew(s.db.pool, 50);
+      const line = await c.logs.waitForMsg(/^Would trigger training with \d+ new images \(DISPATCH_MODE=dry-run/);
+      assert.deepEqual(line.job, { name: s.kube.dryRuns[0]?.metadata?.name, namespace: 'default', ...expectedSummary });
+      assert.equal(s.kube.dryRuns[0]?.spec?.template.spec?.containers[0]?.env?.[0]?.value, SECRET, 'the Job itself keeps its env');
+      assert.ok(!c.logs.raw.join('\n').includes(SECRET));
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('print mode (no cluster) logs the same summary on stdout, and no env value', async () => {
+    await verifyNew(s.db.pool, 50);
+    const child = spawnCli(['run'], { DATABASE_URL: s.db.url, HOME: '/nonexistent', JOB_TEMPLATE_FILE: templateFile });
+    try {
+      const line = await child.logs.waitForMsg(/^Would trigger training with \d+ new images \(no cluster configured/);
+      assert.match(String((line.job as { name: unknown }).name), /^sentinel-training-\d{8}-\d{6}$/);
+      assert.deepEqual(line.job, { name: (line.job as { name: unknown }).name, namespace: 'default', ...expectedSummary });
+      assert.ok(!(child.logs.raw.join('\n') + child.stderr.join('\n')).includes(SECRET));
+    } finally {
+      child.proc.kill('SIGTERM');
+      await child.exited;
+    }
+  });
+
+  it('render-job prints the whole Job, env values included: the operator asked for it', async () => {
+    const r = await cli(['render-job'], { JOB_TEMPLATE_FILE: templateFile });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((load(r.stdout) as V1Job).spec?.template.spec?.containers[0]?.env?.[0]?.value, SECRET);
+  });
+});
+
 describe('signals', () => {
   const s = useInfra();
 

@@ -5,7 +5,7 @@ import { dump } from 'js-yaml';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createPool, type Pool } from './db.js';
 import { embeddedUrl } from './embedded.js';
-import { buildJob, jobName } from './jobTemplate.js';
+import { buildJob, jobName, TemplateError } from './jobTemplate.js';
 import { loadClusterConfig } from './kubeJobs.js';
 import { createLogger, type Logger } from './logger.js';
 import { resolveTemplate, startService, StartupError } from './main.js';
@@ -55,9 +55,11 @@ async function run(config: Config, logger: Logger): Promise<void> {
   } catch (err: unknown) {
     // pg may echo a part of the connection string (an sslkey it cannot open) in a connection error; our own
     // errors print URLs through safeUrl already.
-    const text = err instanceof StartupError ? message(err) : scrubSecrets(message(err), config.databaseUrl, config.listenDatabaseUrl);
+    const ours = err instanceof StartupError || err instanceof TemplateError;
+    const text = ours ? message(err) : scrubSecrets(message(err), config.databaseUrl, config.listenDatabaseUrl);
     logger.fatal({ err: text }, 'Startup failed');
-    fail(text, 1);
+    // A bad template is bad configuration, like a bad setting: exit 2, so a restart loop is told from an outage.
+    fail(text, err instanceof TemplateError ? 2 : 1);
   }
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -123,7 +125,7 @@ async function main(argv: string[]): Promise<void> {
         const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
         process.stdout.write(dump(buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 }), { noRefs: true }));
       } catch (err: unknown) {
-        fail(message(err), 1);
+        fail(message(err), err instanceof TemplateError ? 2 : 1);
       }
       return;
     }

@@ -63,12 +63,33 @@ describe('startup errors', () => {
     }
   });
 
-  it('an invalid Job template: exit 1 naming the file and the field', async () => {
+  it('an invalid Job template: exit 2 (bad configuration) naming the file and the field', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tpl-'));
     await writeFile(join(dir, 'job.yaml'), 'spec:\n  template:\n    spec:\n      restartPolicy: Always\n      containers: [{ name: train, image: x }]\n');
     const r = await cli(['run'], { JOB_TEMPLATE_FILE: join(dir, 'job.yaml'), DATABASE_URL: 'postgres://u:p@127.0.0.1:1/x' });
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /JOB_TEMPLATE_FILE .*job\.yaml: spec\.template\.spec\.restartPolicy: must be Never or OnFailure/);
+  });
+
+  // Issue 10, item 3: a containers map ended in a TypeError that named neither the file nor the field.
+  it('render-job with a template of the wrong shape: one line naming the file and the field path, exit 2', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
+    await writeFile(file, 'spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        train: { image: registry.example.com/train:1 }\n');
+    const r = await cli(['render-job'], { JOB_TEMPLATE_FILE: file });
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, `training-controller: JOB_TEMPLATE_FILE ${file}: spec.template.spec.containers: must be an array (got an object)\n`);
+    assert.equal(r.stdout, '');
+  });
+
+  it('run with spec.suspend in the template: exit 2 before any connection', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
+    await writeFile(file, 'spec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: train, image: x }]\n');
+    const started = Date.now();
+    const r = await cli(['run'], { JOB_TEMPLATE_FILE: file, DATABASE_URL: 'postgres://u@10.255.255.1:5432/x' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^training-controller: JOB_TEMPLATE_FILE .*job\.yaml: spec\.suspend: must not be set \(a suspended Job never finishes/);
+    assert.equal(r.stderr.split('\n').length, 2, 'one line');
+    assert.ok(Date.now() - started < 5000, 'no connection attempt to the (unroutable) database');
   });
 
   it('an unknown command: usage, exit 2', async () => {

@@ -5,11 +5,12 @@ import { dump } from 'js-yaml';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createPool, type Pool } from './db.js';
 import { embeddedUrl } from './embedded.js';
-import { buildJob, jobName } from './jobTemplate.js';
+import { buildJob, jobName, TemplateError } from './jobTemplate.js';
 import { loadClusterConfig } from './kubeJobs.js';
-import { createLogger, safeUrl, type Logger } from './logger.js';
-import { resolveTemplate, startService } from './main.js';
+import { createLogger, type Logger } from './logger.js';
+import { resolveTemplate, startService, StartupError } from './main.js';
 import { migrate } from './migrate.js';
+import { safeUrl, scrubSecrets } from './redact.js';
 import { tables } from './tables.js';
 import { formatStatus, readStatus } from './status.js';
 import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
@@ -45,7 +46,7 @@ async function withPool(config: Config, logger: Logger, command: string, fn: (po
   try {
     await fn(pool);
   } catch (err: unknown) {
-    fail(`${command} ${safeUrl(url)}: ${message(err)}`, 1);
+    fail(`${command} ${safeUrl(url)}: ${scrubSecrets(message(err), url)}`, 1);
   } finally {
     await pool.end();
   }
@@ -56,8 +57,13 @@ async function run(config: Config, logger: Logger): Promise<void> {
   try {
     service = await startService(config, logger);
   } catch (err: unknown) {
-    logger.fatal({ err: message(err) }, 'Startup failed');
-    fail(message(err), 1);
+    // pg may echo a part of the connection string (an sslkey it cannot open) in a connection error; our own
+    // errors print URLs through safeUrl already.
+    const ours = err instanceof StartupError || err instanceof TemplateError;
+    const text = ours ? message(err) : scrubSecrets(message(err), config.databaseUrl, config.listenDatabaseUrl);
+    logger.fatal({ err: text }, 'Startup failed');
+    // A bad template is bad configuration, like a bad setting: exit 2, so a restart loop is told from an outage.
+    fail(text, err instanceof TemplateError ? 2 : 1);
   }
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -138,7 +144,7 @@ async function main(argv: string[]): Promise<void> {
         const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
         process.stdout.write(dump(buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 }), { noRefs: true }));
       } catch (err: unknown) {
-        fail(message(err), 1);
+        fail(message(err), err instanceof TemplateError ? 2 : 1);
       }
       return;
     }

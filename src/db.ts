@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from './logger.js';
+import { scrubSecrets } from './redact.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -21,7 +22,7 @@ export function createPool(connectionString: string, logger: Logger, options: Po
     application_name: options.applicationName ?? 'training-controller',
   });
   // An idle client losing its connection (database restart) emits here; without a listener it would crash the process.
-  pool.on('error', (err: Error) => logger.warn({ err: err.message }, 'Idle database connection lost'));
+  pool.on('error', (err: Error) => logger.warn({ err: scrubSecrets(err.message, connectionString) }, 'Idle database connection lost'));
   return pool;
 }
 

@@ -7,7 +7,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import { backoffUntil } from './backoff.js';
 import type { Config } from './config.js';
 import { decideDispatch, IN_PROGRESS, type Decision } from './decide.js';
-import { buildJob, freeName, jobName } from './jobTemplate.js';
+import { buildJob, freeName, jobName, jobSummary } from './jobTemplate.js';
 import { unfinishedJobs, type JobsApi } from './kubeJobs.js';
 import { LOCK_KEYS, tryXactLock } from './locks.js';
 import { finishClaim, LOCK_NOT_AVAILABLE } from './chunks.js';
@@ -95,7 +95,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       await client.query('ROLLBACK');
       const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
       if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
-      logger.info({ mode: deps.mode, job }, `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`);
+      logger.info({ mode: deps.mode, job: jobSummary(job) }, `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`);
       return { kind: 'rehearsed', job };
     }
     try {

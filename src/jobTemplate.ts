@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import type { V1Container, V1EnvVar, V1Job } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
+import { fieldPath, templateShapeErrors } from './templateShape.js';
 
 export const APP_LABEL = 'app';
 export const APP_VALUE = 'sentinel-training';
@@ -103,6 +104,23 @@ export function buildJob(template: V1Job, run: RunIdentity): V1Job {
   return job;
 }
 
+/**
+ * What a log may say about a Job: its name, namespace and, per container, the name, the image and the names
+ * of its env variables. Never the values: a template's `env[].value` is where an S3 key ends up when the
+ * cluster has no Secret for it yet, and a log is read by more people than the template. `render-job` prints
+ * the whole Job, because the operator asked for it.
+ */
+export function jobSummary(job: V1Job): Record<string, unknown> {
+  const pod = job.spec?.template?.spec;
+  const containers = (list: V1Container[] | undefined) => (list ?? []).map((c) => ({ name: c.name, image: c.image, env: (c.env ?? []).map((e) => e.name) }));
+  return {
+    name: job.metadata?.name,
+    namespace: job.metadata?.namespace,
+    containers: containers(pod?.containers),
+    ...(pod?.initContainers?.length ? { initContainers: containers(pod.initContainers) } : {}),
+  };
+}
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const LABEL_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
@@ -116,7 +134,7 @@ function labelErrors(path: string, labels: Record<string, string> | undefined): 
     if (name.length > 63 || !LABEL_NAME.test(name) || (prefix !== '' && (prefix.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix)))) {
       errors.push(`${path}: invalid label key "${key}"`);
     }
-    if (typeof value !== 'string' || value.length > 63 || !LABEL_VALUE.test(value)) errors.push(`${path}.${key}: invalid label value "${String(value)}"`);
+    if (typeof value !== 'string' || value.length > 63 || !LABEL_VALUE.test(value)) errors.push(`${fieldPath(path, key)}: invalid label value "${String(value)}"`);
   }
   return errors;
 }
@@ -136,7 +154,7 @@ export function validateJob(job: V1Job): string[] {
   if (!spec?.template?.spec) return [...errors, 'spec.template.spec: Required value'];
   for (const field of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds', 'completions', 'parallelism'] as const) {
     const v = spec[field];
-    if (v !== undefined && (!Number.isInteger(v) || v < 0)) errors.push(`spec.${field}: must be a non-negative integer`);
+    if (v != null && (!Number.isInteger(v) || v < 0)) errors.push(`spec.${field}: must be a non-negative integer`);
   }
   const ttl = spec.ttlSecondsAfterFinished;
   if (Number.isInteger(ttl) && (ttl as number) < MIN_JOB_TTL_SECONDS) {
@@ -173,15 +191,22 @@ export async function loadJobTemplate(path: string): Promise<V1Job> {
     throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
   }
   if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: must be one YAML Job object`);
-  const template = doc as V1Job;
-  checkTemplate(template, `JOB_TEMPLATE_FILE ${path}`);
-  return template;
+  checkTemplate(doc, `JOB_TEMPLATE_FILE ${path}`);
+  return doc;
 }
 
-/** Validates a template by building a sample Job from it, so controller-owned fields are what they will be. */
-export function checkTemplate(template: V1Job, source: string): void {
-  if (template.kind !== undefined && template.kind !== 'Job') throw new TemplateError(`${source}: kind: must be Job, not "${String(template.kind)}"`);
-  if (template.apiVersion !== undefined && template.apiVersion !== 'batch/v1') throw new TemplateError(`${source}: apiVersion: must be batch/v1, not "${String(template.apiVersion)}"`);
-  const errors = validateJob(buildJob(template, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 }));
+/**
+ * Validates a template: first the shape of every field the controller touches (so building a Job cannot
+ * throw), then a sample Job built from it, so controller-owned fields are what they will be.
+ */
+export function checkTemplate(template: unknown, source: string): asserts template is V1Job {
+  // A Deployment pasted by mistake: its kind is the one useful line, not the Job fields it lacks.
+  const { kind, apiVersion } = (typeof template === 'object' && template !== null ? template : {}) as Record<string, unknown>;
+  if (typeof kind === 'string' && kind !== 'Job') throw new TemplateError(`${source}: kind: must be Job, not "${kind}"`);
+  if (typeof apiVersion === 'string' && apiVersion !== 'batch/v1') throw new TemplateError(`${source}: apiVersion: must be batch/v1, not "${apiVersion}"`);
+  const shape = templateShapeErrors(template);
+  if (shape.length > 0) throw new TemplateError(`${source}: ${shape.join('; ')}`);
+  const job = template as V1Job;
+  const errors = validateJob(buildJob(job, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 }));
   if (errors.length > 0) throw new TemplateError(`${source}: ${errors.join('; ')}`);
 }

@@ -13,6 +13,8 @@
 import pg from 'pg';
 import pgListen from 'pg-listen';
 import { retryDelayMs } from './backoff.js';
+import { errorMessage } from './errors.js';
+import { scrubSecrets } from './redact.js';
 import { interruptibleSleep, type Timers } from './timers.js';
 import type { Logger } from './logger.js';
 
@@ -123,8 +125,10 @@ export class Listener {
         return;
       } catch (err: unknown) {
         const delay = retryDelayMs(attempt);
-        this.handlers.disconnected(err instanceof Error ? err.message : String(err));
-        this.logger.warn({ err: err instanceof Error ? err.message : String(err), attempt, retryInMs: delay }, 'Cannot connect the LISTEN connection; retrying');
+        // pg echoes an sslkey it cannot open, and LISTEN_DATABASE_URL is first used here, after startup.
+        const text = scrubSecrets(errorMessage(err), this.connectionString);
+        this.handlers.disconnected(text);
+        this.logger.warn({ err: text, attempt, retryInMs: delay }, 'Cannot connect the LISTEN connection; retrying');
         const pause = interruptibleSleep(this.timers, delay);
         this.wake = pause.wake;
         await pause.done;
@@ -160,7 +164,7 @@ export class Listener {
       this.handlers.connected(false);
     });
     subscriber.events.on('error', (err: Error) => {
-      this.logger.error({ err: err.message }, 'LISTEN connection error');
+      this.logger.error({ err: scrubSecrets(err.message, this.connectionString) }, 'LISTEN connection error');
     });
     subscriber.notifications.on(CHANNEL, (payload: unknown) => {
       if (typeof payload === 'string' && payload.startsWith(PING_PREFIX)) {

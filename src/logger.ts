@@ -21,14 +21,3 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   const options = { level, base: { service: 'training-controller' }, redact: { paths: REDACT, censor: '[redacted]' } };
   return destination ? pino(options, destination) : pino(options);
 }
-
-/** A connection string safe to print: the password replaced. */
-export function safeUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable url>';
-  }
-}

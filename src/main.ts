@@ -18,9 +18,10 @@ import { JobWatch, JobWatches } from './jobWatch.js';
 import { checkTemplate, defaultTemplate, loadJobTemplate } from './jobTemplate.js';
 import { createJobsApi, loadClusterConfig, type JobsApi } from './kubeJobs.js';
 import { CHANNEL, Listener } from './listener.js';
-import { safeUrl, type Logger } from './logger.js';
+import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { migrate } from './migrate.js';
+import { safeUrl } from './redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
 import { tables } from './tables.js';
 

@@ -63,18 +63,57 @@ describe('startup errors', () => {
     }
   });
 
-  it('an invalid Job template: exit 1 naming the file and the field', async () => {
+  it('an invalid Job template: exit 2 (bad configuration) naming the file and the field', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tpl-'));
     await writeFile(join(dir, 'job.yaml'), 'spec:\n  template:\n    spec:\n      restartPolicy: Always\n      containers: [{ name: train, image: x }]\n');
     const r = await cli(['run'], { JOB_TEMPLATE_FILE: join(dir, 'job.yaml'), DATABASE_URL: 'postgres://u:p@127.0.0.1:1/x' });
-    assert.equal(r.code, 1);
+    assert.equal(r.code, 2);
     assert.match(r.stderr, /JOB_TEMPLATE_FILE .*job\.yaml: spec\.template\.spec\.restartPolicy: must be Never or OnFailure/);
+  });
+
+  // Issue 10, item 3: a containers map ended in a TypeError that named neither the file nor the field.
+  it('render-job with a template of the wrong shape: one line naming the file and the field path, exit 2', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
+    await writeFile(file, 'spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        train: { image: registry.example.com/train:1 }\n');
+    const r = await cli(['render-job'], { JOB_TEMPLATE_FILE: file });
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, `training-controller: JOB_TEMPLATE_FILE ${file}: spec.template.spec.containers: must be an array (got an object)\n`);
+    assert.equal(r.stdout, '');
+  });
+
+  it('run with spec.suspend in the template: exit 2 before any connection', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
+    await writeFile(file, 'spec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: train, image: x }]\n');
+    const started = Date.now();
+    const r = await cli(['run'], { JOB_TEMPLATE_FILE: file, DATABASE_URL: 'postgres://u@10.255.255.1:5432/x' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^training-controller: JOB_TEMPLATE_FILE .*job\.yaml: spec\.suspend: must not be set \(a suspended Job never finishes/);
+    assert.equal(r.stderr.split('\n').length, 2, 'one line');
+    assert.ok(Date.now() - started < 5000, 'no connection attempt to the (unroutable) database');
   });
 
   it('an unknown command: usage, exit 2', async () => {
     const r = await cli(['dance'], {});
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown command "dance"[\s\S]*usage: training-controller/);
+  });
+});
+
+// Issue 10, item 2: pg honours a password in the query string, and echoes an sslkey it cannot open.
+describe('secrets in DATABASE_URL', () => {
+  it('status against a closed port names the URL with its query password masked', async () => {
+    const r = await cli(['status', '--json'], { DATABASE_URL: 'postgres://app@127.0.0.1:1/x?password=hunter2&sslmode=disable' });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'training-controller: status postgres://app@127.0.0.1:1/x?password=***&sslmode=disable: connect ECONNREFUSED 127.0.0.1:1\n');
+    assert.ok(!(r.stdout + r.stderr).includes('hunter2'));
+  });
+
+  it('run with a key pasted in place of the sslkey path fails without printing the key', async () => {
+    const key = '-----BEGIN PRIVATE KEY-----hunter2';
+    const r = await cli(['run'], { DATABASE_URL: `postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`, HTTP_PORT: '0', LOG_LEVEL: 'debug' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^training-controller: ENOENT: no such file or directory, open '\*\*\*'\n$/);
+    assert.ok(!(r.stdout + r.stderr).includes('hunter2'), r.stdout + r.stderr);
   });
 });
 
@@ -150,6 +189,67 @@ describe('status, render-job and dry-run', () => {
     assert.match(table.stdout, /^pending annotations: 0 \(threshold 50\)$/m);
     assert.match(table.stdout, /^RUN\s+JOB\s+STATE\s+ANNOTATIONS/m);
     assert.match(table.stdout, /sentinel-training-\d{8}-\d{6}\s+running\s+50/);
+  });
+});
+
+// Issue 10, item 2: print and dry-run modes logged the whole Job, and an S3 secret key from the template's env
+// appeared in the log. They log names and images only; render-job still prints everything (asked for).
+describe('the Job in print and dry-run logs', () => {
+  const s = useInfra();
+  const SECRET = 'wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY';
+  let templateFile = '';
+  before(async () => {
+    templateFile = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
+    await writeFile(templateFile, `apiVersion: batch/v1
+kind: Job
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+        - { name: fetch-data, image: registry.example.com/fetch:2.0, env: [{ name: AWS_SECRET_ACCESS_KEY, value: ${SECRET} }] }
+      containers:
+        - name: train
+          image: registry.example.com/sentinel/train:1.4.2
+          env: [{ name: AWS_SECRET_ACCESS_KEY, value: ${SECRET} }]
+`);
+  });
+  const expectedSummary = {
+    containers: [{ name: 'train', image: 'registry.example.com/sentinel/train:1.4.2', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+    initContainers: [{ name: 'fetch-data', image: 'registry.example.com/fetch:2.0', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+  };
+
+  it('dry-run logs the container names and images, and no env value, while the API server gets the whole Job', async () => {
+    const c = await startController(s.db.url, s.kube, { DISPATCH_MODE: 'dry-run', JOB_TEMPLATE_FILE: templateFile });
+    try {
+      await verifyNew(s.db.pool, 50);
+      const line = await c.logs.waitForMsg(/^Would trigger training with \d+ new images \(DISPATCH_MODE=dry-run/);
+      assert.deepEqual(line.job, { name: s.kube.dryRuns[0]?.metadata?.name, namespace: 'default', ...expectedSummary });
+      assert.equal(s.kube.dryRuns[0]?.spec?.template.spec?.containers[0]?.env?.[0]?.value, SECRET, 'the Job itself keeps its env');
+      assert.ok(!c.logs.raw.join('\n').includes(SECRET));
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('print mode (no cluster) logs the same summary on stdout, and no env value', async () => {
+    await verifyNew(s.db.pool, 50);
+    const child = spawnCli(['run'], { DATABASE_URL: s.db.url, HOME: '/nonexistent', JOB_TEMPLATE_FILE: templateFile });
+    try {
+      const line = await child.logs.waitForMsg(/^Would trigger training with \d+ new images \(no cluster configured/);
+      assert.match(String((line.job as { name: unknown }).name), /^sentinel-training-\d{8}-\d{6}$/);
+      assert.deepEqual(line.job, { name: (line.job as { name: unknown }).name, namespace: 'default', ...expectedSummary });
+      assert.ok(!(child.logs.raw.join('\n') + child.stderr.join('\n')).includes(SECRET));
+    } finally {
+      child.proc.kill('SIGTERM');
+      await child.exited;
+    }
+  });
+
+  it('render-job prints the whole Job, env values included: the operator asked for it', async () => {
+    const r = await cli(['render-job'], { JOB_TEMPLATE_FILE: templateFile });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((load(r.stdout) as V1Job).spec?.template.spec?.containers[0]?.env?.[0]?.value, SECRET);
   });
 });
 

@@ -4,7 +4,10 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { counterValue, eventually, startController, useStack, type Running } from './support/harness.js';
+import { Listener } from '../src/listener.js';
+import { createLogger } from '../src/logger.js';
+import { realTimers } from '../src/timers.js';
+import { counterValue, eventually, LogCapture, startController, useStack, type Running } from './support/harness.js';
 import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
 import { TcpProxy } from './support/tcpProxy.js';
 
@@ -115,5 +118,30 @@ describe('listener: the database stopped for 8 s and started again', () => {
     }
     await eventually(() => kube.creates.length === 1, 'a Job after the outage', 20_000);
     assert.ok(c.logs.count('LISTEN connection lost; reconnecting') + c.logs.count(/Cannot connect/) >= 1, 'the outage was logged');
+  });
+});
+
+// Issue 10, item 2: pg echoes an sslkey it cannot open, and LISTEN_DATABASE_URL is first used after startup,
+// so its failures reach the log (and /readyz through `disconnected`) rather than the startup error.
+describe('listener: a key pasted in place of the sslkey path of LISTEN_DATABASE_URL', () => {
+  it('logs the connect failure and reports it without the key', async () => {
+    const key = '-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC';
+    const logs = new LogCapture();
+    const reasons: string[] = [];
+    const listener = new Listener(`postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`, createLogger('debug', logs), realTimers, {
+      notification: () => undefined,
+      connected: () => undefined,
+      disconnected: (reason) => reasons.push(reason),
+      ping: async () => undefined,
+    }, 10_000);
+    listener.start();
+    try {
+      const line = await logs.waitForMsg('Cannot connect the LISTEN connection; retrying');
+      assert.equal(line.err, "ENOENT: no such file or directory, open '***'");
+      assert.deepEqual(reasons, ["ENOENT: no such file or directory, open '***'"]);
+      assert.ok(!logs.raw.join('\n').includes('MIIEvQ'));
+    } finally {
+      await listener.stop();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { baseName, buildJob, defaultTemplate, freeName, jobName, loadJobTemplate, RUN_ID_LABEL, validateJob, SETTLE_FINALIZER } from '../../src/jobTemplate.js';
+import { baseName, buildJob, defaultTemplate, freeName, jobName, jobSummary, loadJobTemplate, RUN_ID_LABEL, validateJob, SETTLE_FINALIZER } from '../../src/jobTemplate.js';
 
 const run = { name: 'sentinel-training-20261126-195426', namespace: 'ml', runId: 42, annotationCount: 57 };
 
@@ -67,6 +67,23 @@ describe('building the Job', () => {
     assert.equal(job.spec?.backoffLimit, 0);
     assert.equal(job.spec?.template.spec?.automountServiceAccountToken, false);
     assert.deepEqual(validateJob(job), []);
+  });
+});
+
+describe('what a log says about a Job', () => {
+  // Issue 10, item 2: an S3 secret key from a template's env appeared in the print-mode log.
+  it('names the Job, its containers, images and env variables, never an env value', () => {
+    const template = defaultTemplate('alpine', 3600);
+    template.spec!.template.spec!.containers[0]!.env = [{ name: 'AWS_SECRET_ACCESS_KEY', value: 'wJalrXUtnFEMI-K7MDENG' }];
+    template.spec!.template.spec!.initContainers = [{ name: 'fetch', image: 'busybox:1.36' }];
+    const summary = jobSummary(buildJob(template, run));
+    assert.deepEqual(summary, {
+      name: run.name,
+      namespace: 'ml',
+      containers: [{ name: 'train', image: 'alpine', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+      initContainers: [{ name: 'fetch', image: 'busybox:1.36', env: ['TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+    });
+    assert.ok(!JSON.stringify(summary).includes('wJalr'));
   });
 });
 

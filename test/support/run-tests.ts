@@ -36,9 +36,9 @@ if (!env.DATABASE_URL) {
     process.exit(1);
   }
   env.DATABASE_URL = own.url;
-  process.stdout.write(`# embedded PostgreSQL on port ${own.port} (set DATABASE_URL to use another server)\n`);
+  process.stdout.write(`# Node ${process.version}, embedded PostgreSQL on port ${own.port} (set DATABASE_URL to use another server)\n`);
 } else {
-  process.stdout.write(`# PostgreSQL from DATABASE_URL (${new URL(env.DATABASE_URL).host})\n`);
+  process.stdout.write(`# Node ${process.version}, PostgreSQL from DATABASE_URL (${new URL(env.DATABASE_URL).host})\n`);
 }
 
 // Two files at a time on this 2-core machine: each uses its own database, and the timing-sensitive

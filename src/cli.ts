@@ -28,6 +28,19 @@ function message(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 }
 
+/** A setting found bad only once it is used (a KUBECONFIG that names a directory) is still bad configuration. */
+function exitCode(err: unknown): number {
+  return err instanceof ConfigError ? 2 : 1;
+}
+
+// Which commands connect to PostgreSQL: only those need DATABASE_URL in production.
+const COMMANDS: Record<string, { database: boolean }> = {
+  run: { database: true },
+  migrate: { database: true },
+  status: { database: true },
+  'render-job': { database: false },
+};
+
 /** DATABASE_URL, or the embedded server that `npm start` runs (the commands below never start one). */
 function databaseUrl(config: Config): string {
   return config.databaseUrl || embeddedUrl(config.embeddedPort);
@@ -53,7 +66,7 @@ async function run(config: Config, logger: Logger): Promise<void> {
     service = await startService(config, logger);
   } catch (err: unknown) {
     logger.fatal({ err: message(err) }, 'Startup failed');
-    fail(message(err), 1);
+    fail(message(err), exitCode(err));
   }
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -90,9 +103,12 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
+  // Before the configuration: a typo must get the usage, not a complaint about a setting it would never use.
+  const spec = COMMANDS[command];
+  if (!spec) fail(`unknown command "${command}"\n${USAGE}`, 2);
   let config: Config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig(process.env, { needsDatabase: spec.database });
   } catch (err: unknown) {
     if (err instanceof ConfigError) fail(err.message, 2);
     throw err;
@@ -119,12 +135,10 @@ async function main(argv: string[]): Promise<void> {
         const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
         process.stdout.write(dump(buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 }), { noRefs: true }));
       } catch (err: unknown) {
-        fail(message(err), 1);
+        fail(message(err), exitCode(err));
       }
       return;
     }
-    default:
-      fail(`unknown command "${command}"\n${USAGE}`, 2);
   }
 }
 

@@ -74,6 +74,8 @@ cleanup() {
   exit $code
 }
 trap cleanup EXIT
+trap 'exit 143' TERM # .ci/run's timeout: clean up all the same
+trap 'exit 130' INT
 
 phase setup
 missing=()

@@ -100,6 +100,15 @@ fi
 if ! docker info >/dev/null 2>&1; then
   [ "$(id -u)" = 0 ] || fail "no Docker engine answers: start one"
   echo "starting dockerd"
+  # A dockerd killed with the session that started it leaves its and its containerd's pid files; it refuses to
+  # start (or waits for that containerd) while such a pid is still a process: a zombie not yet reaped, or the
+  # pid reused by another program.
+  for pidfile in /var/run/docker.pid:dockerd /var/run/docker/containerd/containerd.pid:containerd; do
+    pid=$(cat "${pidfile%:*}" 2>/dev/null || true)
+    if [ -n "$pid" ] && { [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "${pidfile#*:}" ] || [ "$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null)" = Z ]; }; then
+      rm -f "${pidfile%:*}"
+    fi
+  done
   # No iptables: this machine's kernel and sandbox do not take Docker's rules; nothing here needs NAT.
   setsid dockerd --iptables=false --storage-driver=overlay2 >>/var/log/dockerd-container-test.log 2>&1 </dev/null &
   within 30 docker info >/dev/null 2>&1 || fail "dockerd did not start: $(tail -3 /var/log/dockerd-container-test.log)"

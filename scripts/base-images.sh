@@ -18,6 +18,8 @@ set -euo pipefail
 
 CACHE_DIR=${CONTAINER_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/training-controller-container-test}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# Kept while it exists: bump the tag when the debootstrap step below changes (the other two are rebuilt through
+# Docker's layer cache, so a change to their Dockerfiles takes effect at once).
 ROOTFS_IMAGE=${ROOTFS_IMAGE:-training-controller-base/bookworm-minbase:1}
 NODE_BASE_IMAGE=${NODE_BASE_IMAGE:-training-controller-base/node:22-bookworm}
 POSTGRES_BASE_IMAGE=${POSTGRES_BASE_IMAGE:-training-controller-base/postgres:15-bookworm}

@@ -109,7 +109,8 @@ if ! docker info >/dev/null 2>&1; then
       rm -f "${pidfile%:*}"
     fi
   done
-  # No iptables: this machine's kernel and sandbox do not take Docker's rules; nothing here needs NAT.
+  # As these machines run it (issue 10). Without Docker's iptables rules containers have no NAT to the outside,
+  # which nothing here needs: builds use the host's network, the containers talk to each other and to the host.
   setsid dockerd --iptables=false --storage-driver=overlay2 >>/var/log/dockerd-container-test.log 2>&1 </dev/null &
   within 30 docker info >/dev/null 2>&1 || fail "dockerd did not start: $(tail -3 /var/log/dockerd-container-test.log)"
 fi
@@ -147,7 +148,7 @@ HTTP_HOST_PORT=$(free_port)
 POSTGRES_HOST_PORT=$(free_port)
 export HTTP_HOST_PORT POSTGRES_HOST_PORT
 dc up -d --no-build >"$tmp/up.log" 2>&1 || { cat "$tmp/up.log" >&2; fail "compose up"; }
-migrate=$(dc ps -q migrate)
+migrate=$(dc ps -a -q migrate) # -a: Compose v2 lists only running containers without it
 [ "$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$migrate")" = "exited 0" ] || fail "migrate did not exit 0"
 # `grep -q` on a pipe would end it early and fail the pipeline (pipefail): the logs go through a file.
 controller_log() { dc logs --no-color controller >"$tmp/controller.log" 2>&1 && grep -q "$@" "$tmp/controller.log"; }

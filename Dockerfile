@@ -1,7 +1,9 @@
-# syntax=docker/dockerfile:1
 # training-controller: build with the dev dependencies, run with production ones only.
+# NODE_IMAGE: another Node 22 on Debian bookworm with a user node (uid 1000), for a machine that cannot pull
+# this one (scripts/container-test.sh builds such a stand-in).
+ARG NODE_IMAGE=node:22-bookworm-slim
 
-FROM node:22-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: the only install script is embedded-postgres' (a dev dependency), unused in the image.
@@ -10,7 +12,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.build.json
 
-FROM node:22-bookworm-slim
+FROM ${NODE_IMAGE}
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

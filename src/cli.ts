@@ -33,6 +33,21 @@ function message(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 }
 
+/** A setting found bad only once it is used (a KUBECONFIG that names a directory) is still bad configuration. */
+/** Bad configuration (a setting, the kubeconfig, the Job template) exits 2, so a restart loop is told from an outage. */
+function exitCode(err: unknown): number {
+  return err instanceof ConfigError || err instanceof TemplateError ? 2 : 1;
+}
+
+// Which commands connect to PostgreSQL: only those need DATABASE_URL in production.
+const COMMANDS: Record<string, { database: boolean }> = {
+  run: { database: true },
+  migrate: { database: true },
+  status: { database: true },
+  'render-job': { database: false },
+  baseline: { database: true },
+};
+
 /** DATABASE_URL, or the embedded server that `npm start` runs (the commands below never start one). */
 function databaseUrl(config: Config): string {
   return config.databaseUrl || embeddedUrl(config.embeddedPort);
@@ -62,8 +77,7 @@ async function run(config: Config, logger: Logger): Promise<void> {
     const ours = err instanceof StartupError || err instanceof TemplateError;
     const text = ours ? message(err) : scrubSecrets(message(err), config.databaseUrl, config.listenDatabaseUrl);
     logger.fatal({ err: text }, 'Startup failed');
-    // A bad template is bad configuration, like a bad setting: exit 2, so a restart loop is told from an outage.
-    fail(text, err instanceof TemplateError ? 2 : 1);
+    fail(text, exitCode(err));
   }
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -115,9 +129,12 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(USAGE + '\n');
     return;
   }
+  // Before the configuration: a typo must get the usage, not a complaint about a setting it would never use.
+  const spec = COMMANDS[command];
+  if (!spec) fail(`unknown command "${command}"\n${USAGE}`, 2);
   let config: Config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig(process.env, { needsDatabase: spec.database });
   } catch (err: unknown) {
     if (err instanceof ConfigError) fail(err.message, 2);
     throw err;
@@ -144,7 +161,7 @@ async function main(argv: string[]): Promise<void> {
         const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
         process.stdout.write(dump(buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 }), { noRefs: true }));
       } catch (err: unknown) {
-        fail(message(err), err instanceof TemplateError ? 2 : 1);
+        fail(message(err), exitCode(err));
       }
       return;
     }
@@ -176,8 +193,6 @@ async function main(argv: string[]): Promise<void> {
         process.stdout.write(`Baseline run #${run.id}: ${run.annotationCount} annotations marked used without training (${run.jobName}).\n`);
       });
     }
-    default:
-      fail(`unknown command "${command}"\n${USAGE}`, 2);
   }
 }
 

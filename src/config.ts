@@ -139,8 +139,10 @@ export const ENV_DEFAULTS: Record<string, string> = Object.fromEntries(Object.va
 /**
  * Reads and validates the settings. Throws ConfigError whose message is one line:
  * `TRAINING_THRESHOLD must be an integer >= 1 (got "0")`. Never echoes a sensitive value.
+ * `needsDatabase: false` is for a command that never connects (render-job): production then does not demand
+ * DATABASE_URL.
  */
-export function loadConfig(env: Record<string, string | undefined>): Config {
+export function loadConfig(env: Record<string, string | undefined>, options: { needsDatabase?: boolean } = {}): Config {
   // An empty variable means "unset": `TRAINING_THRESHOLD=` in a compose file should not read as 0.
   const cleaned: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v;
@@ -186,7 +188,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   if (config.debounceMaxWaitMs < config.debounceMs) {
     throw new ConfigError(`DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS (${config.debounceMs}) (got "${config.debounceMaxWaitMs}")`);
   }
-  if (config.production && config.databaseUrl === '') {
+  if (config.production && config.databaseUrl === '' && options.needsDatabase !== false) {
     throw new ConfigError('DATABASE_URL is required when NODE_ENV=production (the embedded PostgreSQL is for development only)');
   }
   if (config.listenDatabaseUrl !== '' && config.databaseUrl === '') {

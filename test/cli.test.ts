@@ -1,7 +1,7 @@
 // The CLI as operators run it: exit codes, one-line errors, signals, migrate, status, render-job, dry-run.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -96,6 +96,63 @@ describe('startup errors', () => {
     const r = await cli(['dance'], {});
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown command "dance"[\s\S]*usage: training-controller/);
+  });
+
+  // Issue 10: in the image (NODE_ENV=production) these demanded a DATABASE_URL they never use.
+  it('production: an unknown command gets the usage, not a DATABASE_URL error', async () => {
+    const r = await cli(['dance'], { NODE_ENV: 'production' });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^training-controller: unknown command "dance"\nusage: training-controller/);
+    assert.doesNotMatch(r.stderr, /DATABASE_URL/);
+  });
+
+  it('production: render-job needs no DATABASE_URL (it never connects)', async () => {
+    const r = await cli(['render-job'], { NODE_ENV: 'production' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((load(r.stdout) as V1Job).kind, 'Job');
+  });
+
+  // Issue 10: a kubeconfig missing on the host made Docker create a directory at the mounted path, and the
+  // controller crash-looped on `EISDIR: illegal operation on a directory, read`, naming no file.
+  describe('a KUBECONFIG that is no kubeconfig file: one line naming the file and what to do, exit 2', () => {
+    let dir = '';
+    before(async () => (dir = await mkdtemp(join(tmpdir(), 'kubeconfig-'))));
+
+    it('a directory, where the controller runs (production, after the database checks)', async () => {
+      const db = await freshDatabase();
+      try {
+        const kubeconfig = join(dir, 'as-docker-left-it');
+        await mkdir(kubeconfig);
+        const r = await cli(['run'], { NODE_ENV: 'production', DATABASE_URL: db.url, KUBECONFIG: kubeconfig, HTTP_PORT: '0' });
+        assert.equal(r.code, 2);
+        assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`^training-controller: KUBECONFIG ${kubeconfig} is a directory, not a kubeconfig file .*KUBECONFIG_HOST=`));
+      } finally {
+        await db.drop();
+      }
+    });
+
+    it('a file that does not exist', async () => {
+      const r = await cli(['render-job'], { KUBECONFIG: join(dir, 'missing', 'config') });
+      assert.equal(r.code, 2);
+      assert.equal(r.stderr, `training-controller: KUBECONFIG ${join(dir, 'missing', 'config')} does not exist: point KUBECONFIG at a kubeconfig file, or unset it to use ~/.kube/config or the in-cluster service account\n`);
+    });
+
+    it('~/.kube/config a directory, KUBECONFIG unset', async () => {
+      const home = join(dir, 'home');
+      await mkdir(join(home, '.kube', 'config'), { recursive: true });
+      const r = await cli(['render-job'], { HOME: home });
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, new RegExp(`^training-controller: ${join(home, '.kube', 'config')} is a directory, not a kubeconfig file`));
+    });
+
+    it('not a kubeconfig at all', async () => {
+      const file = join(dir, 'notes.txt');
+      await writeFile(file, '- just\n- a list\n');
+      const r = await cli(['render-job'], { KUBECONFIG: file });
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, new RegExp(`^training-controller: KUBECONFIG ${file}: .+\n$`));
+    });
   });
 });
 

@@ -73,6 +73,7 @@ export class FakeKube {
   private watchers = new Set<Watcher>();
   private sockets = new Set<Socket>();
   private port = 0;
+  private host = '127.0.0.1';
   private server: Server;
 
   private constructor() {
@@ -83,39 +84,54 @@ export class FakeKube {
     });
   }
 
-  static async start(): Promise<FakeKube> {
+  /**
+   * `host`: the address to listen on (default 127.0.0.1). scripts/container-test.sh listens on the Docker
+   * bridge so that a container can reach it; its kubeconfig then names another server (writeKubeconfig).
+   */
+  static async start(options: { host?: string } = {}): Promise<FakeKube> {
     const kube = new FakeKube();
+    kube.host = options.host ?? '127.0.0.1';
     await kube.listen(0);
     const dir = mkdtempSync(join(tmpdir(), 'fake-kube-'));
     kube.kubeconfigPath = join(dir, 'kubeconfig');
+    kube.writeKubeconfig(kube.kubeconfigPath, kube.url);
+    return kube;
+  }
+
+  /**
+   * A kubeconfig for this server, reached at `server`. The certificate names only 127.0.0.1 and localhost:
+   * a server under another name needs `tlsServerName: 'localhost'` (kubeconfig `tls-server-name`), so TLS is
+   * still verified against the CA as with a real cluster.
+   */
+  writeKubeconfig(path: string, server: string, tlsServerName?: string): void {
     const ca = readFileSync(join(tls, 'cert.pem')).toString('base64');
+    const serverName = tlsServerName ? `, tls-server-name: "${tlsServerName}"` : '';
     writeFileSync(
-      kube.kubeconfigPath,
+      path,
       `apiVersion: v1
 kind: Config
 clusters:
 - name: fake
-  cluster: { server: "${kube.url}", certificate-authority-data: "${ca}" }
+  cluster: { server: "${server}", certificate-authority-data: "${ca}"${serverName} }
 users:
 - name: controller
-  user: { token: "${kube.token}" }
+  user: { token: "${this.token}" }
 contexts:
 - name: fake
   context: { cluster: fake, user: controller, namespace: default }
 current-context: fake
 `,
     );
-    return kube;
   }
 
   get url(): string {
-    return `https://127.0.0.1:${this.port}`;
+    return `https://${this.host}:${this.port}`;
   }
 
   private listen(port: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, '127.0.0.1', () => {
+      this.server.listen(port, this.host, () => {
         this.port = (this.server.address() as AddressInfo).port;
         resolve();
       });

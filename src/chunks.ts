@@ -12,7 +12,9 @@
 //
 // The walk is by id from the cursor: a claim or baseline through annotations_pending (id), a settle or
 // release through annotations_run_claims (training_run_id, id), so a chunk is an index range scan of about
-// `rows` entries and the whole walk is linear.
+// `rows` entries and the whole walk is linear. The UPDATE repeats the chunk's id range: joined to the chunk
+// alone, the planner, whose statistics still said "no row has a run" right after a claim, scanned all of the
+// run's rows once per chunk row (a 200,000-row settle did not finish in 60 s).
 import type { Pool, PoolClient } from './db.js';
 import { withTransaction } from './db.js';
 import type { Logger } from './logger.js';
@@ -61,7 +63,7 @@ export async function claimChunk(client: PoolClient, t: Tables, runId: number, c
        FOR UPDATE SKIP LOCKED
      ), u AS (
        UPDATE ${t.annotations} a SET training_run_id = $1${opts.used ? ', used_for_training = true' : ''}
-         FROM c WHERE a.id = c.id AND ${PENDING} ${before} RETURNING 1
+         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) AND a.id > $2 AND a.id <= (SELECT max(id) FROM c) AND ${PENDING} ${before} RETURNING 1
      )
      SELECT (SELECT max(id) FROM c)::text AS last, (SELECT count(*) FROM u)::int AS done, (SELECT count(*) FROM c)::int AS seen`,
     opts.before ? [runId, cursor, through, rows, opts.before] : [runId, cursor, through, rows],
@@ -81,7 +83,8 @@ export async function settleChunk(client: PoolClient, t: Tables, runId: number, 
        SELECT id FROM ${t.annotations} WHERE training_run_id = $1 AND NOT used_for_training AND id > $2 ORDER BY training_run_id, id LIMIT $3
      ), u AS (
        UPDATE ${t.annotations} a SET used_for_training = ${used}, training_run_id = CASE WHEN ${used} THEN a.training_run_id END
-         FROM c WHERE a.id = c.id AND a.training_run_id = $1 AND NOT a.used_for_training RETURNING a.used_for_training AS used
+         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) AND a.training_run_id = $1 AND a.id > $2 AND a.id <= (SELECT max(id) FROM c)
+           AND NOT a.used_for_training RETURNING a.used_for_training AS used
      )
      SELECT (SELECT max(id) FROM c)::text AS last, count(*) FILTER (WHERE used)::int AS done, count(*) FILTER (WHERE NOT used)::int AS released,
             (SELECT count(*) FROM c)::int AS seen FROM u`,

@@ -1,5 +1,5 @@
 // A seeded, reproducible random walk through verifications, un-verifications, Job outcomes, API faults,
-// listener kills, controller restarts (some with another TRAINING_NAMESPACE), and Jobs that finish and are
+// large batches (claimed and settled in chunks), listener kills, controller restarts (some with another TRAINING_NAMESPACE), and Jobs that finish and are
 // deleted (by their TTL or by hand) while the controller is down, checking after every step that every verified
 // annotation is pending, claimed by one open run, or used by one succeeded run, that nothing un-verified was
 // marked used, and that there is never more than one open run or unfinished Job.
@@ -33,6 +33,8 @@ const ENV = {
   KUBE_REQUEST_TIMEOUT_MS: '300',
   RECONCILE_INTERVAL_SECONDS: '1',
   POLL_INTERVAL_SECONDS: '2',
+  // Every batch above 7 is claimed and settled in chunks (issue #14), so crashes and faults land between them.
+  CHUNK_ROWS: '7',
 };
 
 describe('randomized: the invariant holds whatever fails where', () => {
@@ -57,7 +59,7 @@ describe('randomized: the invariant holds whatever fails where', () => {
           const unfinished = unfinishedJobs();
           // Weighted choice among what makes sense now: Job outcomes only while a Job runs, and one fault at
           // a time (stacked faults would fail every create and the walk would stop exercising runs).
-          const options: [number, string][] = [[30, 'verify'], [4, 'unverify'], [10, 'wait'], [3, 'kill listener'], [3, 'restart'], [1, 'api down'], [1, 'switch namespace']];
+          const options: [number, string][] = [[30, 'verify'], [3, 'large batch'], [4, 'unverify'], [10, 'wait'], [3, 'kill listener'], [3, 'restart'], [1, 'api down'], [1, 'switch namespace']];
           if (unfinished.length > 0) options.push([14, 'complete'], [8, 'fail'], [3, 'delete'], [2, 'done while down']);
           if (kube.pendingFaults() === 0) options.push([3, '500'], [1, '422'], [2, 'slow create'], [1, 'lost answers'], [1, 'list 503']);
           let roll = random() * options.reduce((sum, [w]) => sum + w, 0);
@@ -72,6 +74,13 @@ describe('randomized: the invariant holds whatever fails where', () => {
                 await db.pool.query('INSERT INTO annotations (verified) SELECT false FROM generate_series(1, $1)', [n]);
                 await db.pool.query('UPDATE annotations SET verified = true WHERE NOT verified');
               }
+              break;
+            }
+            case 'large batch': {
+              // A backlog at once (an import, a first deployment): many chunks for the claim and the settle.
+              const n = 60 + Math.floor(random() * 90);
+              action = `large batch ${n}`;
+              await db.pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, $1)', [n]);
               break;
             }
             case 'unverify': {

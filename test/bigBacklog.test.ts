@@ -11,7 +11,7 @@ import pg from 'pg';
 import { CLAIMING_IN_CHUNKS } from '../src/dispatcher.js';
 import { FINISHING_CLAIM, FINISHING_UNFINISHED } from '../src/reconciler.js';
 import { cliPath, spawnCli, type ChildController } from './support/child.js';
-import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
+import { freshDatabase, invariantViolations, runRows, triageWrite, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, startController } from './support/harness.js';
 
@@ -29,16 +29,7 @@ async function count(db: TestDb, where: string): Promise<number> {
   return (await db.pool.query(`SELECT count(*)::int AS n FROM annotations WHERE ${where}`)).rows[0].n as number;
 }
 
-/** A Triage-side write on its own connection; the statement_timeout turns "blocked by us" into an error. */
-async function relabel(db: TestDb, id: number): Promise<void> {
-  const c = new pg.Client({ connectionString: db.url, statement_timeout: 5000 });
-  await c.connect();
-  try {
-    await c.query("UPDATE annotations SET label = 'relabelled' WHERE id = $1", [id]);
-  } finally {
-    await c.end();
-  }
-}
+const relabel = (db: TestDb, id: number) => triageWrite(db.url, "UPDATE annotations SET label = 'relabelled' WHERE id = $1", [id]);
 
 async function status(db: TestDb): Promise<string> {
   return (await exec(process.execPath, [cliPath(), 'status'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url } })).stdout;

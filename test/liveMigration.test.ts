@@ -12,7 +12,7 @@ import { migrationsDir } from '../src/paths.js';
 import { invalidIndexWarning, missingSchema } from '../src/schemaCheck.js';
 import { tables } from '../src/tables.js';
 import { cliPath, spawnCli } from './support/child.js';
-import { freshDatabase, type TestDb } from './support/db.js';
+import { freshDatabase, triageWrite, type TestDb } from './support/db.js';
 import { LogCapture } from './support/harness.js';
 
 const exec = promisify(execFile);
@@ -48,19 +48,7 @@ async function openTriageTransaction(db: TestDb): Promise<{ finish(): Promise<vo
   };
 }
 
-/**
- * One verification by another Triage session. A statement_timeout turns "queued behind the migration's lock
- * until the long transaction ends" (the bug: forever, here) into an error; 5 s is far above a 50 ms lock wait.
- */
-async function verify(db: TestDb, id: number): Promise<void> {
-  const c = new pg.Client({ connectionString: db.url, statement_timeout: 5000 });
-  await c.connect();
-  try {
-    await c.query('UPDATE annotations SET verified = true WHERE id = $1', [id]);
-  } finally {
-    await c.end();
-  }
-}
+const verify = (db: TestDb, id: number) => triageWrite(db.url, 'UPDATE annotations SET verified = true WHERE id = $1', [id]);
 
 async function psqlFile(db: TestDb, file: string): Promise<void> {
   await exec('psql', [db.url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', join(migrationsDir(), file)]);

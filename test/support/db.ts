@@ -68,6 +68,20 @@ export async function runRows(pool: pg.Pool): Promise<RunRow[]> {
   return (await pool.query<RunRow>('SELECT id::int, state, namespace, annotation_count, trained_count, reason FROM training_runs ORDER BY id')).rows;
 }
 
+/**
+ * One write by another Triage API session. Its statement_timeout turns "queued behind the controller or a
+ * migration until some long transaction ends" into an error; 5 s is far above any wait we allow (~50 ms).
+ */
+export async function triageWrite(url: string, sql: string, params: unknown[] = []): Promise<void> {
+  const c = new pg.Client({ connectionString: url, statement_timeout: 5000 });
+  await c.connect();
+  try {
+    await c.query(sql, params);
+  } finally {
+    await c.end();
+  }
+}
+
 /** Verifies `n` new annotations in one statement (one transaction). */
 export async function verifyNew(pool: pg.Pool, n: number): Promise<void> {
   await pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, $1)', [n]);

@@ -7,7 +7,8 @@
 // failure is logged, kept on /readyz until that step succeeds again, and retried on the back-off table.
 //
 // Recount causes and their timing:
-//   notification, gate, writers-ended → debounced (DEBOUNCE_MS trailing, DEBOUNCE_MAX_WAIT_MS cap)
+//   notification, gate, writers-ended → debounced (at once when quiet, else one trailing recount DEBOUNCE_MS
+//                                        after the last, DEBOUNCE_MAX_WAIT_MS cap: debounce.ts)
 //   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry, claim-race → at once
 import { AwaitWriters } from './awaitWriters.js';
 import { retryDelayMs } from './backoff.js';
@@ -40,6 +41,10 @@ export const RECOUNT_CAUSES = [
   'writers-ended',
 ] as const;
 export type RecountCause = (typeof RECOUNT_CAUSES)[number];
+
+/** Debug log lines the benchmark reads to split the trigger latency. */
+export const NOTIFIED = 'Notification received';
+export const RECOUNTED = 'Recounted';
 
 const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'writers-ended']);
 
@@ -120,6 +125,7 @@ export class Controller {
 
   notification(): void {
     this.deps.metrics.noteNotification();
+    this.deps.logger.debug(NOTIFIED); // the bench times delivery from it; free unless LOG_LEVEL=debug
     this.requestRecount('notification');
   }
 
@@ -164,6 +170,7 @@ export class Controller {
     metrics.recounts.inc({ cause });
     const settles = this.writers.settleable();
     let count;
+    const started = timers.now();
     try {
       count = await recount(pool, this.deps.dispatcher.tables, config.trainingThreshold);
     } catch (err: unknown) {
@@ -174,7 +181,7 @@ export class Controller {
     this.ok('writers');
     health.lastRecountAt = timers.now();
     metrics.pending.set(count.pending);
-    this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length }, 'Recounted');
+    this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length, ms: timers.now() - started }, RECOUNTED);
     this.writers.recounted(settles, count.gateBefore, count.writers);
 
     let quiet = false;

@@ -1,8 +1,14 @@
-// Trailing debounce with a maximum wait: a storm of notifications becomes one recount per `waitMs` of quiet,
-// but never later than `maxWaitMs` after the first request, so a steady stream cannot starve the recount.
+// Leading-edge debounce with one trailing call and a maximum wait (issue #12). The gate makes notifications
+// rare (only a verification that may reach the threshold notifies), so a quiet controller acts on the first at
+// once: a trailing-only DEBOUNCE_MS=1000 put ~1,025 ms between the threshold-crossing commit and the Job
+// create. Requests within `waitMs` of the last call are coalesced into one trailing call, `waitMs` after the
+// last of them but never later than `maxWaitMs` after the first, so a storm still costs one call per quiet
+// period (or per `maxWaitMs` of a steady stream) plus the leading one.
+//   idle --request (nothing ran within waitMs)--> fire now (leading)            → idle
+//   idle --request (a call ran within waitMs)---> pending: timer at fireAt(…)   → fires (trailing) → idle
 import type { Timers } from './timers.js';
 
-// With DEBOUNCE_MS=1000 and a 5,000 ms cap, 100,000 notifications over 10 s cost at most 10/5 + 1 = 3 recounts.
+// With DEBOUNCE_MS=1000 and a 5,000 ms cap, 100,000 notifications over 10 s cost at most 1 + 10/5 + 1 = 4 recounts.
 
 /** When a debounced call fires, given the first and the latest request since the last fire. Pure. */
 export function fireAt(firstRequestAt: number, lastRequestAt: number, waitMs: number, maxWaitMs: number): number {
@@ -13,6 +19,8 @@ export class Debouncer {
   private firstAt: number | null = null;
   private lastAt = 0;
   private handle: unknown = null;
+  /** When the last call fired; a request later than `waitMs` after it fires at once. */
+  private firedAt = -Infinity;
 
   constructor(
     private readonly timers: Timers,
@@ -31,6 +39,11 @@ export class Debouncer {
    */
   request(): void {
     const now = this.timers.now();
+    if (this.firstAt === null && now - this.firedAt >= this.waitMs) {
+      this.firedAt = now; // leading edge: nothing ran within the window
+      this.fire();
+      return;
+    }
     if (this.firstAt === null) this.firstAt = now;
     this.lastAt = now;
     if (this.handle === null) this.arm();
@@ -53,6 +66,7 @@ export class Debouncer {
         return;
       }
       this.firstAt = null;
+      this.firedAt = this.timers.now();
       this.fire();
     }, Math.max(0, due - this.timers.now()));
   }

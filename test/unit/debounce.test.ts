@@ -9,19 +9,43 @@ describe('debounce', () => {
     assert.equal(fireAt(0, 450, 100, 500), 500);
   });
 
-  it('turns a burst into one call, a wait after the last request', () => {
+  it('fires at once on the first request after a quiet window (leading edge)', () => {
     const timers = new FakeTimers();
-    let fired = 0;
-    const d = new Debouncer(timers, 100, 1000, () => fired++);
+    const firedAt: number[] = [];
+    const d = new Debouncer(timers, 1000, 5000, () => firedAt.push(timers.t));
+    d.request();
+    assert.deepEqual(firedAt, [0]);
+    timers.advance(1000);
+    d.request();
+    assert.deepEqual(firedAt, [0, 1000], 'a full window after the last call: at once again');
+  });
+
+  it('turns a burst into one leading call and one trailing call, a wait after the last request', () => {
+    const timers = new FakeTimers();
+    const firedAt: number[] = [];
+    const d = new Debouncer(timers, 100, 1000, () => firedAt.push(timers.t));
     for (let i = 0; i < 50; i++) {
       d.request();
       timers.advance(10);
     }
-    assert.equal(fired, 0);
+    assert.deepEqual(firedAt, [0]);
     timers.advance(100);
-    assert.equal(fired, 1);
+    assert.deepEqual(firedAt, [0, 590]);
     timers.advance(10_000);
-    assert.equal(fired, 1);
+    assert.deepEqual(firedAt, [0, 590]);
+  });
+
+  it('a request soon after a trailing call waits for the next trailing call', () => {
+    const timers = new FakeTimers();
+    const firedAt: number[] = [];
+    const d = new Debouncer(timers, 100, 1000, () => firedAt.push(timers.t));
+    d.request(); // leading at 0
+    timers.advance(50);
+    d.request(); // trailing at 150
+    timers.advance(150);
+    d.request(); // 50 ms after the trailing call: trailing again at 300
+    timers.advance(200);
+    assert.deepEqual(firedAt, [0, 150, 300]);
   });
 
   it('is not starved by a steady stream: fires every maximum wait', () => {
@@ -33,7 +57,8 @@ describe('debounce', () => {
       d.request();
       timers.advance(50);
     }
-    assert.deepEqual(firedAt, [500, 1000, 1500, 2000]);
+    // The first request fires at once; the rest each wait for the cap: 500 ms after the first of them.
+    assert.deepEqual(firedAt, [0, 550, 1050, 1550]);
   });
 
   it('a storm of 100,000 requests over 10 s costs at most duration/maxWait + 1 calls', () => {
@@ -53,10 +78,12 @@ describe('debounce', () => {
     const timers = new FakeTimers();
     let fired = 0;
     const d = new Debouncer(timers, 100, 500, () => fired++);
-    d.request();
+    d.request(); // leading: fires at once
+    d.request(); // within the window: pending
+    assert.equal(d.pending, true);
     d.cancel();
     timers.advance(1000);
-    assert.equal(fired, 0);
+    assert.equal(fired, 1);
     assert.equal(d.pending, false);
   });
 });

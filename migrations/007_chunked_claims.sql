@@ -9,17 +9,20 @@
 -- Claims, settles and releases in chunks (issue #14). One UPDATE of 1,000,000 rows held their row locks for
 -- ~25 s and a Triage relabel waited 23 s; each chunk of CHUNK_ROWS rows is now its own short transaction, and
 -- training_runs records how far the work got, so a restart finishes what it finds half done.
+--   claim_pending: a claim (or baseline) is under way; the Job is created only once it is complete;
 --   claim_through: the highest pending id when the claim began (the claim takes pending rows up to it);
---   claim_cursor:  rows up to this id are done; NULL once the claim is complete (the Job is created only then);
+--   claim_cursor:  rows up to this id are done (NULL: none yet). Ids are kept as text, compared in the id
+--                  column's own type: the Triage API's ids may be bigint, uuid or text;
 --   settle_pending: the run's outcome is recorded but its annotations are not all marked used / released yet;
 --   settle_cursor: how far that got; released_count: annotations a settle released;
 --   baseline_before: a baseline limited to annotations verified before this instant (its verified_at column).
 -- A baseline (`training-controller baseline`) is a run in state `baseline` with no Job: it marks pending
 -- annotations used without training them, so a first deployment can leave the history out.
-ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS claim_through bigint;
-ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS claim_cursor bigint;
+ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS claim_pending boolean NOT NULL DEFAULT false;
+ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS claim_through text;
+ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS claim_cursor text;
 ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS settle_pending boolean NOT NULL DEFAULT false;
-ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS settle_cursor bigint;
+ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS settle_cursor text;
 ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS released_count integer;
 ALTER TABLE :"schema".training_runs ADD COLUMN IF NOT EXISTS baseline_before timestamptz;
 ALTER TABLE :"schema".training_runs DROP CONSTRAINT IF EXISTS training_runs_state_check;

@@ -32,8 +32,10 @@ async function hasVerifiedAt(deps: ChunkDeps): Promise<boolean> {
   return rowCount === 1;
 }
 
+// $1::timestamptz: the instant as given; a `timestamp without time zone` column is read in the database
+// session's TimeZone, never in that of the machine running the command.
 function scope(before: Date | null): string {
-  return before ? `${PENDING} AND ${VERIFIED_AT} < $1` : PENDING;
+  return before ? `${PENDING} AND ${VERIFIED_AT} < $1::timestamptz` : PENDING;
 }
 
 export async function planBaseline(deps: ChunkDeps, before: Date | null): Promise<BaselinePlan> {
@@ -45,7 +47,7 @@ export async function planBaseline(deps: ChunkDeps, before: Date | null): Promis
       `${deps.tables.annotations} has no ${VERIFIED_AT} column: --before needs when each annotation was verified (created_at says when it was created); without --before, baseline takes every annotation pending now`,
     );
   }
-  const { rows } = await deps.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${deps.tables.annotations} WHERE ${scope(before)}`, before ? [before] : []);
+  const { rows } = await deps.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${deps.tables.annotations} WHERE ${scope(before)}`, before ? [before.toISOString()] : []);
   return { count: rows[0]?.n ?? 0, before, resumes: null };
 }
 
@@ -69,9 +71,9 @@ export async function runBaseline(deps: ChunkDeps, plan: BaselinePlan, onChunk?:
       const open = await openRun(client, t);
       if (open) throw new BaselineRefused(`run #${open.id} (${open.jobName}) is ${open.state}: wait until it ends`);
       const { rows } = await client.query<{ id: number }>(
-        `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, reason, claim_through, claim_cursor, baseline_before)
+        `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, reason, claim_through, claim_pending, baseline_before)
          VALUES ('baseline-' || to_char(clock_timestamp(), 'YYYYMMDD-HH24MISS-US'), '', 'baseline', 0, $2,
-                 (SELECT max(id) FROM ${t.annotations} WHERE ${PENDING}), 0, $1)
+                 (SELECT id::text AS top FROM ${t.annotations} WHERE ${PENDING} ORDER BY id DESC LIMIT 1), true, $1)
          RETURNING id::int`,
         [plan.before, baselineReason(plan.before)],
       );

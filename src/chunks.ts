@@ -36,6 +36,18 @@ export interface ChunkDeps {
   /** Annotations per chunk transaction (CHUNK_ROWS). */
   chunkRows: number;
   sleep?: (ms: number) => Promise<void>;
+  /** True once the service is shutting down: the walk stops between chunks (the restart finishes it). */
+  stopping?: () => boolean;
+}
+
+/**
+ * Thrown between two chunks when the service is shutting down: a 1,000,000-row claim takes ~25 s, longer than
+ * SHUTDOWN_TIMEOUT_MS. What is done is committed and recorded; the restarted service finishes the rest.
+ */
+export class ChunkInterrupted extends Error {
+  constructor(what: string) {
+    super(`Shutting down: the ${what} stops between chunks; the restarted service finishes it`);
+  }
 }
 
 export interface ChunkResult {
@@ -54,49 +66,67 @@ export interface ChunkResult {
  * a Triage transaction is writing at that instant is skipped (SKIP LOCKED), never waited for: it stays
  * pending, for the next run.
  */
-export async function claimChunk(client: PoolClient, t: Tables, runId: number, cursor: string, through: string, rows: number, opts: { used?: boolean; before?: Date | null } = {}): Promise<ChunkResult> {
+export async function claimChunk(client: PoolClient, t: Tables, runId: number, cursor: string | null, through: string | null, rows: number, opts: { used?: boolean; before?: Date | null } = {}): Promise<ChunkResult> {
   await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
-  const before = opts.before ? 'AND verified_at < $5' : '';
+  const p = new Params(runId, rows);
+  // Ids are compared in their own type (bigint, uuid, text: $n takes the column's type), never as numbers.
+  const range = `${cursor === null ? '' : `AND id > ${p.add(cursor)}`} AND id <= ${p.add(through)}`;
+  const before = opts.before ? `AND verified_at < ${p.add(opts.before.toISOString())}::timestamptz` : '';
   const { rows: r } = await client.query<{ last: string | null; done: number; seen: number }>(
     `WITH c AS (
-       SELECT id FROM ${t.annotations} WHERE ${PENDING} AND id > $2 AND id <= $3 ${before} ORDER BY id LIMIT $4
+       SELECT id FROM ${t.annotations} WHERE ${PENDING} ${range} ${before} ORDER BY id LIMIT $2
        FOR UPDATE SKIP LOCKED
      ), u AS (
        UPDATE ${t.annotations} a SET training_run_id = $1${opts.used ? ', used_for_training = true' : ''}
-         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) AND a.id > $2 AND a.id <= (SELECT max(id) FROM c) AND ${PENDING} ${before} RETURNING 1
+         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) ${range.replaceAll('id ', 'a.id ')} AND a.id <= (SELECT id FROM c ORDER BY id DESC LIMIT 1)
+           AND ${PENDING} ${before} RETURNING 1
      )
-     SELECT (SELECT max(id) FROM c)::text AS last, (SELECT count(*) FROM u)::int AS done, (SELECT count(*) FROM c)::int AS seen`,
-    opts.before ? [runId, cursor, through, rows, opts.before] : [runId, cursor, through, rows],
+     SELECT (SELECT id FROM c ORDER BY id DESC LIMIT 1)::text AS last, (SELECT count(*) FROM u)::int AS done, (SELECT count(*) FROM c)::int AS seen`,
+    p.values,
   );
   return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: 0, seen: r[0]?.seen ?? 0 };
+}
+
+/** Numbered query parameters: $1 and $2 are always the run id and the chunk size. */
+class Params {
+  readonly values: unknown[];
+  constructor(...first: unknown[]) {
+    this.values = first;
+  }
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
 }
 
 /**
  * A settle: the run's annotations not yet used, from the cursor on. Succeeded: those still verified become
  * used, any a reviewer un-verified while it trained are released. Failed or lost: all are released.
  */
-export async function settleChunk(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string, rows: number): Promise<ChunkResult> {
+export async function settleChunk(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string | null, rows: number): Promise<ChunkResult> {
   await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
   const used = succeeded ? 'a.verified IS TRUE' : 'false';
+  const p = new Params(runId, rows);
+  const from = cursor === null ? '' : `AND id > ${p.add(cursor)}`;
   const { rows: r } = await client.query<{ last: string | null; done: number; released: number; seen: number }>(
     `WITH c AS (
-       SELECT id FROM ${t.annotations} WHERE training_run_id = $1 AND NOT used_for_training AND id > $2 ORDER BY training_run_id, id LIMIT $3
+       SELECT id FROM ${t.annotations} WHERE training_run_id = $1 AND NOT used_for_training ${from} ORDER BY training_run_id, id LIMIT $2
      ), u AS (
        UPDATE ${t.annotations} a SET used_for_training = ${used}, training_run_id = CASE WHEN ${used} THEN a.training_run_id END
-         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) AND a.training_run_id = $1 AND a.id > $2 AND a.id <= (SELECT max(id) FROM c)
-           AND NOT a.used_for_training RETURNING a.used_for_training AS used
+         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) AND a.training_run_id = $1 ${from.replace('id ', 'a.id ')}
+           AND a.id <= (SELECT id FROM c ORDER BY id DESC LIMIT 1) AND NOT a.used_for_training RETURNING a.used_for_training AS used
      )
-     SELECT (SELECT max(id) FROM c)::text AS last, count(*) FILTER (WHERE used)::int AS done, count(*) FILTER (WHERE NOT used)::int AS released,
-            (SELECT count(*) FROM c)::int AS seen FROM u`,
-    [runId, cursor, rows],
+     SELECT (SELECT id FROM c ORDER BY id DESC LIMIT 1)::text AS last, count(*) FILTER (WHERE used)::int AS done,
+            count(*) FILTER (WHERE NOT used)::int AS released, (SELECT count(*) FROM c)::int AS seen FROM u`,
+    p.values,
   );
   return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: r[0]?.released ?? 0, seen: r[0]?.seen ?? 0 };
 }
 
 interface ClaimProgress {
   state: string;
-  claim_cursor: string;
-  claim_through: string;
+  claim_cursor: string | null;
+  claim_through: string | null;
   baseline_before: Date | null;
 }
 
@@ -109,24 +139,25 @@ export async function finishClaim(deps: ChunkDeps, runId: number, onChunk?: (cla
   const t = deps.tables;
   let worked = false;
   for (;;) {
+    if (deps.stopping?.()) throw new ChunkInterrupted(`claim of run ${runId}`);
     const step = await chunkWithRetry(deps, `claim of run ${runId}`, async (client) => {
       const { rows } = await client.query<ClaimProgress>(
-        `SELECT state, claim_cursor::text, claim_through::text, baseline_before FROM ${t.runs} WHERE id = $1 AND claim_cursor IS NOT NULL FOR UPDATE`,
+        `SELECT state, claim_cursor, claim_through, baseline_before FROM ${t.runs} WHERE id = $1 AND claim_pending FOR UPDATE`,
         [runId],
       );
       const p = rows[0];
       if (!p) return 'none';
       const baseline = p.state === 'baseline';
       const r = await claimChunk(client, t, runId, p.claim_cursor, p.claim_through, deps.chunkRows, { used: baseline, before: p.baseline_before });
-      const cursor = r.seen < deps.chunkRows ? null : r.last; // fewer than asked for: that was the end
+      const complete = r.seen < deps.chunkRows; // fewer than asked for: that was the end
       await client.query(
-        `UPDATE ${t.runs} SET claim_cursor = $2::bigint, annotation_count = annotation_count + $3,
-                finished_at = CASE WHEN $2::bigint IS NULL AND state = 'baseline' THEN now() ELSE finished_at END
+        `UPDATE ${t.runs} SET claim_cursor = coalesce($2, claim_cursor), claim_pending = NOT $4, annotation_count = annotation_count + $3,
+                finished_at = CASE WHEN $4 AND state = 'baseline' THEN now() ELSE finished_at END
           WHERE id = $1`,
-        [runId, cursor, r.done],
+        [runId, r.last, r.done, complete],
       );
       onChunk?.(r.done);
-      return cursor === null ? 'complete' : 'more';
+      return complete ? 'complete' : 'more';
     });
     if (step === 'none') return worked;
     worked = true;
@@ -139,9 +170,10 @@ export async function finishSettle(deps: ChunkDeps, runId: number): Promise<{ tr
   const t = deps.tables;
   let totals: { trained: number; released: number } | null = null;
   for (;;) {
+    if (deps.stopping?.()) throw new ChunkInterrupted(`settle of run ${runId}`);
     const step = await chunkWithRetry(deps, `settle of run ${runId}`, async (client) => {
-      const { rows } = await client.query<{ state: string; settle_cursor: string }>(
-        `SELECT state, settle_cursor::text FROM ${t.runs} WHERE id = $1 AND settle_pending FOR UPDATE`,
+      const { rows } = await client.query<{ state: string; settle_cursor: string | null }>(
+        `SELECT state, settle_cursor FROM ${t.runs} WHERE id = $1 AND settle_pending FOR UPDATE`,
         [runId],
       );
       const p = rows[0];
@@ -161,12 +193,12 @@ export interface SettleStep {
 }
 
 /** One settle chunk and the run's progress, in the caller's transaction (the run's row locked or just updated). */
-export async function settleStep(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string, rows: number): Promise<SettleStep> {
+export async function settleStep(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string | null, rows: number): Promise<SettleStep> {
   const r = await settleChunk(client, t, runId, succeeded, cursor, rows);
   // Fewer rows than asked for: that was the end (so a run of one chunk settles in one transaction).
   const complete = r.seen < rows;
   const { rows: totals } = await client.query<{ trained: number | null; released: number }>(
-    `UPDATE ${t.runs} SET settle_cursor = coalesce($2::bigint, settle_cursor), settle_pending = NOT $5,
+    `UPDATE ${t.runs} SET settle_cursor = coalesce($2, settle_cursor), settle_pending = NOT $5,
             trained_count = trained_count + $3, released_count = released_count + $4
       WHERE id = $1 RETURNING trained_count AS trained, released_count AS released`,
     [runId, r.last, r.done, r.released, complete],

@@ -11,6 +11,7 @@
 //                                        after the last, DEBOUNCE_MAX_WAIT_MS cap: debounce.ts)
 //   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry, claim-race → at once
 import { AwaitWriters } from './awaitWriters.js';
+import { ChunkInterrupted } from './chunks.js';
 import { retryDelayMs } from './backoff.js';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
@@ -64,6 +65,8 @@ export interface ControllerDeps {
 
 export class Controller {
   private readonly debouncer: Debouncer;
+  /** Claim races in a row (dispatch found fewer to claim than the recount counted). */
+  private claimRaces = 0;
   private debouncedCause: RecountCause | null = null;
   private readonly queue: WorkQueue<'recount' | 'reconcile'>;
   private readonly writers: AwaitWriters;
@@ -116,6 +119,11 @@ export class Controller {
     await this.queue.idle();
     // After the queue: the last step may have scheduled a retry or the end of a back-off.
     for (const t of [this.recountRetry, this.backoffEnd, this.reconcileRetry]) t.cancel();
+  }
+
+  /** True once stop() was called: chunked work (chunks.ts) stops between chunks. */
+  get stopping(): boolean {
+    return this.stopped;
   }
 
   /** Resolves when the loop is quiet: no step queued or running (tests and the benchmark wait for it). */
@@ -190,13 +198,20 @@ export class Controller {
       try {
         result = await dispatch(this.deps.dispatcher, count.pending);
       } catch (err: unknown) {
+        if (err instanceof ChunkInterrupted) return this.deps.logger.info(err.message);
         if (health.cluster && err instanceof KubeError) health.cluster.error = err.message;
         return this.recountFailed('dispatch', 'Dispatch', err);
       }
       this.ok('dispatch');
       this.recountFailures = 0;
       // The count was already stale: publish the gate from what is true now, not from it.
-      if (result.kind === 'claim-race') return this.requestRecount('claim-race');
+      if (result.kind === 'claim-race') {
+        // Once at once; again only after a growing delay: a pending row the claim can never take (or a row a
+        // Triage transaction keeps locked) must not turn the loop into thousands of dispatches a second.
+        if (++this.claimRaces === 1) return this.requestRecount('claim-race');
+        return this.recountRetry.schedule(retryDelayMs(this.claimRaces - 1));
+      }
+      this.claimRaces = 0;
       quiet = this.afterDispatch(result);
       if (result.kind === 'dispatched') return; // the 'dispatched' recount publishes the gate
     } else {
@@ -251,6 +266,7 @@ export class Controller {
         this.requestRecount('run-finished');
       }
     } catch (err: unknown) {
+      if (err instanceof ChunkInterrupted) return this.deps.logger.info(err.message);
       const message = errorMessage(err);
       if (this.deps.health.cluster && err instanceof KubeError) this.deps.health.cluster.error = message;
       else this.deps.health.failing.reconcile = message;

@@ -93,7 +93,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       health.cluster.error = error;
       if (error === null) health.cluster.okAt = timers.now();
     };
-    const submitDeps = { pool, tables: t, template, logger, metrics, chunkRows: config.chunkRows, onClusterAnswer };
+    const submitDeps = { pool, tables: t, template, logger, metrics, chunkRows: config.chunkRows, stopping: () => controller.stopping, onClusterAnswer };
     const watches = jobs && mode === 'kubernetes' ? new JobWatches((ns) => new JobWatch(jobs, ns, timers, logger, () => controller.requestReconcile())) : null;
     const controller: Controller = new Controller({
       config,

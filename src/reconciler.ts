@@ -98,7 +98,7 @@ async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promis
 }
 
 async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
-  if (run.claimCursor !== null) {
+  if (run.claimPending) {
     // A claim interrupted part way (a crash between chunks): finish it before the Job is ever created.
     deps.logger.info({ runId: run.id, claimed: run.annotationCount, cursor: run.claimCursor, through: run.claimThrough }, FINISHING_CLAIM);
     await finishClaim(deps, run.id);

@@ -24,7 +24,8 @@ export interface Run {
   submittedAt: Date | null;
   finishedAt: Date | null;
   reason: string | null;
-  /** A chunked claim (or baseline) in progress: ids up to here are done (chunks.ts). Null: complete. */
+  /** A chunked claim (or baseline) is under way (chunks.ts); ids up to claimCursor are done. */
+  claimPending: boolean;
   claimCursor: string | null;
   claimThrough: string | null;
   /** The outcome is recorded, the annotations not all marked used / released yet (chunks.ts). */
@@ -34,7 +35,7 @@ export interface Run {
 }
 
 const COLUMNS = `id::int, job_name, namespace, state, annotation_count, create_attempts, created_at, submitted_at, finished_at, reason,
-  claim_cursor::text, claim_through::text, settle_pending, trained_count, released_count`;
+  claim_pending, claim_cursor, claim_through, settle_pending, trained_count, released_count`;
 
 interface RunRow {
   id: number;
@@ -47,6 +48,7 @@ interface RunRow {
   submitted_at: Date | null;
   finished_at: Date | null;
   reason: string | null;
+  claim_pending: boolean;
   claim_cursor: string | null;
   claim_through: string | null;
   settle_pending: boolean;
@@ -65,6 +67,7 @@ const toRun = (r: RunRow): Run => ({
   submittedAt: r.submitted_at,
   finishedAt: r.finished_at,
   reason: r.reason,
+  claimPending: r.claim_pending,
   claimCursor: r.claim_cursor,
   claimThrough: r.claim_through,
   settlePending: r.settle_pending,
@@ -110,18 +113,18 @@ export async function namesLike(q: Queryable, t: Tables, base: string): Promise<
  */
 export async function insertAndClaim(client: PoolClient, t: Tables, jobName: string, namespace: string, chunkRows: number): Promise<{ run: Run; complete: boolean }> {
   const inserted = await client.query<{ id: number; through: string | null }>(
-    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_cursor)
-     VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT max(id) FROM ${t.annotations} WHERE ${PENDING}), 0)
+    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_pending)
+     VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT id::text AS top FROM ${t.annotations} WHERE ${PENDING} ORDER BY id DESC LIMIT 1), true)
      RETURNING id::int, claim_through::text AS through`,
     [jobName, namespace],
   );
   const row = inserted.rows[0];
   if (row === undefined) throw new Error('insert into training_runs returned no id');
-  const first = await claimChunk(client, t, row.id, '0', row.through ?? '0', chunkRows);
+  const first = await claimChunk(client, t, row.id, null, row.through, chunkRows);
   const complete = first.seen < chunkRows;
   const { rows } = await client.query<RunRow>(
-    `UPDATE ${t.runs} SET annotation_count = $2, claim_cursor = $3::bigint WHERE id = $1 RETURNING ${COLUMNS}`,
-    [row.id, first.done, complete ? null : first.last],
+    `UPDATE ${t.runs} SET annotation_count = $2, claim_cursor = $3, claim_pending = NOT $4 WHERE id = $1 RETURNING ${COLUMNS}`,
+    [row.id, first.done, first.last, complete],
   );
   return { run: toRun(rows[0] as RunRow), complete };
 }
@@ -172,8 +175,8 @@ async function settle(deps: ChunkDeps, id: number, state: 'succeeded' | 'failed'
   const first = await withTransaction(deps.pool, async (client) => {
     const quiet = guard.submittingQuietForMs;
     const run = await client.query(
-      `UPDATE ${t.runs} SET state = $2, finished_at = now(), reason = $3, claim_cursor = NULL,
-              settle_pending = true, settle_cursor = 0, released_count = 0, trained_count = CASE WHEN $2 = 'succeeded' THEN 0 END
+      `UPDATE ${t.runs} SET state = $2, finished_at = now(), reason = $3, claim_pending = false,
+              settle_pending = true, settle_cursor = NULL, released_count = 0, trained_count = CASE WHEN $2 = 'succeeded' THEN 0 END
         WHERE id = $1 AND state IN ('submitting', 'running')
           AND ($4::float8 IS NULL OR (state = 'submitting' AND last_attempt_at < now() - make_interval(secs => $4::float8 / 1000)))`,
       [id, state, reason.slice(0, 2000), quiet ?? null],
@@ -181,7 +184,7 @@ async function settle(deps: ChunkDeps, id: number, state: 'succeeded' | 'failed'
     if (run.rowCount !== 1) return null;
     await client.query('SAVEPOINT first_chunk');
     try {
-      return await settleStep(client, t, id, state === 'succeeded', '0', deps.chunkRows);
+      return await settleStep(client, t, id, state === 'succeeded', null, deps.chunkRows);
     } catch (err: unknown) {
       if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
       // A Triage transaction holds a row of the first chunk: record the outcome now, settle in chunks after.
@@ -220,7 +223,7 @@ export async function settleReleased(deps: ChunkDeps, id: number, state: 'failed
  */
 export async function unfinishedRun(q: Queryable, t: Tables): Promise<Run | null> {
   const { rows } = await q.query<RunRow>(
-    `SELECT ${COLUMNS} FROM ${t.runs} WHERE settle_pending OR (state = 'baseline' AND claim_cursor IS NOT NULL) ORDER BY id LIMIT 1`,
+    `SELECT ${COLUMNS} FROM ${t.runs} WHERE settle_pending OR (state = 'baseline' AND claim_pending) ORDER BY id LIMIT 1`,
   );
   return rows[0] ? toRun(rows[0]) : null;
 }

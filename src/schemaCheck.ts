@@ -16,7 +16,7 @@ export async function missingSchema(pool: Pool, t: Tables): Promise<string[]> {
     SELECT ${L(t.annotations + '.training_run_id')} WHERE to_regclass(${L(t.annotations)}) IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.annotations)}) AND attname = 'training_run_id' AND NOT attisdropped)
     UNION ALL
-    SELECT ${L(t.runs + '.')} || c FROM unnest(ARRAY['trained_count', 'claim_cursor', 'settle_pending']) AS c
+    SELECT ${L(t.runs + '.')} || c FROM unnest(ARRAY['trained_count', 'claim_pending', 'settle_pending']) AS c
      WHERE to_regclass(${L(t.runs)}) IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.runs)}) AND attname = c AND NOT attisdropped)
     UNION ALL

@@ -21,11 +21,11 @@ export interface Status {
 /** How far a chunked claim (or baseline) got: ids up to `cursor` done, of those up to `through`. */
 export interface ChunkProgress {
   claimed: number;
-  cursor: string;
+  cursor: string | null;
   through: string | null;
 }
 
-const progress = (r: Run): ChunkProgress | null => (r.claimCursor === null ? null : { claimed: r.annotationCount, cursor: r.claimCursor, through: r.claimThrough });
+const progress = (r: Run): ChunkProgress | null => (r.claimPending ? { claimed: r.annotationCount, cursor: r.claimCursor, through: r.claimThrough } : null);
 
 export async function readStatus(pool: Pool, config: Config): Promise<Status> {
   const t = tables(config.annotationsSchema);
@@ -80,7 +80,8 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n') + '\n';
 }
 
-const n = (x: number | string) => Number(x).toLocaleString('en');
+/** A count, or an id: thousands separators for numbers, other ids (uuid, text) as they are. */
+const n = (x: number | string | null) => (x === null ? 'none yet' : /^-?\d+$/.test(String(x)) ? Number(x).toLocaleString('en') : String(x));
 
 function claimLine(c: ChunkProgress): string {
   return `${n(c.claimed)} claimed so far, through id ${n(c.cursor)}${c.through ? ` of ${n(c.through)}` : ''}`;

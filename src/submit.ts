@@ -24,6 +24,8 @@ export interface SubmitDeps {
   metrics: Metrics;
   /** Annotations per claim / settle transaction (CHUNK_ROWS). */
   chunkRows: number;
+  /** True once the service is shutting down (chunked work stops between chunks). */
+  stopping?: () => boolean;
   /** Called after a create attempt answered, for readiness. */
   onClusterAnswer(error: string | null): void;
 }

@@ -21,7 +21,7 @@ const annotationCountOf = (job: V1Job | undefined): string | undefined =>
   job?.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'TRAINING_ANNOTATION_COUNT')?.value;
 
 async function run(db: TestDb, id: number): Promise<Record<string, unknown>> {
-  const { rows } = await db.pool.query('SELECT state, annotation_count, claim_cursor::text, settle_pending, settle_cursor::text, trained_count FROM training_runs WHERE id = $1', [id]);
+  const { rows } = await db.pool.query('SELECT state, annotation_count, claim_pending, claim_cursor, settle_pending, settle_cursor, trained_count FROM training_runs WHERE id = $1', [id]);
   return rows[0] as Record<string, unknown>;
 }
 
@@ -103,7 +103,7 @@ describe('SIGKILL in the middle of a chunked claim, then a restart', () => {
     assert.match(await status(db), /^claim in progress: +50 claimed so far, through id 50 of 100 \(the Job is created when it completes\)$/m);
     await stop(first, 'SIGKILL');
 
-    assert.deepEqual(await run(db, 1), { state: 'submitting', annotation_count: 50, claim_cursor: '50', settle_pending: false, settle_cursor: null, trained_count: null });
+    assert.deepEqual(await run(db, 1), { state: 'submitting', annotation_count: 50, claim_pending: true, claim_cursor: '50', settle_pending: false, settle_cursor: null, trained_count: null });
     assert.equal(kube.jobs.size, 0, 'no Job before the claim is complete');
     assert.deepEqual(await invariantViolations(db.pool), []);
 
@@ -155,7 +155,7 @@ describe('SIGKILL in the middle of a chunked settle, then a restart', () => {
     assert.match(await status(db), /^settle in progress: run #1 succeeded: 50 of 100 annotations marked used or released$/m);
     await stop(first, 'SIGKILL');
 
-    assert.deepEqual(await run(db, 1), { state: 'succeeded', annotation_count: 100, claim_cursor: null, settle_pending: true, settle_cursor: '50', trained_count: 50 });
+    assert.deepEqual(await run(db, 1), { state: 'succeeded', annotation_count: 100, claim_pending: false, claim_cursor: '100', settle_pending: true, settle_cursor: '50', trained_count: 50 });
     assert.deepEqual(await invariantViolations(db.pool), []);
     await triage.query('COMMIT');
 

@@ -118,9 +118,9 @@ export async function invariantViolations(pool: pg.Pool): Promise<string[]> {
     UNION ALL
     SELECT 'open run ' || r.id || ' says ' || r.annotation_count || ' annotations but claims ' || count(a.id)
       FROM training_runs r LEFT JOIN annotations a ON a.training_run_id = r.id
-     WHERE r.state IN ('submitting', 'running') AND r.claim_cursor IS NULL GROUP BY r.id HAVING count(a.id) <> r.annotation_count
+     WHERE r.state IN ('submitting', 'running') AND NOT r.claim_pending GROUP BY r.id HAVING count(a.id) <> r.annotation_count
     UNION ALL
-    SELECT 'run ' || id || ' is running with its claim incomplete' FROM training_runs WHERE state = 'running' AND claim_cursor IS NOT NULL
+    SELECT 'run ' || id || ' is running with its claim incomplete' FROM training_runs WHERE state = 'running' AND claim_pending
     UNION ALL
     SELECT count(*) || ' open runs' FROM training_runs WHERE state IN ('submitting', 'running') HAVING count(*) > 1`);
   return rows.map((r) => r.problem);

@@ -1,0 +1,119 @@
+// Edges of the chunked claim that a review found (issue #14): ids that are not positive integers (0, a
+// uuid primary key), a `timestamp without time zone` verified_at read the same from any TZ, and a SIGTERM in
+// the middle of a long claim, which must stop between chunks, not run into the shutdown watchdog.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { cliPath, spawnCli } from './support/child.js';
+import { freshDatabase, serverUrl, verifyNew, withDatabase, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { eventually, sleep } from './support/harness.js';
+
+const exec = promisify(execFile);
+
+describe('Triage ids the chunked claim cannot walk', () => {
+  let kube: FakeKube;
+  before(async () => {
+    kube = await FakeKube.start();
+  });
+  after(async () => {
+    await kube.stop();
+  });
+
+  it('an annotation with id 0 is claimed with the others (no claim-race loop)', async () => {
+    const db = await freshDatabase();
+    try {
+      await db.pool.query('INSERT INTO annotations (id, verified) VALUES (0, true)');
+      await verifyNew(db.pool, 49);
+      const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, LOG_LEVEL: 'info' });
+      try {
+        await sleep(3000);
+        const races = c.logs.lines.filter((l) => String(l.msg).startsWith('Only 49 pending at claim time')).length;
+        assert.ok(races < 10, `${races} claim-race dispatch transactions in 3 s`);
+        assert.equal(kube.creates.length, 1, 'one Job for the 50 pending annotations');
+      } finally {
+        c.proc.kill('SIGKILL');
+        await c.exited;
+      }
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('a Triage table with uuid ids trains (it did before the chunked claim)', async () => {
+    const name = `tc_test_uuid_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: serverUrl() });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${name}`);
+    const url = withDatabase(serverUrl(), name);
+    const pool = new pg.Pool({ connectionString: url });
+    try {
+      await pool.query('CREATE TABLE annotations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), verified boolean NOT NULL DEFAULT false, label text)');
+      await exec(process.execPath, [cliPath(), 'migrate'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: url } });
+      await pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, 50)');
+      const before = kube.creates.length;
+      for (const j of kube.creates) kube.setPhase(j.name, 'complete'); // the previous test's Job: not in our way
+      const c = spawnCli(['run'], { DATABASE_URL: url, KUBECONFIG: kube.kubeconfigPath, LOG_LEVEL: 'info' });
+      try {
+        await eventually(() => kube.creates.length === before + 1, 'the Job', 15_000).catch((err: unknown) => {
+          throw new Error(`${String(err)}; log: ${c.logs.raw.slice(-3).join('\n')} ${c.stderr.join('\n')}`);
+        });
+      } finally {
+        c.proc.kill('SIGKILL');
+        await c.exited;
+      }
+    } finally {
+      await pool.end();
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+});
+
+describe('baseline --before on a timestamp without time zone column', () => {
+  let db: TestDb;
+  before(async () => {
+    db = await freshDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+
+  it('takes the same rows whatever the TZ of the process running it', async () => {
+    await db.pool.query('ALTER TABLE annotations ADD COLUMN verified_at timestamp');
+    await db.pool.query("SET TIME ZONE 'UTC'");
+    await db.pool.query(`INSERT INTO annotations (verified, verified_at) VALUES
+      (true, '2025-12-31 22:00'), (true, '2025-12-31 23:30'), (true, '2026-01-01 00:30'), (true, '2026-01-01 03:00')`);
+    const counts: Record<string, string> = {};
+    for (const tz of ['UTC', 'America/New_York', 'Asia/Tokyo']) {
+      const r = await exec(process.execPath, [cliPath(), 'baseline', '--before', '2026-01-01T00:00:00Z'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, TZ: tz } });
+      counts[tz] = /Would mark the (\d+)/.exec(r.stdout)?.[1] ?? r.stdout.trim();
+    }
+    assert.deepEqual(counts, { UTC: '2', 'America/New_York': '2', 'Asia/Tokyo': '2' });
+  });
+});
+
+describe('SIGTERM during a chunked claim', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  before(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+  });
+  after(async () => {
+    await kube.stop();
+    await db.drop();
+  });
+
+  it('stops between chunks and exits 0 within SHUTDOWN_TIMEOUT_MS (README Deploying: SIGTERM)', async () => {
+    await verifyNew(db.pool, 100_000);
+    const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, CHUNK_ROWS: '20', SHUTDOWN_TIMEOUT_MS: '2000', LOG_LEVEL: 'info' });
+    await c.logs.waitForMsg('Claiming a large batch in chunks before the Job is created', 15_000);
+    await sleep(300);
+    c.proc.kill('SIGTERM');
+    const exit = await c.exited;
+    assert.deepEqual(exit, { code: 0, signal: null }, c.logs.raw.slice(-3).join('\n'));
+  });
+});

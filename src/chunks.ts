@@ -216,6 +216,7 @@ async function chunkWithRetry<T>(deps: ChunkDeps, what: string, fn: (client: Poo
       return await withTransaction(deps.pool, fn);
     } catch (err: unknown) {
       if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
+      if (deps.stopping?.()) throw new ChunkInterrupted(what); // a row kept locked must not hold the shutdown
       if (!warned && Date.now() - began > STUCK_WARN_MS) {
         warned = true;
         deps.logger.warn({ what, waitedMs: Date.now() - began }, CHUNK_STUCK);

@@ -12,6 +12,7 @@
 //   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry, claim-race → at once
 import { AwaitWriters } from './awaitWriters.js';
 import { ChunkInterrupted } from './chunks.js';
+import type { RecountCause } from './recountCauses.js';
 import { retryDelayMs } from './backoff.js';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
@@ -28,20 +29,6 @@ import { reconcile, type ReconcilerDeps } from './reconciler.js';
 import { OneShot, type Timers } from './timers.js';
 import { WorkQueue } from './workQueue.js';
 
-export const RECOUNT_CAUSES = [
-  'startup',
-  'notification',
-  'reconnect',
-  'poll',
-  'run-finished',
-  'dispatched',
-  'backoff-ended',
-  'retry',
-  'claim-race',
-  'gate',
-  'writers-ended',
-] as const;
-export type RecountCause = (typeof RECOUNT_CAUSES)[number];
 
 /** Debug log lines the benchmark reads to split the trigger latency. */
 export const NOTIFIED = 'Notification received';

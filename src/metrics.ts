@@ -1,5 +1,14 @@
 // Prometheus metrics, one registry per controller instance (no prom-client global), so tests can run several.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { RECOUNT_CAUSES } from './recountCauses.js';
+import type { SkipReason } from './decide.js';
+import type { RunState } from './runs.js';
+
+// Every label value a counter can take, created at 0 with the registry: a series that appears only at its
+// first increment makes `increase(runs_finished_total{state="failed"}[10m]) > 0` miss the first failure after
+// a restart (issue #15).
+const SKIP_REASONS: readonly SkipReason[] = ['below-threshold', 'in-progress', 'backoff'];
+const FINISHED_STATES: readonly RunState[] = ['succeeded', 'failed', 'lost'];
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -37,5 +46,8 @@ export function createMetrics(now: () => number = Date.now) {
       m.notifications.inc();
     },
   };
+  for (const cause of RECOUNT_CAUSES) m.recounts.inc({ cause }, 0);
+  for (const reason of SKIP_REASONS) m.skips.inc({ reason }, 0);
+  for (const state of FINISHED_STATES) m.runsFinished.inc({ state }, 0);
   return m;
 }

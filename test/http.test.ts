@@ -72,6 +72,18 @@ describe('HTTP endpoints', () => {
     await eventually(async () => (await get('/readyz')).status === 200, '/readyz to recover', 10_000);
   });
 
+  it('/metrics has every labelled counter series from the start, at 0 (an alert on increase() sees the first one)', async () => {
+    const { text } = await get('/metrics');
+    for (const series of [
+      'training_controller_runs_finished_total{state="failed"} 0',
+      'training_controller_runs_finished_total{state="lost"} 0',
+      'training_controller_dispatch_skips_total{reason="backoff"} 0',
+      'training_controller_recounts_total{cause="claim-race"} 0',
+    ]) {
+      assert.ok(text.split('\n').includes(series), series);
+    }
+  });
+
   it('/metrics moves as annotations are verified, a run starts and finishes', async () => {
     assert.equal(await metric('training_controller_threshold'), 50);
     const notificationsBefore = await metric('training_controller_notifications_total');

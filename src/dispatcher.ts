@@ -102,7 +102,8 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       ({ run, complete } = await insertAndClaim(client, deps.tables, name, deps.namespace, config.chunkRows));
     } catch (err: unknown) {
       if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
-      // A Triage transaction holds a row of the first chunk (chunks.ts): let it finish, then recount and retry.
+      // A table-level lock (a migration, a LOCK TABLE) outlasted the first chunk's lock_timeout (chunks.ts): locked
+      // rows are skipped, not waited for. Let it end, then recount and retry (repeated races back off).
       await client.query('ROLLBACK');
       return { kind: 'claim-race' };
     }

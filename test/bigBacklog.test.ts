@@ -12,8 +12,7 @@ import { CLAIMING_IN_CHUNKS } from '../src/dispatcher.js';
 import { FINISHING_CLAIM, FINISHING_UNFINISHED } from '../src/reconciler.js';
 import { cliPath, spawnCli, type ChildController } from './support/child.js';
 import { freshDatabase, invariantViolations, runRows, triageWrite, verifyNew, type TestDb } from './support/db.js';
-import { FakeKube } from './support/fakeKube.js';
-import { eventually, startController } from './support/harness.js';
+import { eventually, startController, useInfra } from './support/harness.js';
 
 const exec = promisify(execFile);
 
@@ -41,18 +40,10 @@ async function stop(c: ChildController, signal: NodeJS.Signals): Promise<void> {
 }
 
 describe('a batch larger than one chunk', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-  });
-  after(async () => {
-    await kube.stop();
-    await db.drop();
-  });
+  const s = useInfra();
 
   it('is claimed in chunks, and the Job is given the final count', async () => {
+    const { db, kube } = s;
     const c = await startController(db.url, kube, { CHUNK_ROWS: '7' });
     try {
       await verifyNew(db.pool, 53);
@@ -69,22 +60,19 @@ describe('a batch larger than one chunk', () => {
 });
 
 describe('SIGKILL in the middle of a chunked claim, then a restart', () => {
-  let db: TestDb;
-  let kube: FakeKube;
+  const s = useInfra();
   let holder: pg.Client;
   before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-    holder = new pg.Client({ connectionString: db.url });
+    holder = new pg.Client({ connectionString: s.db.url });
+    holder.on('error', () => undefined); // useInfra's after() drops the database (FORCE) first
     await holder.connect();
   });
   after(async () => {
     await holder.end();
-    await kube.stop();
-    await db.drop();
   });
 
   it('finishes the claim it finds half done before it creates the one Job, with every row in it', async () => {
+    const { db, kube } = s;
     await verifyNew(db.pool, 100);
     // A trigger of the Triage API's that waits for a lock another session holds (an audit log, say): the claim's
     // chunk that reaches row 55 keeps timing out on it, so the claim stops part way, at a known place.
@@ -123,22 +111,19 @@ describe('SIGKILL in the middle of a chunked claim, then a restart', () => {
 });
 
 describe('SIGKILL in the middle of a chunked settle, then a restart', () => {
-  let db: TestDb;
-  let kube: FakeKube;
+  const s = useInfra();
   let triage: pg.Client;
   before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-    triage = new pg.Client({ connectionString: db.url });
+    triage = new pg.Client({ connectionString: s.db.url });
+    triage.on('error', () => undefined); // useInfra's after() drops the database (FORCE) first
     await triage.connect();
   });
   after(async () => {
     await triage.end();
-    await kube.stop();
-    await db.drop();
   });
 
   it('finishes marking the run used, and lets the Job go', async () => {
+    const { db, kube } = s;
     await verifyNew(db.pool, 100);
     const env = { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, CHUNK_ROWS: '10' };
     const first = spawnCli(['run'], env);

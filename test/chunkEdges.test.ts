@@ -5,11 +5,10 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { cliPath, spawnCli } from './support/child.js';
-import { freshDatabase, serverUrl, verifyNew, withDatabase, type TestDb } from './support/db.js';
+import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, sleep } from './support/harness.js';
+import { eventually, sleep, useInfra } from './support/harness.js';
 
 const exec = promisify(execFile);
 
@@ -43,19 +42,14 @@ describe('Triage ids the chunked claim cannot walk', () => {
   });
 
   it('a Triage table with uuid ids trains (it did before the chunked claim)', async () => {
-    const name = `tc_test_uuid_${Date.now()}`;
-    const admin = new pg.Client({ connectionString: serverUrl() });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    const url = withDatabase(serverUrl(), name);
-    const pool = new pg.Pool({ connectionString: url });
+    const db = await freshDatabase(undefined, { migrate: false });
     try {
-      await pool.query('CREATE TABLE annotations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), verified boolean NOT NULL DEFAULT false, label text)');
-      await exec(process.execPath, [cliPath(), 'migrate'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: url } });
-      await pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, 50)');
+      await db.pool.query('CREATE TABLE annotations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), verified boolean NOT NULL DEFAULT false, label text)');
+      await exec(process.execPath, [cliPath(), 'migrate'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url } });
+      await db.pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, 50)');
       const before = kube.creates.length;
       for (const j of kube.creates) kube.setPhase(j.name, 'complete'); // the previous test's Job: not in our way
-      const c = spawnCli(['run'], { DATABASE_URL: url, KUBECONFIG: kube.kubeconfigPath, LOG_LEVEL: 'info' });
+      const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, LOG_LEVEL: 'info' });
       try {
         await eventually(() => kube.creates.length === before + 1, 'the Job', 15_000).catch((err: unknown) => {
           throw new Error(`${String(err)}; log: ${c.logs.raw.slice(-3).join('\n')} ${c.stderr.join('\n')}`);
@@ -65,9 +59,7 @@ describe('Triage ids the chunked claim cannot walk', () => {
         await c.exited;
       }
     } finally {
-      await pool.end();
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
+      await db.drop();
     }
   });
 });
@@ -96,18 +88,10 @@ describe('baseline --before on a timestamp without time zone column', () => {
 });
 
 describe('SIGTERM during a chunked claim', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  before(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-  });
-  after(async () => {
-    await kube.stop();
-    await db.drop();
-  });
+  const s = useInfra();
 
   it('stops between chunks and exits 0 within SHUTDOWN_TIMEOUT_MS (README Deploying: SIGTERM)', async () => {
+    const { db, kube } = s;
     await verifyNew(db.pool, 100_000);
     const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, CHUNK_ROWS: '20', SHUTDOWN_TIMEOUT_MS: '2000', LOG_LEVEL: 'info' });
     await c.logs.waitForMsg('Claiming a large batch in chunks before the Job is created', 15_000);

@@ -71,12 +71,22 @@ async function httpPort(c: ChildController): Promise<number> {
 // create (→ the request at the API server).
 async function triggerLatency(server: string, kube: FakeKube, debounceMs: number | null): Promise<void> {
   const db = await freshDatabase(server);
-  const env: Record<string, string> = { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, RECONCILE_INTERVAL_SECONDS: '1', LOG_LEVEL: debounceMs === null ? 'debug' : 'info' };
+  const env: Record<string, string> = {
+    DATABASE_URL: db.url,
+    KUBECONFIG: kube.kubeconfigPath,
+    RECONCILE_INTERVAL_SECONDS: '1',
+    LOG_LEVEL: debounceMs === null ? 'debug' : 'info',
+  };
   if (debounceMs !== null) env.DEBOUNCE_MS = String(debounceMs);
   const c = spawnCli(['run'], env);
   await httpPort(c);
   const samples: number[] = [];
-  const split: Record<'delivery' | 'recount' | 'dispatch' | 'create', number[]> = { delivery: [], recount: [], dispatch: [], create: [] };
+  const split: Record<'delivery' | 'recount' | 'dispatch' | 'create', number[]> = {
+    delivery: [],
+    recount: [],
+    dispatch: [],
+    create: [],
+  };
   try {
     for (let trial = 0; trial < 30; trial++) {
       await db.pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, 49)');
@@ -89,7 +99,9 @@ async function triggerLatency(server: string, kube: FakeKube, debounceMs: number
       const created = kube.creates[creates]!.at;
       samples.push(created - committed);
       if (debounceMs === null) {
-        const at = (msg: string) => Number(c.logs.lines.slice(from).find((l) => l.msg === msg || l.msg.startsWith(msg))?.time) - performance.timeOrigin;
+        const at = (msg: string) =>
+          Number(c.logs.lines.slice(from).find((l) => l.msg === msg || l.msg.startsWith(msg))?.time) -
+          performance.timeOrigin;
         const notified = at(NOTIFIED);
         const recounted = at(RECOUNTED);
         const claimed = at('Triggering training with');
@@ -100,7 +112,11 @@ async function triggerLatency(server: string, kube: FakeKube, debounceMs: number
       }
       // Finish the run so the next trial can start one.
       kube.setPhase(kube.creates[creates]!.name, 'complete');
-      await until(async () => (await db.pool.query("SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')")).rowCount === 0, 'the run to settle');
+      await until(
+        async () =>
+          (await db.pool.query("SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')")).rowCount === 0,
+        'the run to settle',
+      );
     }
   } finally {
     await stopChild(c);
@@ -108,17 +124,52 @@ async function triggerLatency(server: string, kube: FakeKube, debounceMs: number
   }
   const med = median(samples);
   const high = p95(samples);
-  log(`trigger latency samples (ms, DEBOUNCE_MS=${debounceMs ?? 'default'}): ${samples.map((s) => round(s, 1)).join(', ')}`);
+  log(
+    `trigger latency samples (ms, DEBOUNCE_MS=${debounceMs ?? 'default'}): ${samples.map((s) => round(s, 1)).join(', ')}`,
+  );
   if (debounceMs === null) {
     rows.push(
-      { case: '1. trigger latency, default settings (30 trials)', metric: 'median', value: round(med, 1), unit: 'ms', baseline: { label: 'trailing DEBOUNCE_MS=1000 (issue #12), median', value: 1025 }, target: { text: '≤ 50 ms', met: med <= 50 } },
-      { case: '', metric: 'p95', value: round(high, 1), unit: 'ms', baseline: { label: 'issue #12, p90', value: 1038 }, target: { text: '≤ 100 ms', met: high <= 100 } },
-      ...(['delivery', 'recount', 'dispatch', 'create'] as const).map((k) => ({ case: '', metric: `median: ${SPLIT_LABEL[k]}`, value: round(median(split[k]), 1), unit: 'ms' })),
+      {
+        case: '1. trigger latency, default settings (30 trials)',
+        metric: 'median',
+        value: round(med, 1),
+        unit: 'ms',
+        baseline: { label: 'trailing DEBOUNCE_MS=1000 (issue #12), median', value: 1025 },
+        target: { text: '≤ 50 ms', met: med <= 50 },
+      },
+      {
+        case: '',
+        metric: 'p95',
+        value: round(high, 1),
+        unit: 'ms',
+        baseline: { label: 'issue #12, p90', value: 1038 },
+        target: { text: '≤ 100 ms', met: high <= 100 },
+      },
+      ...(['delivery', 'recount', 'dispatch', 'create'] as const).map((k) => ({
+        case: '',
+        metric: `median: ${SPLIT_LABEL[k]}`,
+        value: round(median(split[k]), 1),
+        unit: 'ms',
+      })),
     );
   } else {
     rows.push(
-      { case: `1. trigger latency (DEBOUNCE_MS=${debounceMs}, 30 trials)`, metric: 'median', value: round(med, 1), unit: 'ms', baseline: { label: 'seed: 300 s poll, mean wait (ms)', value: 150_000 }, target: { text: '≤ 250 ms', met: med <= 250 } },
-      { case: '', metric: 'p95', value: round(high, 1), unit: 'ms', baseline: { label: 'KEDA default 30 s poll, mean wait (ms)', value: 15_000 }, target: { text: '≤ 500 ms', met: high <= 500 } },
+      {
+        case: `1. trigger latency (DEBOUNCE_MS=${debounceMs}, 30 trials)`,
+        metric: 'median',
+        value: round(med, 1),
+        unit: 'ms',
+        baseline: { label: 'seed: 300 s poll, mean wait (ms)', value: 150_000 },
+        target: { text: '≤ 250 ms', met: med <= 250 },
+      },
+      {
+        case: '',
+        metric: 'p95',
+        value: round(high, 1),
+        unit: 'ms',
+        baseline: { label: 'KEDA default 30 s poll, mean wait (ms)', value: 15_000 },
+        target: { text: '≤ 500 ms', met: high <= 500 },
+      },
     );
   }
 }
@@ -141,13 +192,22 @@ async function writePath(server: string, kube: FakeKube): Promise<void> {
   await db.pool.query(`CREATE TRIGGER naive AFTER UPDATE OF verified ON annotations FOR EACH ROW
     WHEN (NEW.verified AND NOT OLD.verified) EXECUTE FUNCTION naive_notify()`);
   // The floor any trigger can reach: a plpgsql function that does nothing, behind the same WHEN clauses as ours.
-  await db.pool.query(`CREATE FUNCTION noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`);
-  await db.pool.query(`CREATE TRIGGER noop_insert AFTER INSERT ON annotations FOR EACH ROW WHEN (NEW.verified) EXECUTE FUNCTION noop_trigger()`);
+  await db.pool.query(
+    `CREATE FUNCTION noop_trigger() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$`,
+  );
+  await db.pool.query(
+    `CREATE TRIGGER noop_insert AFTER INSERT ON annotations FOR EACH ROW WHEN (NEW.verified) EXECUTE FUNCTION noop_trigger()`,
+  );
   await db.pool.query(`CREATE TRIGGER noop_update AFTER UPDATE OF verified ON annotations FOR EACH ROW
     WHEN (NEW.verified AND OLD.verified IS NOT TRUE) EXECUTE FUNCTION noop_trigger()`);
   // The controller runs during "ours", with the threshold out of reach: the gate stays closed, as it is for
   // nearly every verification in production.
-  const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, TRAINING_THRESHOLD: '100000000', LOG_LEVEL: 'info' });
+  const c = spawnCli(['run'], {
+    DATABASE_URL: db.url,
+    KUBECONFIG: kube.kubeconfigPath,
+    TRAINING_THRESHOLD: '100000000',
+    LOG_LEVEL: 'info',
+  });
   await httpPort(c);
   const variants = [
     { name: 'no trigger', enable: [] as string[] },
@@ -161,7 +221,13 @@ async function writePath(server: string, kube: FakeKube): Promise<void> {
   const samples: Record<string, number[]> = {};
   try {
     for (const v of [...variants, ...[...variants].reverse()]) {
-      for (const t of ['naive', 'noop_insert', 'noop_update', 'training_controller_verified_insert', 'training_controller_verified_update']) {
+      for (const t of [
+        'naive',
+        'noop_insert',
+        'noop_update',
+        'training_controller_verified_insert',
+        'training_controller_verified_update',
+      ]) {
         await db.pool.query(`ALTER TABLE annotations ${v.enable.includes(t) ? 'ENABLE' : 'DISABLE'} TRIGGER ${t}`);
       }
       await db.pool.query('VACUUM annotations');
@@ -178,17 +244,49 @@ async function writePath(server: string, kube: FakeKube): Promise<void> {
     await stopChild(c);
     await db.drop();
   }
-  const tps = Object.fromEntries(Object.entries(samples).map(([k, xs]) => [k, xs.reduce((a, b) => a + b, 0) / xs.length]));
+  const tps = Object.fromEntries(
+    Object.entries(samples).map(([k, xs]) => [k, xs.reduce((a, b) => a + b, 0) / xs.length]),
+  );
   const ours = tps['ours (gated)']! / tps['no trigger']!;
   const naive = tps['naive notify-per-row']! / tps['no trigger']!;
   const noop = tps['no-op trigger']! / tps['no trigger']!;
   rows.push(
-    { case: '2. write path (8 writers, 2 × 10 s each, 1M rows)', metric: 'TPS, no trigger', value: round(tps['no trigger']!, 0), unit: 'TPS' },
-    { case: '', metric: 'TPS, naive notify-per-row', value: round(tps['naive notify-per-row']!, 0), unit: 'TPS', baseline: { label: 'ratio to no trigger', value: round(naive) } },
-    { case: '', metric: 'TPS, no-op trigger (same WHEN clauses)', value: round(tps['no-op trigger']!, 0), unit: 'TPS', baseline: { label: 'ratio to no trigger', value: round(noop) } },
+    {
+      case: '2. write path (8 writers, 2 × 10 s each, 1M rows)',
+      metric: 'TPS, no trigger',
+      value: round(tps['no trigger']!, 0),
+      unit: 'TPS',
+    },
+    {
+      case: '',
+      metric: 'TPS, naive notify-per-row',
+      value: round(tps['naive notify-per-row']!, 0),
+      unit: 'TPS',
+      baseline: { label: 'ratio to no trigger', value: round(naive) },
+    },
+    {
+      case: '',
+      metric: 'TPS, no-op trigger (same WHEN clauses)',
+      value: round(tps['no-op trigger']!, 0),
+      unit: 'TPS',
+      baseline: { label: 'ratio to no trigger', value: round(noop) },
+    },
     { case: '', metric: 'TPS, ours (gated)', value: round(tps['ours (gated)']!, 0), unit: 'TPS' },
-    { case: '', metric: 'ours / no trigger', value: round(ours), unit: 'ratio', baseline: { label: 'naive / no trigger', value: round(naive) }, target: { text: '≥ 0.80', met: ours >= 0.8 } },
-    { case: '', metric: 'ours / no-op trigger', value: round(ours / noop), unit: 'ratio', baseline: { label: 'no-op / no trigger', value: round(noop) } },
+    {
+      case: '',
+      metric: 'ours / no trigger',
+      value: round(ours),
+      unit: 'ratio',
+      baseline: { label: 'naive / no trigger', value: round(naive) },
+      target: { text: '≥ 0.80', met: ours >= 0.8 },
+    },
+    {
+      case: '',
+      metric: 'ours / no-op trigger',
+      value: round(ours / noop),
+      unit: 'ratio',
+      baseline: { label: 'no-op / no trigger', value: round(noop) },
+    },
   );
 }
 
@@ -214,7 +312,11 @@ async function recountCost(server: string): Promise<void> {
       };
       results[n] = {
         ours: await time(() => recount(db.pool, tables('public'), 50)),
-        plain: await time(() => db.pool.query('SELECT count(*) FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL')),
+        plain: await time(() =>
+          db.pool.query(
+            'SELECT count(*) FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL',
+          ),
+        ),
       };
       log(`recount at ${n} pending: ours ${round(results[n]!.ours, 3)} ms, count(*) ${round(results[n]!.plain, 3)} ms`);
     } finally {
@@ -224,9 +326,29 @@ async function recountCost(server: string): Promise<void> {
   const small = results[1000]!;
   const big = results[1_000_000]!;
   rows.push(
-    { case: '3. recount (median of 50)', metric: 'at 1,000 pending', value: round(small.ours, 3), unit: 'ms', baseline: { label: 'plain count(*)', value: round(small.plain, 3) } },
-    { case: '', metric: 'at 1,000,000 pending', value: round(big.ours, 3), unit: 'ms', baseline: { label: 'plain count(*)', value: round(big.plain, 3) }, target: { text: '≤ 5 ms', met: big.ours <= 5 } },
-    { case: '', metric: '1,000,000 / 1,000', value: round(big.ours / small.ours), unit: 'ratio', baseline: { label: 'count(*) ratio', value: round(big.plain / small.plain) }, target: { text: '≤ 2×', met: big.ours / small.ours <= 2 } },
+    {
+      case: '3. recount (median of 50)',
+      metric: 'at 1,000 pending',
+      value: round(small.ours, 3),
+      unit: 'ms',
+      baseline: { label: 'plain count(*)', value: round(small.plain, 3) },
+    },
+    {
+      case: '',
+      metric: 'at 1,000,000 pending',
+      value: round(big.ours, 3),
+      unit: 'ms',
+      baseline: { label: 'plain count(*)', value: round(big.plain, 3) },
+      target: { text: '≤ 5 ms', met: big.ours <= 5 },
+    },
+    {
+      case: '',
+      metric: '1,000,000 / 1,000',
+      value: round(big.ours / small.ours),
+      unit: 'ratio',
+      baseline: { label: 'count(*) ratio', value: round(big.plain / small.plain) },
+      target: { text: '≤ 2×', met: big.ours / small.ours <= 2 },
+    },
   );
 }
 
@@ -242,7 +364,12 @@ async function footprintAndStorm(server: string, kube: FakeKube): Promise<void> 
     WHEN (NEW.verified AND NOT OLD.verified) EXECUTE FUNCTION storm_notify()`);
   await db.pool.query('ALTER TABLE annotations DISABLE TRIGGER storm_notify');
   const started = performance.now();
-  const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, TRAINING_THRESHOLD: '100000000', LOG_LEVEL: 'info' });
+  const c = spawnCli(['run'], {
+    DATABASE_URL: db.url,
+    KUBECONFIG: kube.kubeconfigPath,
+    TRAINING_THRESHOLD: '100000000',
+    LOG_LEVEL: 'info',
+  });
   const port = await httpPort(c);
   const startup = performance.now() - started;
   const pid = c.proc.pid!;
@@ -250,14 +377,29 @@ async function footprintAndStorm(server: string, kube: FakeKube): Promise<void> 
   await sleep(30_000);
   const idleRss = statusKb(pid, 'VmRSS') / 1024;
   const footprint: Row[] = [
-    { case: '5. footprint', metric: 'start to listening', value: round(startup, 0), unit: 'ms', target: { text: '≤ 1500 ms', met: startup <= 1500 } },
-    { case: '', metric: 'idle RSS after 30 s', value: round(idleRss, 1), unit: 'MB', target: { text: '≤ 100 MB', met: idleRss <= 100 } },
+    {
+      case: '5. footprint',
+      metric: 'start to listening',
+      value: round(startup, 0),
+      unit: 'ms',
+      target: { text: '≤ 1500 ms', met: startup <= 1500 },
+    },
+    {
+      case: '',
+      metric: 'idle RSS after 30 s',
+      value: round(idleRss, 1),
+      unit: 'MB',
+      target: { text: '≤ 100 MB', met: idleRss <= 100 },
+    },
   ];
 
   try {
     // 4a: our trigger, threshold out of reach: the gate stays closed. 4b: every row notifies (what the gate
     // saves the controller from), to show the debounce alone bounds the recounts.
-    for (const [label, firstId] of [['4a. storm, gated', 1], ['4b. storm, every row notifies', 100_001]] as const) {
+    for (const [label, firstId] of [
+      ['4a. storm, gated', 1],
+      ['4b. storm, every row notifies', 100_001],
+    ] as const) {
       if (firstId > 1) await db.pool.query('ALTER TABLE annotations ENABLE TRIGGER storm_notify');
       const cpu0 = cpuSeconds(pid);
       const recounts0 = await metricValue(port, 'training_controller_recounts_total');
@@ -266,19 +408,58 @@ async function footprintAndStorm(server: string, kube: FakeKube): Promise<void> 
       await pgbenchUpdates(db.url, { clients: 8, transactions: 12_500, firstId, rowsPerClient: 12_500 });
       const duration = (performance.now() - t0) / 1000;
       await sleep(6000); // the trailing debounce (1 s, capped at 5 s) and settle recounts land
-      const verified = Number((await db.pool.query('SELECT count(*) FROM annotations WHERE verified AND id >= $1 AND id < $2', [firstId, firstId + 100_000])).rows[0].count);
+      const verified = Number(
+        (
+          await db.pool.query('SELECT count(*) FROM annotations WHERE verified AND id >= $1 AND id < $2', [
+            firstId,
+            firstId + 100_000,
+          ])
+        ).rows[0].count,
+      );
       const recounts = (await metricValue(port, 'training_controller_recounts_total')) - recounts0;
       const notifications = (await metricValue(port, 'training_controller_notifications_total')) - notifications0;
       const cpu = cpuSeconds(pid) - cpu0;
       const peak = statusKb(pid, 'VmHWM') / 1024;
       const bound = duration / 1 + 5; // DEBOUNCE_MS=1000
-      log(`${label}: ${verified} verified in ${round(duration, 1)} s; ${recounts} recounts, ${notifications} notifications, ${round(cpu, 2)} s CPU`);
+      log(
+        `${label}: ${verified} verified in ${round(duration, 1)} s; ${recounts} recounts, ${notifications} notifications, ${round(cpu, 2)} s CPU`,
+      );
       rows.push(
-        { case: `${label} (${verified.toLocaleString('en')} verifications, 8 writers, ${round(duration, 1)} s)`, metric: 'recounts', value: recounts, unit: '', baseline: { label: 'one per verification', value: verified }, target: { text: `≤ ${round(bound, 0)} (duration / debounce + 5)`, met: recounts <= bound } },
-        { case: '', metric: 'notifications received', value: notifications, unit: '', baseline: { label: 'naive trigger', value: verified } },
+        {
+          case: `${label} (${verified.toLocaleString('en')} verifications, 8 writers, ${round(duration, 1)} s)`,
+          metric: 'recounts',
+          value: recounts,
+          unit: '',
+          baseline: { label: 'one per verification', value: verified },
+          target: { text: `≤ ${round(bound, 0)} (duration / debounce + 5)`, met: recounts <= bound },
+        },
+        {
+          case: '',
+          metric: 'notifications received',
+          value: notifications,
+          unit: '',
+          baseline: { label: 'naive trigger', value: verified },
+        },
         // The CPU target is for the storm as the gate leaves it (4a); 4b shows what a notification costs.
-        { case: '', metric: 'controller CPU', value: round(cpu, 2), unit: 's', target: { text: '≤ 2 s', met: cpu <= 2 }, ...(firstId === 1 ? {} : { baseline: { label: 'µs per notification', value: round((cpu / Math.max(1, notifications)) * 1e6, 1) } }) },
-        { case: '', metric: 'controller peak RSS (whole run)', value: round(peak, 1), unit: 'MB', target: { text: '≤ 150 MB', met: peak <= 150 } },
+        {
+          case: '',
+          metric: 'controller CPU',
+          value: round(cpu, 2),
+          unit: 's',
+          target: { text: '≤ 2 s', met: cpu <= 2 },
+          ...(firstId === 1
+            ? {}
+            : {
+                baseline: { label: 'µs per notification', value: round((cpu / Math.max(1, notifications)) * 1e6, 1) },
+              }),
+        },
+        {
+          case: '',
+          metric: 'controller peak RSS (whole run)',
+          value: round(peak, 1),
+          unit: 'MB',
+          target: { text: '≤ 150 MB', met: peak <= 150 },
+        },
       );
     }
   } finally {
@@ -300,7 +481,9 @@ function machine(serverVersion: string): Record<string, string> {
 
 function table(info: Record<string, string>): string {
   const lines = [
-    `Machine: ${Object.entries(info).map(([k, v]) => `${k} ${v}`).join('; ')}`,
+    `Machine: ${Object.entries(info)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('; ')}`,
     '',
     '| case | metric | value | baseline | target |',
     '|---|---|---|---|---|',
@@ -347,7 +530,10 @@ async function main(): Promise<void> {
   const dir = join(packageRoot(), 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ machine: info, seconds: round((Date.now() - began) / 1000, 1), rows }, null, 2) + '\n');
+  writeFileSync(
+    file,
+    JSON.stringify({ machine: info, seconds: round((Date.now() - began) / 1000, 1), rows }, null, 2) + '\n',
+  );
   log(`wrote ${file} after ${round((Date.now() - began) / 1000, 1)} s`);
 }
 

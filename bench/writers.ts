@@ -27,8 +27,27 @@ export async function pgbenchUpdates(url: string, load: UpdateLoad): Promise<num
   if (!havePgbench()) return nodeUpdates(url, load);
   const dir = mkdtempSync(join(tmpdir(), 'bench-'));
   const script = join(dir, 'verify.sql');
-  writeFileSync(script, '\\set n :n + 1\n\\set id :base + :client_id * :stride + :n\nUPDATE annotations SET verified = true WHERE id = :id;\n');
-  const args = ['-n', '-M', 'prepared', '-c', String(load.clients), '-j', '2', '-D', 'n=0', '-D', `base=${load.firstId - 1}`, '-D', `stride=${load.rowsPerClient}`, '-f', script];
+  writeFileSync(
+    script,
+    '\\set n :n + 1\n\\set id :base + :client_id * :stride + :n\nUPDATE annotations SET verified = true WHERE id = :id;\n',
+  );
+  const args = [
+    '-n',
+    '-M',
+    'prepared',
+    '-c',
+    String(load.clients),
+    '-j',
+    '2',
+    '-D',
+    'n=0',
+    '-D',
+    `base=${load.firstId - 1}`,
+    '-D',
+    `stride=${load.rowsPerClient}`,
+    '-f',
+    script,
+  ];
   args.push(...(load.seconds ? ['-T', String(load.seconds)] : ['-t', String(load.transactions ?? 1000)]), url);
   const r = spawnSync('pgbench', args, { encoding: 'utf8' });
   const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
@@ -45,7 +64,11 @@ async function nodeUpdates(url: string, load: UpdateLoad): Promise<number> {
   await Promise.all(
     clients.map(async (c, i) => {
       for (let n = 1; performance.now() < end && (load.transactions === undefined || n <= load.transactions); n++) {
-        await c.query({ name: 'verify', text: 'UPDATE annotations SET verified = true WHERE id = $1', values: [load.firstId - 1 + i * load.rowsPerClient + n] });
+        await c.query({
+          name: 'verify',
+          text: 'UPDATE annotations SET verified = true WHERE id = $1',
+          values: [load.firstId - 1 + i * load.rowsPerClient + n],
+        });
         done++;
       }
     }),

@@ -47,14 +47,21 @@ export async function planBaseline(deps: ChunkDeps, before: Date | null): Promis
       `${deps.tables.annotations} has no ${VERIFIED_AT} column: --before needs when each annotation was verified (created_at says when it was created); without --before, baseline takes every annotation pending now`,
     );
   }
-  const { rows } = await deps.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${deps.tables.annotations} WHERE ${scope(before)}`, before ? [before.toISOString()] : []);
+  const { rows } = await deps.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM ${deps.tables.annotations} WHERE ${scope(before)}`,
+    before ? [before.toISOString()] : [],
+  );
   return { count: rows[0]?.n ?? 0, before, resumes: null };
 }
 
 async function refuseWhileBusy(deps: ChunkDeps, unfinished: Run | null): Promise<void> {
   const open = await openRun(deps.pool, deps.tables);
-  if (open) throw new BaselineRefused(`run #${open.id} (${open.jobName}) is ${open.state}: a baseline cannot take annotations from an open run; wait until it ends`);
-  if (unfinished) throw new BaselineRefused(`run #${unfinished.id} is still settling its annotations: try again in a moment`);
+  if (open)
+    throw new BaselineRefused(
+      `run #${open.id} (${open.jobName}) is ${open.state}: a baseline cannot take annotations from an open run; wait until it ends`,
+    );
+  if (unfinished)
+    throw new BaselineRefused(`run #${unfinished.id} is still settling its annotations: try again in a moment`);
 }
 
 /**
@@ -62,12 +69,17 @@ async function refuseWhileBusy(deps: ChunkDeps, unfinished: Run | null): Promise
  * Under the dispatch lock, so the service cannot start a run in between; the service then waits for the
  * baseline to finish like for an open run (dispatcher.ts).
  */
-export async function runBaseline(deps: ChunkDeps, plan: BaselinePlan, onChunk?: (marked: number) => void): Promise<Run> {
+export async function runBaseline(
+  deps: ChunkDeps,
+  plan: BaselinePlan,
+  onChunk?: (marked: number) => void,
+): Promise<Run> {
   const t = deps.tables;
   const id =
     plan.resumes?.id ??
     (await withTransaction(deps.pool, async (client) => {
-      if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) throw new BaselineRefused('the service is starting a run right now: try again in a moment');
+      if (!(await tryXactLock(client, LOCK_KEYS.dispatch)))
+        throw new BaselineRefused('the service is starting a run right now: try again in a moment');
       const open = await openRun(client, t);
       if (open) throw new BaselineRefused(`run #${open.id} (${open.jobName}) is ${open.state}: wait until it ends`);
       const { rows } = await client.query<{ id: number }>(

@@ -66,7 +66,15 @@ export interface ChunkResult {
  * a Triage transaction is writing at that instant is skipped (SKIP LOCKED), never waited for: it stays
  * pending, for the next run.
  */
-export async function claimChunk(client: PoolClient, t: Tables, runId: number, cursor: string | null, through: string | null, rows: number, opts: { used?: boolean; before?: Date | null } = {}): Promise<ChunkResult> {
+export async function claimChunk(
+  client: PoolClient,
+  t: Tables,
+  runId: number,
+  cursor: string | null,
+  through: string | null,
+  rows: number,
+  opts: { used?: boolean; before?: Date | null } = {},
+): Promise<ChunkResult> {
   await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
   const p = new Params(runId, rows);
   // Ids are compared in their own type (bigint, uuid, text: $n takes the column's type), never as numbers.
@@ -103,7 +111,14 @@ class Params {
  * A settle: the run's annotations not yet used, from the cursor on. Succeeded: those still verified become
  * used, any a reviewer un-verified while it trained are released. Failed or lost: all are released.
  */
-export async function settleChunk(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string | null, rows: number): Promise<ChunkResult> {
+export async function settleChunk(
+  client: PoolClient,
+  t: Tables,
+  runId: number,
+  succeeded: boolean,
+  cursor: string | null,
+  rows: number,
+): Promise<ChunkResult> {
   await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
   const used = succeeded ? 'a.verified IS TRUE' : 'false';
   const p = new Params(runId, rows);
@@ -135,7 +150,11 @@ interface ClaimProgress {
  * first, so two processes finishing the same claim take turns. Returns false when there was no claim in
  * progress (another process finished it).
  */
-export async function finishClaim(deps: ChunkDeps, runId: number, onChunk?: (claimed: number) => void): Promise<boolean> {
+export async function finishClaim(
+  deps: ChunkDeps,
+  runId: number,
+  onChunk?: (claimed: number) => void,
+): Promise<boolean> {
   const t = deps.tables;
   let worked = false;
   for (;;) {
@@ -148,7 +167,10 @@ export async function finishClaim(deps: ChunkDeps, runId: number, onChunk?: (cla
       const p = rows[0];
       if (!p) return 'none';
       const baseline = p.state === 'baseline';
-      const r = await claimChunk(client, t, runId, p.claim_cursor, p.claim_through, deps.chunkRows, { used: baseline, before: p.baseline_before });
+      const r = await claimChunk(client, t, runId, p.claim_cursor, p.claim_through, deps.chunkRows, {
+        used: baseline,
+        before: p.baseline_before,
+      });
       const complete = r.seen < deps.chunkRows; // fewer than asked for: that was the end
       await client.query(
         `UPDATE ${t.runs} SET claim_cursor = coalesce($2, claim_cursor), claim_pending = NOT $4, annotation_count = annotation_count + $3,
@@ -166,7 +188,10 @@ export async function finishClaim(deps: ChunkDeps, runId: number, onChunk?: (cla
 }
 
 /** Finishes the settle of a run whose outcome is recorded (settle_pending). Returns its totals, or null if this process settled nothing. */
-export async function finishSettle(deps: ChunkDeps, runId: number): Promise<{ trained: number; released: number } | null> {
+export async function finishSettle(
+  deps: ChunkDeps,
+  runId: number,
+): Promise<{ trained: number; released: number } | null> {
   const t = deps.tables;
   let totals: { trained: number; released: number } | null = null;
   for (;;) {
@@ -193,7 +218,14 @@ export interface SettleStep {
 }
 
 /** One settle chunk and the run's progress, in the caller's transaction (the run's row locked or just updated). */
-export async function settleStep(client: PoolClient, t: Tables, runId: number, succeeded: boolean, cursor: string | null, rows: number): Promise<SettleStep> {
+export async function settleStep(
+  client: PoolClient,
+  t: Tables,
+  runId: number,
+  succeeded: boolean,
+  cursor: string | null,
+  rows: number,
+): Promise<SettleStep> {
   const r = await settleChunk(client, t, runId, succeeded, cursor, rows);
   // Fewer rows than asked for: that was the end (so a run of one chunk settles in one transaction).
   const complete = r.seen < rows;

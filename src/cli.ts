@@ -54,7 +54,12 @@ function databaseUrl(config: Config): string {
 }
 
 /** One short-lived connection for a command; any failure is one line and exit 1. */
-async function withPool(config: Config, logger: Logger, command: string, fn: (pool: Pool) => Promise<void>): Promise<void> {
+async function withPool(
+  config: Config,
+  logger: Logger,
+  command: string,
+  fn: (pool: Pool) => Promise<void>,
+): Promise<void> {
   const url = databaseUrl(config);
   // migrate may build an index on a large table: no statement timeout for it.
   const pool = createPool(url, logger, { max: 1, queryTimeoutMs: command === 'migrate' ? 0 : 30_000 });
@@ -117,7 +122,8 @@ function baselineArgs(args: string[]): { yes: boolean; before: Date | null } {
     else if (a === '--before' && args[i + 1] !== undefined) {
       const text = args[++i] as string;
       before = new Date(text);
-      if (Number.isNaN(before.getTime())) fail(`baseline --before must be a timestamp such as 2026-11-01T00:00:00Z (got "${text}")`, 2);
+      if (Number.isNaN(before.getTime()))
+        fail(`baseline --before must be a timestamp such as 2026-11-01T00:00:00Z (got "${text}")`, 2);
     } else fail(`baseline: unknown argument "${a}"\n${USAGE}`, 2);
   }
   return { yes, before };
@@ -147,7 +153,10 @@ async function main(argv: string[]): Promise<void> {
     case 'migrate':
       return withPool(config, logger, 'migrate', async (pool) => {
         const applied = await migrate(pool, logger, tables(config.annotationsSchema));
-        logger.info({ database: safeUrl(databaseUrl(config)), applied }, applied.length ? `Applied ${applied.length} migration(s)` : 'Database is up to date');
+        logger.info(
+          { database: safeUrl(databaseUrl(config)), applied },
+          applied.length ? `Applied ${applied.length} migration(s)` : 'Database is up to date',
+        );
       });
     case 'status':
       return withPool(config, logger, 'status', async (pool) => {
@@ -159,7 +168,11 @@ async function main(argv: string[]): Promise<void> {
         const template = await resolveTemplate(config);
         const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
         const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
-        process.stdout.write(dump(buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 }), { noRefs: true }));
+        process.stdout.write(
+          dump(buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 }), {
+            noRefs: true,
+          }),
+        );
       } catch (err: unknown) {
         fail(message(err), exitCode(err));
       }
@@ -177,7 +190,11 @@ async function main(argv: string[]): Promise<void> {
           throw err;
         }
         if (!options.yes || (plan.count === 0 && !plan.resumes)) {
-          process.stdout.write((plan.count === 0 && !plan.resumes ? 'Nothing pending: no baseline needed.' : describePlan(plan, deps.tables.annotations)) + '\n');
+          process.stdout.write(
+            (plan.count === 0 && !plan.resumes
+              ? 'Nothing pending: no baseline needed.'
+              : describePlan(plan, deps.tables.annotations)) + '\n',
+          );
           return;
         }
         let marked = plan.resumes?.annotationCount ?? 0;
@@ -190,7 +207,9 @@ async function main(argv: string[]): Promise<void> {
             process.stderr.write(`baseline: ${marked} of ${plan.count} marked\n`);
           }
         });
-        process.stdout.write(`Baseline run #${run.id}: ${run.annotationCount} annotations marked used without training (${run.jobName}).\n`);
+        process.stdout.write(
+          `Baseline run #${run.id}: ${run.annotationCount} annotations marked used without training (${run.jobName}).\n`,
+        );
       });
     }
   }

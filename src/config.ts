@@ -53,7 +53,9 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: unknown): void => {
     const n = typeof value === 'number' ? value : /^\s*-?\d+\s*$/.test(String(value)) ? Number(value) : NaN;
     if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new Error(max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`);
+      throw new Error(
+        max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`,
+      );
     }
   };
 }
@@ -127,14 +129,20 @@ const schema = {
   kubeRequestTimeoutMs: { env: 'KUBE_REQUEST_TIMEOUT_MS', ...int(10_000, 100, 600_000) },
   dispatchMode: { env: 'DISPATCH_MODE', default: 'kubernetes', format: oneOf('kubernetes', 'dry-run') },
   httpPort: { env: 'HTTP_PORT', ...int(8080, 0, 65535) },
-  logLevel: { env: 'LOG_LEVEL', default: 'info', format: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent') },
+  logLevel: {
+    env: 'LOG_LEVEL',
+    default: 'info',
+    format: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+  },
   shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', ...int(10_000, 100, 600_000) },
 } as const;
 
 type Key = keyof typeof schema;
 
 /** Each variable's default as text (empty: none), for the README test. */
-export const ENV_DEFAULTS: Record<string, string> = Object.fromEntries(Object.values(schema).map((s) => [s.env, String(s.default)]));
+export const ENV_DEFAULTS: Record<string, string> = Object.fromEntries(
+  Object.values(schema).map((s) => [s.env, String(s.default)]),
+);
 
 /**
  * Reads and validates the settings. Throws ConfigError whose message is one line:
@@ -186,10 +194,14 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   };
 
   if (config.debounceMaxWaitMs < config.debounceMs) {
-    throw new ConfigError(`DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS (${config.debounceMs}) (got "${config.debounceMaxWaitMs}")`);
+    throw new ConfigError(
+      `DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS (${config.debounceMs}) (got "${config.debounceMaxWaitMs}")`,
+    );
   }
   if (config.production && config.databaseUrl === '' && options.needsDatabase !== false) {
-    throw new ConfigError('DATABASE_URL is required when NODE_ENV=production (the embedded PostgreSQL is for development only)');
+    throw new ConfigError(
+      'DATABASE_URL is required when NODE_ENV=production (the embedded PostgreSQL is for development only)',
+    );
   }
   if (config.listenDatabaseUrl !== '' && config.databaseUrl === '') {
     throw new ConfigError('LISTEN_DATABASE_URL needs DATABASE_URL too (the embedded PostgreSQL serves both)');

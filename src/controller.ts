@@ -29,7 +29,6 @@ import { reconcile, type ReconcilerDeps } from './reconciler.js';
 import { OneShot, type Timers } from './timers.js';
 import { WorkQueue } from './workQueue.js';
 
-
 /** Debug log lines the benchmark reads to split the trigger latency. */
 export const NOTIFIED = 'Notification received';
 export const RECOUNTED = 'Recounted';
@@ -69,7 +68,9 @@ export class Controller {
 
   constructor(private readonly deps: ControllerDeps) {
     const { config, timers, logger } = deps;
-    this.queue = new WorkQueue((err: unknown) => logger.error({ err: err instanceof Error ? err.stack : String(err) }, 'Unexpected error in the control loop'));
+    this.queue = new WorkQueue((err: unknown) =>
+      logger.error({ err: err instanceof Error ? err.stack : String(err) }, 'Unexpected error in the control loop'),
+    );
     this.debouncer = new Debouncer(timers, config.debounceMs, config.debounceMaxWaitMs, () => {
       const cause = this.debouncedCause ?? 'notification';
       this.debouncedCause = null;
@@ -90,7 +91,8 @@ export class Controller {
   /** Starts the periodic work. The first recount comes from the listener's first `connected`. */
   start(): void {
     const { config, timers } = this.deps;
-    if (config.pollIntervalSeconds > 0) this.intervals.push(timers.setInterval(() => this.requestRecount('poll'), config.pollIntervalSeconds * 1000));
+    if (config.pollIntervalSeconds > 0)
+      this.intervals.push(timers.setInterval(() => this.requestRecount('poll'), config.pollIntervalSeconds * 1000));
     if (this.deps.reconciler) {
       this.intervals.push(timers.setInterval(() => this.requestReconcile(), config.reconcileIntervalSeconds * 1000));
       this.requestReconcile();
@@ -155,7 +157,10 @@ export class Controller {
     const message = errorMessage(err);
     this.deps.health.failing[step] = message;
     const delay = retryDelayMs(++this.recountFailures);
-    this.deps.logger.warn({ err: message, attempt: this.recountFailures, retryInMs: delay }, `${what} failed; retrying`);
+    this.deps.logger.warn(
+      { err: message, attempt: this.recountFailures, retryInMs: delay },
+      `${what} failed; retrying`,
+    );
     this.recountRetry.schedule(delay);
   }
 
@@ -176,7 +181,10 @@ export class Controller {
     this.ok('writers');
     health.lastRecountAt = timers.now();
     metrics.pending.set(count.pending);
-    this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length, ms: timers.now() - started }, RECOUNTED);
+    this.deps.logger.debug(
+      { cause, pending: count.pending, writers: count.writers.length, ms: timers.now() - started },
+      RECOUNTED,
+    );
     this.writers.recounted(settles, count.gateBefore, count.writers);
 
     let quiet = false;
@@ -206,7 +214,12 @@ export class Controller {
     }
 
     try {
-      const target = notifyAt({ gateBefore: count.gateBefore, pending: count.pending, threshold: config.trainingThreshold, quiet });
+      const target = notifyAt({
+        gateBefore: count.gateBefore,
+        pending: count.pending,
+        threshold: config.trainingThreshold,
+        quiet,
+      });
       const gateAfter = await publishNotifyAt(pool, this.deps.dispatcher.tables, target);
       if (missedWhilePublishing(target, gateAfter)) this.requestRecount('gate');
     } catch (err: unknown) {
@@ -226,7 +239,8 @@ export class Controller {
         if (result.submit === 'failed') this.requestRecount('run-finished');
         return true;
       case 'skipped':
-        if (result.decision.reason === 'backoff' && result.decision.retryInMs !== undefined) this.backoffEnd.schedule(Math.max(0, result.decision.retryInMs));
+        if (result.decision.reason === 'backoff' && result.decision.retryInMs !== undefined)
+          this.backoffEnd.schedule(Math.max(0, result.decision.retryInMs));
         this.blockedByForeignJob = result.foreignJob;
         return result.decision.reason !== 'below-threshold';
       case 'locked':
@@ -258,7 +272,10 @@ export class Controller {
       if (this.deps.health.cluster && err instanceof KubeError) this.deps.health.cluster.error = message;
       else this.deps.health.failing.reconcile = message;
       const delay = retryDelayMs(++this.reconcileFailures);
-      this.deps.logger.warn({ err: message, attempt: this.reconcileFailures, retryInMs: delay }, 'Reconcile failed; retrying');
+      this.deps.logger.warn(
+        { err: message, attempt: this.reconcileFailures, retryInMs: delay },
+        'Reconcile failed; retrying',
+      );
       this.reconcileRetry.schedule(delay);
     }
   }

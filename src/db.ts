@@ -22,7 +22,9 @@ export function createPool(connectionString: string, logger: Logger, options: Po
     application_name: options.applicationName ?? 'training-controller',
   });
   // An idle client losing its connection (database restart) emits here; without a listener it would crash the process.
-  pool.on('error', (err: Error) => logger.warn({ err: scrubSecrets(err.message, connectionString) }, 'Idle database connection lost'));
+  pool.on('error', (err: Error) =>
+    logger.warn({ err: scrubSecrets(err.message, connectionString) }, 'Idle database connection lost'),
+  );
   return pool;
 }
 

@@ -58,16 +58,19 @@ export class Debouncer {
 
   private arm(): void {
     const due = fireAt(this.firstAt ?? this.lastAt, this.lastAt, this.waitMs, this.maxWaitMs);
-    this.handle = this.timers.setTimeout(() => {
-      this.handle = null;
-      if (this.firstAt === null) return;
-      if (this.timers.now() < fireAt(this.firstAt, this.lastAt, this.waitMs, this.maxWaitMs)) {
-        this.arm(); // more requests came: wait for the quiet (or the cap) they moved the deadline to
-        return;
-      }
-      this.firstAt = null;
-      this.firedAt = this.timers.now();
-      this.fire();
-    }, Math.max(0, due - this.timers.now()));
+    this.handle = this.timers.setTimeout(
+      () => {
+        this.handle = null;
+        if (this.firstAt === null) return;
+        if (this.timers.now() < fireAt(this.firstAt, this.lastAt, this.waitMs, this.maxWaitMs)) {
+          this.arm(); // more requests came: wait for the quiet (or the cap) they moved the deadline to
+          return;
+        }
+        this.firstAt = null;
+        this.firedAt = this.timers.now();
+        this.fire();
+      },
+      Math.max(0, due - this.timers.now()),
+    );
   }
 }

@@ -24,17 +24,34 @@ export const IN_PROGRESS = 'Training already in progress';
 
 export function decideDispatch(f: DispatchFacts): Decision {
   if (f.pending < f.threshold) {
-    return { action: 'skip', reason: 'below-threshold', why: `${f.pending} pending, below the threshold of ${f.threshold}` };
+    return {
+      action: 'skip',
+      reason: 'below-threshold',
+      why: `${f.pending} pending, below the threshold of ${f.threshold}`,
+    };
   }
   if (f.openRun) {
-    return { action: 'skip', reason: 'in-progress', why: `${IN_PROGRESS}: run ${f.openRun.id} (${f.openRun.jobName}) is ${f.openRun.state}` };
+    return {
+      action: 'skip',
+      reason: 'in-progress',
+      why: `${IN_PROGRESS}: run ${f.openRun.id} (${f.openRun.jobName}) is ${f.openRun.state}`,
+    };
   }
   if (f.activeJobs.length > 0) {
-    return { action: 'skip', reason: 'in-progress', why: `${IN_PROGRESS}: Job ${f.activeJobs.join(', ')} has not finished` };
+    return {
+      action: 'skip',
+      reason: 'in-progress',
+      why: `${IN_PROGRESS}: Job ${f.activeJobs.join(', ')} has not finished`,
+    };
   }
   if (f.backoffUntil !== null && f.now < f.backoffUntil) {
     const seconds = Math.ceil((f.backoffUntil - f.now) / 1000);
-    return { action: 'skip', reason: 'backoff', why: `backing off after failed runs: next run in ${seconds} s`, retryInMs: f.backoffUntil - f.now };
+    return {
+      action: 'skip',
+      reason: 'backoff',
+      why: `backing off after failed runs: next run in ${seconds} s`,
+      retryInMs: f.backoffUntil - f.now,
+    };
   }
   return { action: 'dispatch', why: `${f.pending} pending, threshold ${f.threshold}` };
 }

@@ -11,7 +11,16 @@ import { buildJob, freeName, jobName, jobSummary } from './jobTemplate.js';
 import { unfinishedJobs, type JobsApi } from './kubeJobs.js';
 import { LOCK_KEYS, tryXactLock } from './locks.js';
 import { finishClaim, LOCK_NOT_AVAILABLE } from './chunks.js';
-import { countPendingExact, failureHistory, insertAndClaim, namesLike, openRun, runById, unfinishedRun, type Run } from './runs.js';
+import {
+  countPendingExact,
+  failureHistory,
+  insertAndClaim,
+  namesLike,
+  openRun,
+  runById,
+  unfinishedRun,
+  type Run,
+} from './runs.js';
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
 
 /** kubernetes: create Jobs. dry-run: the API server validates (dryRun=All), nothing is claimed. print: no cluster, log only. */
@@ -48,7 +57,12 @@ async function claimTheRest(deps: DispatcherDeps, run: Run): Promise<Run> {
 /** A run whose chunked work is unfinished blocks the next one like an open run (the reconciler finishes it). */
 function busy(run: Run | null): Run | null {
   if (!run) return null;
-  return { ...run, state: (run.state === 'baseline' ? 'a baseline still marking annotations' : `${run.state}, its annotations still being settled`) as Run['state'] };
+  return {
+    ...run,
+    state: (run.state === 'baseline'
+      ? 'a baseline still marking annotations'
+      : `${run.state}, its annotations still being settled`) as Run['state'],
+  };
 }
 
 /** Logged when a claim takes more than one chunk. */
@@ -69,7 +83,9 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
     const open = (await openRun(client, deps.tables)) ?? busy(await unfinishedRun(client, deps.tables));
     let activeJobs: string[] = [];
     if (!open && deps.jobs) {
-      activeJobs = (await unfinishedJobs(deps.jobs, [deps.namespace])).map((j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`);
+      activeJobs = (await unfinishedJobs(deps.jobs, [deps.namespace])).map(
+        (j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`,
+      );
       deps.onClusterAnswer(null);
     }
     const history = await failureHistory(client, deps.tables);
@@ -95,7 +111,10 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       await client.query('ROLLBACK');
       const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
       if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
-      logger.info({ mode: deps.mode, job: jobSummary(job) }, `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`);
+      logger.info(
+        { mode: deps.mode, job: jobSummary(job) },
+        `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`,
+      );
       return { kind: 'rehearsed', job };
     }
     try {
@@ -111,7 +130,10 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
       // Annotations were un-verified or claimed between the recount and now: nothing to do after all.
       await client.query('ROLLBACK');
       metrics.skips.inc({ reason: 'below-threshold' });
-      logger.info({ pending, claimed: run.annotationCount }, `Only ${run.annotationCount} pending at claim time (the recount saw ${pending}): recounting`);
+      logger.info(
+        { pending, claimed: run.annotationCount },
+        `Only ${run.annotationCount} pending at claim time (the recount saw ${pending}): recounting`,
+      );
       return { kind: 'claim-race' };
     }
     await client.query('COMMIT');
@@ -123,7 +145,10 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
   }
   if (!complete) run = await claimTheRest(deps, run);
   metrics.dispatches.inc();
-  logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace }, `Triggering training with ${run.annotationCount} new images`);
+  logger.info(
+    { runId: run.id, job: run.jobName, namespace: run.namespace },
+    `Triggering training with ${run.annotationCount} new images`,
+  );
   if (!deps.jobs) throw new Error('kubernetes mode without a cluster');
   const submit = await submitRun({ ...deps, jobs: deps.jobs }, run);
   return { kind: 'dispatched', run, submit };

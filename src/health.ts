@@ -14,7 +14,12 @@ export interface Health {
 }
 
 export function newHealth(clusterConfigured: boolean): Health {
-  return { listenerConnected: false, lastRecountAt: null, failing: {}, cluster: clusterConfigured ? { okAt: null, error: null } : null };
+  return {
+    listenerConnected: false,
+    lastRecountAt: null,
+    failing: {},
+    cluster: clusterConfigured ? { okAt: null, error: null } : null,
+  };
 }
 
 export interface ReadinessLimits {
@@ -29,11 +34,13 @@ export function readiness(h: Health, now: number, limits: ReadinessLimits): { re
   if (!h.listenerConnected) reasons.push('listener not connected to PostgreSQL');
   for (const [step, error] of Object.entries(h.failing)) reasons.push(`${step} failing: ${error}`);
   if (h.lastRecountAt === null) reasons.push('no recount yet');
-  else if (now - h.lastRecountAt > limits.recountMaxAgeMs) reasons.push(`last recount ${Math.round((now - h.lastRecountAt) / 1000)} s ago`);
+  else if (now - h.lastRecountAt > limits.recountMaxAgeMs)
+    reasons.push(`last recount ${Math.round((now - h.lastRecountAt) / 1000)} s ago`);
   if (h.cluster) {
     if (h.cluster.error) reasons.push(`cluster unreachable: ${h.cluster.error}`);
     else if (h.cluster.okAt === null) reasons.push('cluster not reached yet');
-    else if (now - h.cluster.okAt > limits.clusterMaxAgeMs) reasons.push(`cluster last answered ${Math.round((now - h.cluster.okAt) / 1000)} s ago`);
+    else if (now - h.cluster.okAt > limits.clusterMaxAgeMs)
+      reasons.push(`cluster last answered ${Math.round((now - h.cluster.okAt) / 1000)} s ago`);
   }
   return { ready: reasons.length === 0, reasons };
 }

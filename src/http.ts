@@ -13,7 +13,14 @@ export interface HttpServer {
   close(): Promise<void>;
 }
 
-export async function startHttp(port: number, health: Health, metrics: Metrics, limits: ReadinessLimits, now: () => number, logger: Logger): Promise<HttpServer> {
+export async function startHttp(
+  port: number,
+  health: Health,
+  metrics: Metrics,
+  limits: ReadinessLimits,
+  now: () => number,
+  logger: Logger,
+): Promise<HttpServer> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -32,9 +32,15 @@ export function jobOutcome(job: V1Job): JobOutcome {
 export function deletedOutcome(job: V1Job): JobOutcome {
   const settled = jobOutcome(job);
   if (settled.finished) return settled;
-  const criteriaMet = (job.status?.conditions ?? []).some((c) => c.type === 'SuccessCriteriaMet' && c.status === 'True');
+  const criteriaMet = (job.status?.conditions ?? []).some(
+    (c) => c.type === 'SuccessCriteriaMet' && c.status === 'True',
+  );
   if (criteriaMet || (job.status?.succeeded ?? 0) >= (job.spec?.completions ?? 1)) {
-    return { finished: true, succeeded: true, reason: criteriaMet ? 'SuccessCriteriaMet (deleted before Complete)' : 'pods succeeded (deleted before Complete)' };
+    return {
+      finished: true,
+      succeeded: true,
+      reason: criteriaMet ? 'SuccessCriteriaMet (deleted before Complete)' : 'pods succeeded (deleted before Complete)',
+    };
   }
   return { finished: false };
 }

@@ -67,7 +67,11 @@ export function defaultTemplate(image: string, ttlSeconds: number): V1Job {
             {
               name: 'train',
               image,
-              command: ['sh', '-c', 'echo "training run $TRAINING_RUN_ID on $TRAINING_ANNOTATION_COUNT annotations"; sleep 30'],
+              command: [
+                'sh',
+                '-c',
+                'echo "training run $TRAINING_RUN_ID on $TRAINING_ANNOTATION_COUNT annotations"; sleep 30',
+              ],
               resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
             },
           ],
@@ -81,7 +85,10 @@ const OWNED_ENV = new Set(['TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT']);
 
 function withRunEnv(c: V1Container, run: RunIdentity): V1Container {
   const env: V1EnvVar[] = (c.env ?? []).filter((e) => !OWNED_ENV.has(e.name));
-  env.push({ name: 'TRAINING_RUN_ID', value: String(run.runId) }, { name: 'TRAINING_ANNOTATION_COUNT', value: String(run.annotationCount) });
+  env.push(
+    { name: 'TRAINING_RUN_ID', value: String(run.runId) },
+    { name: 'TRAINING_ANNOTATION_COUNT', value: String(run.annotationCount) },
+  );
   return { ...c, env };
 }
 
@@ -92,13 +99,20 @@ export function buildJob(template: V1Job, run: RunIdentity): V1Job {
   job.apiVersion = 'batch/v1';
   job.kind = 'Job';
   const finalizers = [...(job.metadata?.finalizers ?? []).filter((f) => f !== SETTLE_FINALIZER), SETTLE_FINALIZER];
-  job.metadata = { ...job.metadata, name: run.name, namespace: run.namespace, labels: { ...job.metadata?.labels, ...labels }, finalizers };
+  job.metadata = {
+    ...job.metadata,
+    name: run.name,
+    namespace: run.namespace,
+    labels: { ...job.metadata?.labels, ...labels },
+    finalizers,
+  };
   delete job.metadata.generateName;
   const spec = job.spec ?? { template: {} };
   spec.template.metadata = { ...spec.template.metadata, labels: { ...spec.template.metadata?.labels, ...labels } };
   if (spec.template.spec) {
     spec.template.spec.containers = (spec.template.spec.containers ?? []).map((c) => withRunEnv(c, run));
-    if (spec.template.spec.initContainers) spec.template.spec.initContainers = spec.template.spec.initContainers.map((c) => withRunEnv(c, run));
+    if (spec.template.spec.initContainers)
+      spec.template.spec.initContainers = spec.template.spec.initContainers.map((c) => withRunEnv(c, run));
   }
   job.spec = spec;
   return job;
@@ -112,7 +126,8 @@ export function buildJob(template: V1Job, run: RunIdentity): V1Job {
  */
 export function jobSummary(job: V1Job): Record<string, unknown> {
   const pod = job.spec?.template?.spec;
-  const containers = (list: V1Container[] | undefined) => (list ?? []).map((c) => ({ name: c.name, image: c.image, env: (c.env ?? []).map((e) => e.name) }));
+  const containers = (list: V1Container[] | undefined) =>
+    (list ?? []).map((c) => ({ name: c.name, image: c.image, env: (c.env ?? []).map((e) => e.name) }));
   return {
     name: job.metadata?.name,
     namespace: job.metadata?.namespace,
@@ -131,10 +146,15 @@ function labelErrors(path: string, labels: Record<string, string> | undefined): 
     const slash = key.lastIndexOf('/');
     const name = slash >= 0 ? key.slice(slash + 1) : key;
     const prefix = slash >= 0 ? key.slice(0, slash) : '';
-    if (name.length > 63 || !LABEL_NAME.test(name) || (prefix !== '' && (prefix.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix)))) {
+    if (
+      name.length > 63 ||
+      !LABEL_NAME.test(name) ||
+      (prefix !== '' && (prefix.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix)))
+    ) {
       errors.push(`${path}: invalid label key "${key}"`);
     }
-    if (typeof value !== 'string' || value.length > 63 || !LABEL_VALUE.test(value)) errors.push(`${fieldPath(path, key)}: invalid label value "${String(value)}"`);
+    if (typeof value !== 'string' || value.length > 63 || !LABEL_VALUE.test(value))
+      errors.push(`${fieldPath(path, key)}: invalid label value "${String(value)}"`);
   }
   return errors;
 }
@@ -146,31 +166,46 @@ function labelErrors(path: string, labels: Record<string, string> | undefined): 
 export function validateJob(job: V1Job): string[] {
   const errors: string[] = [];
   const name = job.metadata?.name ?? '';
-  if (name.length > 63 || !DNS_LABEL.test(name)) errors.push(`metadata.name: "${name}" must be a DNS-1123 label of at most 63 characters`);
+  if (name.length > 63 || !DNS_LABEL.test(name))
+    errors.push(`metadata.name: "${name}" must be a DNS-1123 label of at most 63 characters`);
   if (job.apiVersion !== 'batch/v1') errors.push(`apiVersion: must be batch/v1, not "${job.apiVersion ?? ''}"`);
   if (job.kind !== 'Job') errors.push(`kind: must be Job, not "${job.kind ?? ''}"`);
   errors.push(...labelErrors('metadata.labels', job.metadata?.labels));
   const spec = job.spec;
   if (!spec?.template?.spec) return [...errors, 'spec.template.spec: Required value'];
-  for (const field of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds', 'completions', 'parallelism'] as const) {
+  for (const field of [
+    'backoffLimit',
+    'ttlSecondsAfterFinished',
+    'activeDeadlineSeconds',
+    'completions',
+    'parallelism',
+  ] as const) {
     const v = spec[field];
     if (v != null && (!Number.isInteger(v) || v < 0)) errors.push(`spec.${field}: must be a non-negative integer`);
   }
   const ttl = spec.ttlSecondsAfterFinished;
   if (Number.isInteger(ttl) && (ttl as number) < MIN_JOB_TTL_SECONDS) {
-    errors.push(`spec.ttlSecondsAfterFinished: at least ${MIN_JOB_TTL_SECONDS} (a shorter TTL deletes a finished Job and its logs before anyone can read them)`);
+    errors.push(
+      `spec.ttlSecondsAfterFinished: at least ${MIN_JOB_TTL_SECONDS} (a shorter TTL deletes a finished Job and its logs before anyone can read them)`,
+    );
   }
   errors.push(...labelErrors('spec.template.metadata.labels', spec.template.metadata?.labels));
   const pod = spec.template.spec;
   if (pod.restartPolicy !== 'Never' && pod.restartPolicy !== 'OnFailure') {
-    errors.push(`spec.template.spec.restartPolicy: must be Never or OnFailure for a Job, not "${pod.restartPolicy ?? ''}"`);
+    errors.push(
+      `spec.template.spec.restartPolicy: must be Never or OnFailure for a Job, not "${pod.restartPolicy ?? ''}"`,
+    );
   }
   const containers = pod.containers ?? [];
   if (containers.length === 0) errors.push('spec.template.spec.containers: Required value');
   const seen = new Set<string>();
-  [...(pod.initContainers ?? []).map((c) => ['initContainers', c] as const), ...containers.map((c) => ['containers', c] as const)].forEach(([kind, c], i) => {
+  [
+    ...(pod.initContainers ?? []).map((c) => ['initContainers', c] as const),
+    ...containers.map((c) => ['containers', c] as const),
+  ].forEach(([kind, c], i) => {
     const at = `spec.template.spec.${kind}[${kind === 'containers' ? i - (pod.initContainers?.length ?? 0) : i}]`;
-    if (!c.name || c.name.length > 63 || !DNS_LABEL.test(c.name)) errors.push(`${at}.name: "${c.name ?? ''}" must be a DNS-1123 label`);
+    if (!c.name || c.name.length > 63 || !DNS_LABEL.test(c.name))
+      errors.push(`${at}.name: "${c.name ?? ''}" must be a DNS-1123 label`);
     else if (seen.has(c.name)) errors.push(`${at}.name: Duplicate value "${c.name}"`);
     else seen.add(c.name);
     if (!c.image || c.image.trim() === '') errors.push(`${at}.image: Required value`);
@@ -188,9 +223,12 @@ export async function loadJobTemplate(path: string): Promise<V1Job> {
   try {
     doc = load(await readFile(path, 'utf8'));
   } catch (err: unknown) {
-    throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`);
+    throw new TemplateError(
+      `JOB_TEMPLATE_FILE ${path}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`,
+    );
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: must be one YAML Job object`);
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc))
+    throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: must be one YAML Job object`);
   checkTemplate(doc, `JOB_TEMPLATE_FILE ${path}`);
   return doc;
 }
@@ -201,12 +239,19 @@ export async function loadJobTemplate(path: string): Promise<V1Job> {
  */
 export function checkTemplate(template: unknown, source: string): asserts template is V1Job {
   // A Deployment pasted by mistake: its kind is the one useful line, not the Job fields it lacks.
-  const { kind, apiVersion } = (typeof template === 'object' && template !== null ? template : {}) as Record<string, unknown>;
-  if (typeof kind === 'string' && kind !== 'Job') throw new TemplateError(`${source}: kind: must be Job, not "${kind}"`);
-  if (typeof apiVersion === 'string' && apiVersion !== 'batch/v1') throw new TemplateError(`${source}: apiVersion: must be batch/v1, not "${apiVersion}"`);
+  const { kind, apiVersion } = (typeof template === 'object' && template !== null ? template : {}) as Record<
+    string,
+    unknown
+  >;
+  if (typeof kind === 'string' && kind !== 'Job')
+    throw new TemplateError(`${source}: kind: must be Job, not "${kind}"`);
+  if (typeof apiVersion === 'string' && apiVersion !== 'batch/v1')
+    throw new TemplateError(`${source}: apiVersion: must be batch/v1, not "${apiVersion}"`);
   const shape = templateShapeErrors(template);
   if (shape.length > 0) throw new TemplateError(`${source}: ${shape.join('; ')}`);
   const job = template as V1Job;
-  const errors = validateJob(buildJob(job, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 }));
+  const errors = validateJob(
+    buildJob(job, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 }),
+  );
   if (errors.length > 0) throw new TemplateError(`${source}: ${errors.join('; ')}`);
 }

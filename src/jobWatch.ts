@@ -60,7 +60,11 @@ export class JobWatch {
               return;
             }
             if (job.metadata?.resourceVersion) resourceVersion = job.metadata.resourceVersion;
-            if (type === 'DELETED' || (type !== 'BOOKMARK' && (jobOutcome(job).finished || job.metadata?.deletionTimestamp))) this.onChange();
+            if (
+              type === 'DELETED' ||
+              (type !== 'BOOKMARK' && (jobOutcome(job).finished || job.metadata?.deletionTimestamp))
+            )
+              this.onChange();
           });
           this.handle = handle;
           const opened = this.timers.now();
@@ -76,7 +80,10 @@ export class JobWatch {
         if (this.stopped) break;
         failures++;
         const delay = retryDelayMs(failures);
-        this.logger.warn({ namespace: this.namespace, err: errorMessage(err), retryInMs: delay }, 'Job watch failed; listing again');
+        this.logger.warn(
+          { namespace: this.namespace, err: errorMessage(err), retryInMs: delay },
+          'Job watch failed; listing again',
+        );
         const pause = interruptibleSleep(this.timers, delay);
         this.wake = pause.wake;
         await pause.done;

@@ -41,7 +41,12 @@ export function toKubeError(err: unknown, what: string): KubeError {
     } catch {
       message = String(err.body).slice(0, 200);
     }
-    return new KubeError(`${what}: HTTP ${status}${reason ? ` ${reason}` : ''}${message ? `: ${message}` : ''}`, status, reason, errorKind(status));
+    return new KubeError(
+      `${what}: HTTP ${status}${reason ? ` ${reason}` : ''}${message ? `: ${message}` : ''}`,
+      status,
+      reason,
+      errorKind(status),
+    );
   }
   const reason = err instanceof Error && err.name === 'AbortError' ? 'Timeout' : 'Unreachable';
   return new KubeError(`${what}: ${reason === 'Timeout' ? 'timed out' : errorMessage(err)}`, null, reason, 'transient');

@@ -24,7 +24,12 @@ export interface JobsApi {
   /** null when the Job does not exist (404). */
   get(namespace: string, name: string): Promise<V1Job | null>;
   list(namespace: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
-  watch(namespace: string, labelSelector: string, resourceVersion: string, onEvent: (type: WatchEvent, obj: unknown) => void): Promise<WatchHandle>;
+  watch(
+    namespace: string,
+    labelSelector: string,
+    resourceVersion: string,
+    onEvent: (type: WatchEvent, obj: unknown) => void,
+  ): Promise<WatchHandle>;
   /**
    * Removes our finalizer from the Job as read (a JSON patch that tests the entry before removing it, so a
    * concurrent change fails instead of removing someone else's). 'gone': the Job no longer exists.
@@ -95,7 +100,9 @@ function loadKubeconfigFile(kc: KubeConfig, path: string, label: string): void {
     isDirectory = statSync(path).isDirectory();
   } catch (err: unknown) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new ConfigError(`${label} does not exist: point KUBECONFIG at a kubeconfig file, or unset it to use ~/.kube/config or the in-cluster service account`);
+      throw new ConfigError(
+        `${label} does not exist: point KUBECONFIG at a kubeconfig file, or unset it to use ~/.kube/config or the in-cluster service account`,
+      );
     }
     throw new ConfigError(`${label}: ${errorMessage(err)}`);
   }
@@ -109,7 +116,9 @@ function loadKubeconfigFile(kc: KubeConfig, path: string, label: string): void {
     kc.loadFromFile(path);
   } catch (err: unknown) {
     if ((err as NodeJS.ErrnoException).code === 'EACCES') {
-      throw new ConfigError(`${label} is not readable by uid ${process.getuid?.() ?? '?'} (the image runs as uid 1000): make it readable to that user, e.g. chmod a+r`);
+      throw new ConfigError(
+        `${label} is not readable by uid ${process.getuid?.() ?? '?'} (the image runs as uid 1000): make it readable to that user, e.g. chmod a+r`,
+      );
     }
     throw new ConfigError(`${label}: ${(errorMessage(err).split('\n')[0] ?? '').trim()}`);
   }
@@ -121,18 +130,19 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
   const closed = new AbortController();
   // client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever.
   type Options = Parameters<typeof api.readNamespacedJob>[1];
-  const withTimeout = (): Options => ({
-    middleware: [
-      {
-        pre: (ctx: { setSignal(s: AbortSignal): void }) => {
-          ctx.setSignal(AbortSignal.any([AbortSignal.timeout(timeoutMs), closed.signal]));
-          return new Observable(Promise.resolve(ctx));
+  const withTimeout = (): Options =>
+    ({
+      middleware: [
+        {
+          pre: (ctx: { setSignal(s: AbortSignal): void }) => {
+            ctx.setSignal(AbortSignal.any([AbortSignal.timeout(timeoutMs), closed.signal]));
+            return new Observable(Promise.resolve(ctx));
+          },
+          post: <T>(rsp: T) => new Observable(Promise.resolve(rsp)),
         },
-        post: <T>(rsp: T) => new Observable(Promise.resolve(rsp)),
-      },
-    ],
-    middlewareMergeStrategy: 'append' as const,
-  }) as unknown as Options;
+      ],
+      middlewareMergeStrategy: 'append' as const,
+    }) as unknown as Options;
   const server = kc.getCurrentCluster()?.server ?? '';
 
   const get = async (ns: string, name: string): Promise<V1Job | null> => {
@@ -151,7 +161,10 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
     async create(job, options = {}) {
       const ns = job.metadata?.namespace ?? namespace;
       try {
-        return await api.createNamespacedJob({ namespace: ns, body: job, dryRun: options.dryRun ? 'All' : undefined }, withTimeout());
+        return await api.createNamespacedJob(
+          { namespace: ns, body: job, dryRun: options.dryRun ? 'All' : undefined },
+          withTimeout(),
+        );
       } catch (err: unknown) {
         throw toKubeError(err, `create Job ${ns}/${job.metadata?.name ?? ''}`);
       }
@@ -178,7 +191,17 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
         const path = `/metadata/finalizers/${index}`;
         try {
           // client-node's default patch content type is application/json-patch+json.
-          await api.patchNamespacedJob({ name, namespace: ns, body: [{ op: 'test', path, value: SETTLE_FINALIZER }, { op: 'remove', path }] }, withTimeout());
+          await api.patchNamespacedJob(
+            {
+              name,
+              namespace: ns,
+              body: [
+                { op: 'test', path, value: SETTLE_FINALIZER },
+                { op: 'remove', path },
+              ],
+            },
+            withTimeout(),
+          );
           return 'removed';
         } catch (err: unknown) {
           const e = toKubeError(err, `remove finalizer from Job ${ns}/${name}`);

@@ -22,7 +22,8 @@ export const CHANNEL = 'training_controller';
 
 // pg-listen is CommonJS: under ESM its factory is the default export's `default`.
 type Factory = typeof pgListen.default;
-const createSubscriber: Factory = (pgListen as unknown as { default?: Factory }).default ?? (pgListen as unknown as Factory);
+const createSubscriber: Factory =
+  (pgListen as unknown as { default?: Factory }).default ?? (pgListen as unknown as Factory);
 
 const PING_PREFIX = 'ping:';
 
@@ -75,7 +76,10 @@ export class Listener {
     if (this.stopped || !this.subscriber || this.loop) return;
     if (this.awaitedPing !== null) {
       this.awaitedPing = null;
-      this.logger.warn({ checkIntervalMs: this.checkIntervalMs }, 'LISTEN connection delivers no notifications (its liveness ping did not arrive); reconnecting');
+      this.logger.warn(
+        { checkIntervalMs: this.checkIntervalMs },
+        'LISTEN connection delivers no notifications (its liveness ping did not arrive); reconnecting',
+      );
       this.handlers.disconnected('LISTEN liveness ping did not arrive');
       await this.dropSubscriber();
       this.connect();

@@ -11,7 +11,9 @@ export const LOCK_KEYS = {
 
 /** pg_try_advisory_xact_lock: true when acquired; released automatically at commit or rollback. */
 export async function tryXactLock(client: PoolClient, key: bigint): Promise<boolean> {
-  const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::bigint) AS locked', [key.toString()]);
+  const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::bigint) AS locked', [
+    key.toString(),
+  ]);
   return rows[0]?.locked === true;
 }
 
@@ -23,7 +25,9 @@ export async function tryXactLock(client: PoolClient, key: bigint): Promise<bool
  */
 export async function withSessionLock<T>(client: PoolClient, key: bigint, fn: () => Promise<T>): Promise<T> {
   for (;;) {
-    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [key.toString()]);
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [
+      key.toString(),
+    ]);
     if (rows[0]?.locked) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

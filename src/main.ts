@@ -58,7 +58,10 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     let embedded: Embedded | null = null;
     let databaseUrl = config.databaseUrl;
     if (databaseUrl === '') {
-      logger.info({ dir: config.embeddedDataDir, port: config.embeddedPort }, 'DATABASE_URL is not set: starting the embedded PostgreSQL (development only)');
+      logger.info(
+        { dir: config.embeddedDataDir, port: config.embeddedPort },
+        'DATABASE_URL is not set: starting the embedded PostgreSQL (development only)',
+      );
       embedded = await startEmbedded(config, logger);
       const e = embedded;
       cleanup.push(() => e.stop());
@@ -69,21 +72,35 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     const t = tables(config.annotationsSchema);
     if (embedded) await migrate(pool, logger, t);
     const missing = await missingSchema(pool, t);
-    if (missing.length > 0) throw new StartupError(`database ${safeUrl(databaseUrl)} is not migrated for ANNOTATIONS_SCHEMA=${t.schema} (missing ${missing.join(', ')}): run \`training-controller migrate\` or apply migrations/*.sql with psql -v schema=${t.schema}`);
+    if (missing.length > 0)
+      throw new StartupError(
+        `database ${safeUrl(databaseUrl)} is not migrated for ANNOTATIONS_SCHEMA=${t.schema} (missing ${missing.join(', ')}): run \`training-controller migrate\` or apply migrations/*.sql with psql -v schema=${t.schema}`,
+      );
     const lacking = await missingPrivileges(pool, t);
-    if (lacking.length > 0) throw new StartupError(`the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`);
+    if (lacking.length > 0)
+      throw new StartupError(
+        `the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`,
+      );
     const indexWarning = await invalidIndexWarning(pool, t);
     if (indexWarning) logger.warn(indexWarning);
 
     const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
-    if (!cluster && config.production) throw new StartupError('no Kubernetes configuration (KUBECONFIG, ~/.kube/config or an in-cluster service account) and NODE_ENV=production');
+    if (!cluster && config.production)
+      throw new StartupError(
+        'no Kubernetes configuration (KUBECONFIG, ~/.kube/config or an in-cluster service account) and NODE_ENV=production',
+      );
     const mode: Mode = cluster ? config.dispatchMode : 'print';
     const jobs: JobsApi | null = cluster ? createJobsApi(cluster, config.kubeRequestTimeoutMs) : null;
     const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
     if (!cluster) {
-      logger.warn('No Kubernetes configuration found (KUBECONFIG, ~/.kube/config, in-cluster): nothing will be submitted or claimed; each Job that would be submitted is printed instead');
+      logger.warn(
+        'No Kubernetes configuration found (KUBECONFIG, ~/.kube/config, in-cluster): nothing will be submitted or claimed; each Job that would be submitted is printed instead',
+      );
     } else {
-      logger.info({ cluster: jobs?.server, namespace, source: cluster.source, mode }, 'Kubernetes configuration loaded');
+      logger.info(
+        { cluster: jobs?.server, namespace, source: cluster.source, mode },
+        'Kubernetes configuration loaded',
+      );
     }
 
     const health = newHealth(cluster !== null);
@@ -93,8 +110,20 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       health.cluster.error = error;
       if (error === null) health.cluster.okAt = timers.now();
     };
-    const submitDeps = { pool, tables: t, template, logger, metrics, chunkRows: config.chunkRows, stopping: () => controller.stopping, onClusterAnswer };
-    const watches = jobs && mode === 'kubernetes' ? new JobWatches((ns) => new JobWatch(jobs, ns, timers, logger, () => controller.requestReconcile())) : null;
+    const submitDeps = {
+      pool,
+      tables: t,
+      template,
+      logger,
+      metrics,
+      chunkRows: config.chunkRows,
+      stopping: () => controller.stopping,
+      onClusterAnswer,
+    };
+    const watches =
+      jobs && mode === 'kubernetes'
+        ? new JobWatches((ns) => new JobWatch(jobs, ns, timers, logger, () => controller.requestReconcile()))
+        : null;
     const controller: Controller = new Controller({
       config,
       pool,
@@ -111,28 +140,44 @@ export async function startService(config: Config, logger: Logger, timers: Timer
 
     const limits = {
       // Recounts happen at least every poll; three missed polls means the loop is stuck.
-      recountMaxAgeMs: config.pollIntervalSeconds > 0 ? config.pollIntervalSeconds * 3000 + 30_000 : Number.POSITIVE_INFINITY,
+      recountMaxAgeMs:
+        config.pollIntervalSeconds > 0 ? config.pollIntervalSeconds * 3000 + 30_000 : Number.POSITIVE_INFINITY,
       clusterMaxAgeMs: config.reconcileIntervalSeconds * 3000 + config.kubeRequestTimeoutMs,
     };
     const http: HttpServer = await startHttp(config.httpPort, health, metrics, limits, () => timers.now(), logger);
     cleanup.push(() => http.close());
 
-    const listener = new Listener(config.listenDatabaseUrl || databaseUrl, logger, timers, {
-      notification: () => controller.notification(),
-      connected: (initial) => {
-        health.listenerConnected = true;
-        metrics.listenerConnected.set(1);
-        if (initial) logger.info({ database: safeUrl(config.listenDatabaseUrl || databaseUrl), threshold: config.trainingThreshold, mode, httpPort: http.port }, 'Listening for verified annotations');
-        controller.requestRecount(initial ? 'startup' : 'reconnect');
+    const listener = new Listener(
+      config.listenDatabaseUrl || databaseUrl,
+      logger,
+      timers,
+      {
+        notification: () => controller.notification(),
+        connected: (initial) => {
+          health.listenerConnected = true;
+          metrics.listenerConnected.set(1);
+          if (initial)
+            logger.info(
+              {
+                database: safeUrl(config.listenDatabaseUrl || databaseUrl),
+                threshold: config.trainingThreshold,
+                mode,
+                httpPort: http.port,
+              },
+              'Listening for verified annotations',
+            );
+          controller.requestRecount(initial ? 'startup' : 'reconnect');
+        },
+        disconnected: () => {
+          health.listenerConnected = false;
+          metrics.listenerConnected.set(0);
+        },
+        ping: async (payload) => {
+          await pool.query('SELECT pg_notify($1, $2)', [CHANNEL, payload]);
+        },
       },
-      disconnected: () => {
-        health.listenerConnected = false;
-        metrics.listenerConnected.set(0);
-      },
-      ping: async (payload) => {
-        await pool.query('SELECT pg_notify($1, $2)', [CHANNEL, payload]);
-      },
-    }, config.listenCheckIntervalMs);
+      config.listenCheckIntervalMs,
+    );
     cleanup.push(() => controller.stop());
     // Before the controller: a create in flight is abandoned (the run stays `submitting`, and the next
     // start creates it under the same name) rather than held for up to KUBE_REQUEST_TIMEOUT_MS.

@@ -66,12 +66,22 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
         name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
       const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${t.migrations}`);
       const done = new Set(rows.map((r) => r.name));
-      const invalid = new Set(await invalidIndexes(client, t, migrations.flatMap((m) => concurrentIndexes(m.sql))));
+      const invalid = new Set(
+        await invalidIndexes(
+          client,
+          t,
+          migrations.flatMap((m) => concurrentIndexes(m.sql)),
+        ),
+      );
       const applied: string[] = [];
       for (const m of migrations) {
         const broken = concurrentIndexes(m.sql).filter((i) => invalid.has(i));
         if (done.has(m.name) && broken.length === 0) continue;
-        if (broken.length > 0) logger.warn({ migration: m.name, indexes: broken }, `Rebuilding INVALID index ${broken.join(', ')} (an interrupted CREATE INDEX CONCURRENTLY)`);
+        if (broken.length > 0)
+          logger.warn(
+            { migration: m.name, indexes: broken },
+            `Rebuilding INVALID index ${broken.join(', ')} (an interrupted CREATE INDEX CONCURRENTLY)`,
+          );
         const started = Date.now();
         try {
           await applyScript(client, forSchema(m.sql, t.schema), logger, m.name, options.sleep);
@@ -91,7 +101,13 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
   }
 }
 
-async function applyScript(client: PoolClient, script: string, logger: Logger, name: string, sleep = defaultSleep): Promise<void> {
+async function applyScript(
+  client: PoolClient,
+  script: string,
+  logger: Logger,
+  name: string,
+  sleep = defaultSleep,
+): Promise<void> {
   for (const s of splitStatements(script)) {
     const result = await withLockRetry(() => client.query<Record<string, unknown>>(s.sql), logger, name, s.sql, sleep);
     if (!s.gexec) continue;
@@ -103,7 +119,13 @@ async function applyScript(client: PoolClient, script: string, logger: Logger, n
   }
 }
 
-async function withLockRetry<T>(fn: () => Promise<T>, logger: Logger, name: string, sql: string, sleep: (ms: number) => Promise<void>): Promise<T> {
+async function withLockRetry<T>(
+  fn: () => Promise<T>,
+  logger: Logger,
+  name: string,
+  sql: string,
+  sleep: (ms: number) => Promise<void>,
+): Promise<T> {
   const began = Date.now();
   for (let attempt = 1, wait = RETRY_FIRST_MS; ; attempt++, wait = Math.min(wait * 2, RETRY_MAX_MS)) {
     try {
@@ -117,12 +139,18 @@ async function withLockRetry<T>(fn: () => Promise<T>, logger: Logger, name: stri
 }
 
 /** Logged while a long transaction keeps a migration from its brief lock. */
-export const LOCK_BUSY = 'A transaction holds a lock the migration needs: retrying rather than making writers queue behind it';
+export const LOCK_BUSY =
+  'A transaction holds a lock the migration needs: retrying rather than making writers queue behind it';
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function firstLine(sql: string): string {
-  return sql.split('\n').find((l) => l.trim() !== '' && !l.trim().startsWith('--'))?.trim() ?? '';
+  return (
+    sql
+      .split('\n')
+      .find((l) => l.trim() !== '' && !l.trim().startsWith('--'))
+      ?.trim() ?? ''
+  );
 }
 
 /** Which of `names` exist in the schema as INVALID indexes (half built by an interrupted concurrent build). */

@@ -76,5 +76,9 @@ function stripComments(sql: string): string {
 
 /** The indexes a script builds with CREATE INDEX CONCURRENTLY: an interrupted build leaves one INVALID. */
 export function concurrentIndexes(script: string): string[] {
-  return [...stripComments(script).matchAll(/CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+("?)(\w+)\1/gi)].map((m) => m[2]!);
+  return [
+    ...stripComments(script).matchAll(
+      /CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+("?)(\w+)\1/gi,
+    ),
+  ].map((m) => m[2]!);
 }

@@ -13,7 +13,17 @@ import { deletedOutcome, jobOutcome } from './jobOutcome.js';
 import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
 import { finishClaim, finishSettle } from './chunks.js';
-import { leaseCreateAttempt, markRunning, openRun, recentNamespaces, runStates, settleReleased, settleSucceeded, unfinishedRun, type Run } from './runs.js';
+import {
+  leaseCreateAttempt,
+  markRunning,
+  openRun,
+  recentNamespaces,
+  runStates,
+  settleReleased,
+  settleSucceeded,
+  unfinishedRun,
+  type Run,
+} from './runs.js';
 import { ADOPTED, submitRun, type SubmitDeps } from './submit.js';
 
 // Attempts are at least the create lease apart (KUBE_REQUEST_TIMEOUT_MS + 250 ms, ~10 s by default).
@@ -51,14 +61,24 @@ export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> 
   const run = await openRun(deps.pool, deps.tables);
   const namespaces = [...new Set([deps.jobs.namespace, ...(run ? [run.namespace] : [])])];
   const listed: V1Job[] = [];
-  for (const ns of new Set([...namespaces, ...(await recentNamespaces(deps.pool, deps.tables))])) listed.push(...(await deps.jobs.list(ns, APP_SELECTOR)).items);
+  for (const ns of new Set([...namespaces, ...(await recentNamespaces(deps.pool, deps.tables))]))
+    listed.push(...(await deps.jobs.list(ns, APP_SELECTOR)).items);
   deps.onClusterAnswer(null);
   const released = await releaseSettledFinalizers(deps, listed, run);
   const foreignJobs = listed
-    .filter((j) => namespaces.includes(j.metadata?.namespace ?? '') && !jobOutcome(j).finished && !released.has(j) && j.metadata?.labels?.[RUN_ID_LABEL] !== String(run?.id ?? ''))
+    .filter(
+      (j) =>
+        namespaces.includes(j.metadata?.namespace ?? '') &&
+        !jobOutcome(j).finished &&
+        !released.has(j) &&
+        j.metadata?.labels?.[RUN_ID_LABEL] !== String(run?.id ?? ''),
+    )
     .map((j) => j.metadata?.name ?? '?');
   if (!run) return { ...WAITING, finished: finishedWork, foreignJobs, namespaces };
-  const outcome = run.state === 'submitting' ? await resubmit(deps, run) : await follow(deps, run, await deps.jobs.get(run.namespace, run.jobName));
+  const outcome =
+    run.state === 'submitting'
+      ? await resubmit(deps, run)
+      : await follow(deps, run, await deps.jobs.get(run.namespace, run.jobName));
   return { ...outcome, finished: outcome.finished || finishedWork, foreignJobs: [], namespaces };
 }
 
@@ -93,23 +113,31 @@ async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promis
   }
   const outcome = job.metadata?.deletionTimestamp ? deletedOutcome(job) : jobOutcome(job);
   if (outcome.finished) return settle(deps, run, outcome.succeeded ? 'succeeded' : 'failed', outcome.reason, job);
-  if (job.metadata?.deletionTimestamp) return settle(deps, run, 'lost', `Job ${run.namespace}/${run.jobName} was deleted before it finished`, job);
+  if (job.metadata?.deletionTimestamp)
+    return settle(deps, run, 'lost', `Job ${run.namespace}/${run.jobName} was deleted before it finished`, job);
   return WAITING;
 }
 
 async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
   if (run.claimPending) {
     // A claim interrupted part way (a crash between chunks): finish it before the Job is ever created.
-    deps.logger.info({ runId: run.id, claimed: run.annotationCount, cursor: run.claimCursor, through: run.claimThrough }, FINISHING_CLAIM);
+    deps.logger.info(
+      { runId: run.id, claimed: run.annotationCount, cursor: run.claimCursor, through: run.claimThrough },
+      FINISHING_CLAIM,
+    );
     await finishClaim(deps, run.id);
   }
   if (run.createAttempts >= MAX_CREATE_ATTEMPTS) {
     const job = await deps.jobs.get(run.namespace, run.jobName);
     if (job && isOurs(job, run)) return adopt(deps, run, job);
     const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
-    if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS }))) return { ...WAITING, retrySubmit: true };
+    if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS })))
+      return { ...WAITING, retrySubmit: true };
     deps.metrics.runsFinished.inc({ state: 'failed' });
-    deps.logger.warn({ runId: run.id, job: run.jobName, annotations: run.annotationCount, reason }, `Training run failed: ${run.annotationCount} annotations released`);
+    deps.logger.warn(
+      { runId: run.id, job: run.jobName, annotations: run.annotationCount, reason },
+      `Training run failed: ${run.annotationCount} annotations released`,
+    );
     return { finished: true, retrySubmit: false };
   }
   const leased = await leaseCreateAttempt(deps.pool, deps.tables, run.id, deps.createLeaseMs);
@@ -117,7 +145,10 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
   // A create whose answer was lost (a timeout, a crash) may still have made the Job: read before creating.
   const job = await deps.jobs.get(run.namespace, run.jobName);
   if (job && isOurs(job, leased)) return adopt(deps, leased, job);
-  deps.logger.info({ runId: run.id, job: run.jobName, attempt: leased.createAttempts }, 'Retrying Job create for a submitting run');
+  deps.logger.info(
+    { runId: run.id, job: run.jobName, attempt: leased.createAttempts },
+    'Retrying Job create for a submitting run',
+  );
   const result = await submitRun(deps, leased);
   return { finished: result === 'failed', retrySubmit: result === 'retry' };
 }
@@ -128,14 +159,29 @@ async function adopt(deps: ReconcilerDeps, run: Run, job: V1Job): Promise<Outcom
   return follow(deps, { ...run, state: 'running' }, job);
 }
 
-async function settle(deps: ReconcilerDeps, run: Run, state: 'succeeded' | 'failed' | 'lost', reason: string, job: V1Job | null): Promise<Outcome> {
-  const fields = { runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount, reason };
+async function settle(
+  deps: ReconcilerDeps,
+  run: Run,
+  state: 'succeeded' | 'failed' | 'lost',
+  reason: string,
+  job: V1Job | null,
+): Promise<Outcome> {
+  const fields = {
+    runId: run.id,
+    job: run.jobName,
+    namespace: run.namespace,
+    annotations: run.annotationCount,
+    reason,
+  };
   if (state === 'succeeded') {
     const done = await settleSucceeded(deps, run.id, reason);
     if (done) {
       deps.metrics.runsFinished.inc({ state });
       const unverified = done.released > 0 ? `; ${done.released} un-verified during training released` : '';
-      deps.logger.info({ ...fields, trained: done.trained, released: done.released }, `Training run succeeded: ${done.trained} annotations marked used${unverified}`);
+      deps.logger.info(
+        { ...fields, trained: done.trained, released: done.released },
+        `Training run succeeded: ${done.trained} annotations marked used${unverified}`,
+      );
     }
   } else if (await settleReleased(deps, run.id, state, reason)) {
     deps.metrics.runsFinished.inc({ state });
@@ -149,17 +195,25 @@ async function settle(deps: ReconcilerDeps, run: Run, state: 'succeeded' | 'fail
 async function releaseFinalizer(deps: ReconcilerDeps, job: V1Job): Promise<boolean> {
   try {
     const result = await deps.jobs.removeFinalizer(job);
-    if (result === 'removed') deps.logger.debug({ job: job.metadata?.name, namespace: job.metadata?.namespace }, 'Finalizer removed');
+    if (result === 'removed')
+      deps.logger.debug({ job: job.metadata?.name, namespace: job.metadata?.namespace }, 'Finalizer removed');
     return result !== 'absent';
   } catch (err: unknown) {
-    deps.logger.warn({ job: job.metadata?.name, namespace: job.metadata?.namespace, err: errorMessage(err) }, 'Could not remove the finalizer; will retry');
+    deps.logger.warn(
+      { job: job.metadata?.name, namespace: job.metadata?.namespace, err: errorMessage(err) },
+      'Could not remove the finalizer; will retry',
+    );
     return false;
   }
 }
 
 /** Jobs still carrying our finalizer whose run is no longer open (its outcome is recorded): let them go. */
 async function releaseSettledFinalizers(deps: ReconcilerDeps, jobs: V1Job[], open: Run | null): Promise<Set<V1Job>> {
-  const held = jobs.filter((j) => j.metadata?.finalizers?.includes(SETTLE_FINALIZER) && j.metadata.labels?.[RUN_ID_LABEL] !== String(open?.id ?? ''));
+  const held = jobs.filter(
+    (j) =>
+      j.metadata?.finalizers?.includes(SETTLE_FINALIZER) &&
+      j.metadata.labels?.[RUN_ID_LABEL] !== String(open?.id ?? ''),
+  );
   const ids = held.map((j) => Number(j.metadata?.labels?.[RUN_ID_LABEL])).filter(Number.isSafeInteger);
   if (ids.length === 0) return new Set();
   const states = await runStates(deps.pool, deps.tables, ids);

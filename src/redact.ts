@@ -48,7 +48,13 @@ export function safeUrl(url: string): string {
     // Rebuilt from the raw pairs rather than through URLSearchParams, which would re-encode the others.
     const pairs = queryPairs(u.search);
     if (pairs.some((p) => SECRET_PARAM.test(p.key))) {
-      u.search = pairs.map((p) => (p.rawValue === null ? p.rawKey : `${p.rawKey}=${SECRET_PARAM.test(p.key) && p.rawValue !== '' ? MASK : p.rawValue}`)).join('&');
+      u.search = pairs
+        .map((p) =>
+          p.rawValue === null
+            ? p.rawKey
+            : `${p.rawKey}=${SECRET_PARAM.test(p.key) && p.rawValue !== '' ? MASK : p.rawValue}`,
+        )
+        .join('&');
     }
     return u.toString();
   } catch {
@@ -68,7 +74,8 @@ function secretsOf(url: string): string[] {
   // A password equal to the user name is printed anyway, as the user (`postgres:postgres@`, the embedded
   // server's): masking it would turn every "user postgres" in a message into "user ***" and hide nothing.
   if (u.password && u.password !== u.username) values.push(u.password, decode(u.password));
-  for (const p of queryPairs(u.search)) if (p.rawValue && SECRET_PARAM.test(p.key)) values.push(p.rawValue, decode(p.rawValue));
+  for (const p of queryPairs(u.search))
+    if (p.rawValue && SECRET_PARAM.test(p.key)) values.push(p.rawValue, decode(p.rawValue));
   return values;
 }
 
@@ -84,6 +91,8 @@ const MIN_SCRUBBED = 4;
  * message is printed in full on stderr and in the log, so it is filtered wherever a connection failure ends.
  */
 export function scrubSecrets(text: string, ...urls: string[]): string {
-  const secrets = [...new Set(urls.flatMap(secretsOf))].filter((s) => s.length >= MIN_SCRUBBED).sort((a, b) => b.length - a.length);
+  const secrets = [...new Set(urls.flatMap(secretsOf))]
+    .filter((s) => s.length >= MIN_SCRUBBED)
+    .sort((a, b) => b.length - a.length);
   return secrets.reduce((t, s) => t.replaceAll(s, MASK), text);
 }

@@ -76,7 +76,9 @@ const toRun = (r: RunRow): Run => ({
 });
 
 export async function openRun(q: Queryable, t: Tables): Promise<Run | null> {
-  const { rows } = await q.query<RunRow>(`SELECT ${COLUMNS} FROM ${t.runs} WHERE state IN ('submitting', 'running') LIMIT 1`);
+  const { rows } = await q.query<RunRow>(
+    `SELECT ${COLUMNS} FROM ${t.runs} WHERE state IN ('submitting', 'running') LIMIT 1`,
+  );
   return rows[0] ? toRun(rows[0]) : null;
 }
 
@@ -96,12 +98,19 @@ export async function failureHistory(q: Queryable, t: Tables): Promise<FailureHi
     WHERE state IN ('failed', 'lost')
       AND finished_at > coalesce((SELECT max(finished_at) FROM ${t.runs} WHERE state = 'succeeded'), '-infinity')`);
   const row = rows[0];
-  return { consecutiveFailures: row?.failures ?? 0, lastFailureAt: row?.last ? row.last.getTime() : null, now: (row?.now ?? new Date()).getTime() };
+  return {
+    consecutiveFailures: row?.failures ?? 0,
+    lastFailureAt: row?.last ? row.last.getTime() : null,
+    now: (row?.now ?? new Date()).getTime(),
+  };
 }
 
 /** Job names already used by runs that start with `base` (one-second names repeat in quick succession). */
 export async function namesLike(q: Queryable, t: Tables, base: string): Promise<Set<string>> {
-  const { rows } = await q.query<{ job_name: string }>(`SELECT job_name FROM ${t.runs} WHERE job_name = $1 OR job_name LIKE $1 || '-%'`, [base]);
+  const { rows } = await q.query<{ job_name: string }>(
+    `SELECT job_name FROM ${t.runs} WHERE job_name = $1 OR job_name LIKE $1 || '-%'`,
+    [base],
+  );
   return new Set(rows.map((r) => r.job_name));
 }
 
@@ -111,7 +120,13 @@ export async function namesLike(q: Queryable, t: Tables, base: string): Promise<
  * took them all (the common case: a batch of a few hundred). Otherwise finishClaim (chunks.ts) takes the rest,
  * each chunk in its own transaction, before the Job is created.
  */
-export async function insertAndClaim(client: PoolClient, t: Tables, jobName: string, namespace: string, chunkRows: number): Promise<{ run: Run; complete: boolean }> {
+export async function insertAndClaim(
+  client: PoolClient,
+  t: Tables,
+  jobName: string,
+  namespace: string,
+  chunkRows: number,
+): Promise<{ run: Run; complete: boolean }> {
   const inserted = await client.query<{ id: number; through: string | null }>(
     `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_pending)
      VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT id::text AS top FROM ${t.annotations} WHERE ${PENDING} ORDER BY id DESC LIMIT 1), true)
@@ -170,7 +185,13 @@ export async function leaseCreateAttempt(q: Queryable, t: Tables, id: number, le
  * settle_pending and finished chunk by chunk (finishSettle), each chunk its own transaction. A claim still in
  * progress stops here: what it took is released. Returns the totals, or null when another settle got there first.
  */
-async function settle(deps: ChunkDeps, id: number, state: 'succeeded' | 'failed' | 'lost', reason: string, guard: ReleaseGuard = {}): Promise<SettleStep | null> {
+async function settle(
+  deps: ChunkDeps,
+  id: number,
+  state: 'succeeded' | 'failed' | 'lost',
+  reason: string,
+  guard: ReleaseGuard = {},
+): Promise<SettleStep | null> {
   const t = deps.tables;
   const first = await withTransaction(deps.pool, async (client) => {
     const quiet = guard.submittingQuietForMs;
@@ -203,7 +224,11 @@ async function settle(deps: ChunkDeps, id: number, state: 'succeeded' | 'failed'
  * container reads `WHERE training_run_id = $TRAINING_RUN_ID AND verified`, so it also skipped rows un-verified
  * before it read them. Returns how many were marked used and released, or null when another settle got there first.
  */
-export async function settleSucceeded(deps: ChunkDeps, id: number, reason: string): Promise<{ trained: number; released: number } | null> {
+export async function settleSucceeded(
+  deps: ChunkDeps,
+  id: number,
+  reason: string,
+): Promise<{ trained: number; released: number } | null> {
   return settle(deps, id, 'succeeded', reason);
 }
 
@@ -213,7 +238,13 @@ export interface ReleaseGuard {
 }
 
 /** Job Failed, gone, or never creatable: the run ends and its annotations are pending again. */
-export async function settleReleased(deps: ChunkDeps, id: number, state: 'failed' | 'lost', reason: string, guard: ReleaseGuard = {}): Promise<boolean> {
+export async function settleReleased(
+  deps: ChunkDeps,
+  id: number,
+  state: 'failed' | 'lost',
+  reason: string,
+  guard: ReleaseGuard = {},
+): Promise<boolean> {
   return (await settle(deps, id, state, reason, guard)) !== null;
 }
 
@@ -233,12 +264,17 @@ export async function unfinishedRun(q: Queryable, t: Tables): Promise<Run | null
  * that ended in team-a after TRAINING_NAMESPACE moved to team-b).
  */
 export async function recentNamespaces(q: Queryable, t: Tables): Promise<string[]> {
-  const { rows } = await q.query<{ namespace: string }>(`SELECT DISTINCT namespace FROM (SELECT namespace FROM ${t.runs} WHERE state <> 'baseline' ORDER BY id DESC LIMIT 20) r`);
+  const { rows } = await q.query<{ namespace: string }>(
+    `SELECT DISTINCT namespace FROM (SELECT namespace FROM ${t.runs} WHERE state <> 'baseline' ORDER BY id DESC LIMIT 20) r`,
+  );
   return rows.map((r) => r.namespace);
 }
 
 /** States of these runs (ids absent from the result do not exist in this database). */
 export async function runStates(q: Queryable, t: Tables, ids: number[]): Promise<Map<number, RunState>> {
-  const { rows } = await q.query<{ id: number; state: RunState }>(`SELECT id::int, state FROM ${t.runs} WHERE id = ANY($1::bigint[])`, [ids]);
+  const { rows } = await q.query<{ id: number; state: RunState }>(
+    `SELECT id::int, state FROM ${t.runs} WHERE id = ANY($1::bigint[])`,
+    [ids],
+  );
   return new Map(rows.map((r) => [r.id, r.state]));
 }

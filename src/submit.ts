@@ -39,27 +39,41 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
   let run = initial;
   // Bounded: a server that answers 409 to the create and 404 to the read forever would otherwise spin here.
   for (let renames = 0, round = 0; round < 2 * MAX_RENAMES + 2; round++) {
-    const job = buildJob(deps.template, { name: run.jobName, namespace: run.namespace, runId: run.id, annotationCount: run.annotationCount });
+    const job = buildJob(deps.template, {
+      name: run.jobName,
+      namespace: run.namespace,
+      runId: run.id,
+      annotationCount: run.annotationCount,
+    });
     const started = performance.now();
     try {
       const created = await jobs.create(job);
       metrics.createLatency.observe((performance.now() - started) / 1000);
       deps.onClusterAnswer(null);
       await markRunning(deps.pool, deps.tables, run.id, created.metadata?.uid);
-      logger.info({ runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount }, 'Training Job created');
+      logger.info(
+        { runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount },
+        'Training Job created',
+      );
       return 'running';
     } catch (err: unknown) {
       if (!(err instanceof KubeError)) throw err;
       metrics.createLatency.observe((performance.now() - started) / 1000);
       deps.onClusterAnswer(err.kind === 'transient' ? err.message : null);
       if (err.kind === 'transient') {
-        logger.warn({ runId: run.id, job: run.jobName, err: err.message }, 'Job create failed, will retry the same name');
+        logger.warn(
+          { runId: run.id, job: run.jobName, err: err.message },
+          'Job create failed, will retry the same name',
+        );
         return 'retry';
       }
       if (err.kind === 'permanent') {
         await settleReleased(deps, run.id, 'failed', err.message);
         metrics.runsFinished.inc({ state: 'failed' });
-        logger.error({ runId: run.id, job: run.jobName, status: err.status, err: err.message }, 'Job rejected by the API server; run failed, annotations released');
+        logger.error(
+          { runId: run.id, job: run.jobName, status: err.status, err: err.message },
+          'Job rejected by the API server; run failed, annotations released',
+        );
         return 'failed';
       }
       // 409: a Job of this name exists. Ours (a retry after a lost answer) only if it carries our run id.
@@ -73,7 +87,12 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
       }
       if (existing === null) continue; // deleted between the 409 and the read: create again
       if (++renames > MAX_RENAMES) {
-        await settleReleased(deps, run.id, 'failed', `Job names ${run.jobName} and before are taken by Jobs of other runs`);
+        await settleReleased(
+          deps,
+          run.id,
+          'failed',
+          `Job names ${run.jobName} and before are taken by Jobs of other runs`,
+        );
         metrics.runsFinished.inc({ state: 'failed' });
         logger.error({ runId: run.id, job: run.jobName }, 'Job names keep colliding; run failed, annotations released');
         return 'failed';
@@ -82,11 +101,17 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
       const taken = await namesLike(deps.pool, deps.tables, base);
       taken.add(run.jobName);
       const next = freeName(base, taken);
-      logger.warn({ runId: run.id, job: run.jobName, owner: existing.metadata?.labels?.[RUN_ID_LABEL] ?? 'none', renamed: next }, 'Job name taken by another Job (one-second names): renaming');
+      logger.warn(
+        { runId: run.id, job: run.jobName, owner: existing.metadata?.labels?.[RUN_ID_LABEL] ?? 'none', renamed: next },
+        'Job name taken by another Job (one-second names): renaming',
+      );
       if (!(await rename(deps.pool, deps.tables, run.id, next))) return 'retry';
       run = { ...run, jobName: next };
     }
   }
-  logger.warn({ runId: run.id, job: run.jobName }, 'Job create keeps conflicting with a Job that is not there; will retry');
+  logger.warn(
+    { runId: run.id, job: run.jobName },
+    'Job create keeps conflicting with a Job that is not there; will retry',
+  );
   return 'retry';
 }

@@ -81,7 +81,8 @@ class Checker {
 
   /** A map of strings (labels, annotations): the API server takes no other value. */
   stringMap(path: string, value: unknown): void {
-    for (const [key, item] of Object.entries(this.object(path, value) ?? {})) this.item(fieldPath(path, key), item, 'string');
+    for (const [key, item] of Object.entries(this.object(path, value) ?? {}))
+      this.item(fieldPath(path, key), item, 'string');
   }
 
   metadata(path: string, value: unknown): void {
@@ -112,7 +113,8 @@ class Checker {
  * never finishes: its run stays open, and an open run blocks every later run. The controller decides when a
  * Job starts; `suspend: false` is the default written out, and is accepted.
  */
-const SUSPEND = 'spec.suspend: must not be set (a suspended Job never finishes, and its open run would block every later run)';
+const SUSPEND =
+  'spec.suspend: must not be set (a suspended Job never finishes, and its open run would block every later run)';
 
 /** The "field: problem" lines for a parsed template; empty when its shape is right. */
 export function templateShapeErrors(doc: unknown): string[] {
@@ -125,7 +127,8 @@ export function templateShapeErrors(doc: unknown): string[] {
   const spec = check.object('spec', job.spec, true);
   if (!spec) return check.errors;
   if (spec.suspend !== undefined && spec.suspend !== null && spec.suspend !== false) check.errors.push(SUSPEND);
-  for (const key of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds', 'completions', 'parallelism']) check.field(`spec.${key}`, spec[key], 'integer');
+  for (const key of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds', 'completions', 'parallelism'])
+    check.field(`spec.${key}`, spec[key], 'integer');
   const template = check.object('spec.template', spec.template, true);
   if (!template) return check.errors;
   check.metadata('spec.template.metadata', template.metadata);

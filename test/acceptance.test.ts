@@ -36,15 +36,23 @@ describe('from verified annotations to exactly one training Job', () => {
     const env = job.spec?.template.spec?.containers[0]?.env ?? [];
     assert.deepEqual(
       env.filter((e) => e.name.startsWith('TRAINING_')).map((e) => [e.name, e.value]),
-      [['TRAINING_RUN_ID', runId], ['TRAINING_ANNOTATION_COUNT', '50']],
+      [
+        ['TRAINING_RUN_ID', runId],
+        ['TRAINING_ANNOTATION_COUNT', '50'],
+      ],
     );
     assert.equal(job.spec?.template.spec?.restartPolicy, 'Never');
     assert.equal(job.spec?.ttlSecondsAfterFinished, 3600);
     // The run turns `running` when the create's answer arrives, just after the request reached the server.
-    await eventually(async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be running');
+    await eventually(
+      async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1,
+      'the run to be running',
+    );
     const { rows } = await s.db.pool.query('SELECT state, annotation_count FROM training_runs');
     assert.deepEqual(rows, [{ state: 'running', annotation_count: 50 }]);
-    const claimed = await s.db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [Number(runId)]);
+    const claimed = await s.db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [
+      Number(runId),
+    ]);
     assert.equal(claimed.rows[0].n, 50);
   });
 
@@ -84,7 +92,8 @@ describe('three controllers, 300 verifications from 20 concurrent sessions', () 
     try {
       await Promise.all(
         sessions.map(async (s, i) => {
-          for (let k = i; k < ids.length; k += sessions.length) await s.query('UPDATE annotations SET verified = true WHERE id = $1', [ids[k]]);
+          for (let k = i; k < ids.length; k += sessions.length)
+            await s.query('UPDATE annotations SET verified = true WHERE id = $1', [ids[k]]);
         }),
       );
     } finally {

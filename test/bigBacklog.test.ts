@@ -20,7 +20,10 @@ const annotationCountOf = (job: V1Job | undefined): string | undefined =>
   job?.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'TRAINING_ANNOTATION_COUNT')?.value;
 
 async function run(db: TestDb, id: number): Promise<Record<string, unknown>> {
-  const { rows } = await db.pool.query('SELECT state, annotation_count, claim_pending, claim_cursor, settle_pending, settle_cursor, trained_count FROM training_runs WHERE id = $1', [id]);
+  const { rows } = await db.pool.query(
+    'SELECT state, annotation_count, claim_pending, claim_cursor, settle_pending, settle_cursor, trained_count FROM training_runs WHERE id = $1',
+    [id],
+  );
   return rows[0] as Record<string, unknown>;
 }
 
@@ -28,10 +31,13 @@ async function count(db: TestDb, where: string): Promise<number> {
   return (await db.pool.query(`SELECT count(*)::int AS n FROM annotations WHERE ${where}`)).rows[0].n as number;
 }
 
-const relabel = (db: TestDb, id: number) => triageWrite(db.url, "UPDATE annotations SET label = 'relabelled' WHERE id = $1", [id]);
+const relabel = (db: TestDb, id: number) =>
+  triageWrite(db.url, "UPDATE annotations SET label = 'relabelled' WHERE id = $1", [id]);
 
 async function status(db: TestDb): Promise<string> {
-  return (await exec(process.execPath, [cliPath(), 'status'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url } })).stdout;
+  return (
+    await exec(process.execPath, [cliPath(), 'status'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url } })
+  ).stdout;
 }
 
 async function stop(c: ChildController, signal: NodeJS.Signals): Promise<void> {
@@ -78,7 +84,9 @@ describe('SIGKILL in the middle of a chunked claim, then a restart', () => {
     // chunk that reaches row 55 keeps timing out on it, so the claim stops part way, at a known place.
     await db.pool.query(`CREATE FUNCTION triage_audit() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN IF NEW.id = 55 THEN PERFORM pg_advisory_xact_lock(4242); END IF; RETURN NEW; END $$`);
-    await db.pool.query('CREATE TRIGGER triage_audit BEFORE UPDATE ON annotations FOR EACH ROW EXECUTE FUNCTION triage_audit()');
+    await db.pool.query(
+      'CREATE TRIGGER triage_audit BEFORE UPDATE ON annotations FOR EACH ROW EXECUTE FUNCTION triage_audit()',
+    );
     await holder.query('SELECT pg_advisory_lock(4242)');
     const env = { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, CHUNK_ROWS: '10' };
 
@@ -88,17 +96,32 @@ describe('SIGKILL in the middle of a chunked claim, then a restart', () => {
     // Part way through the claim, Triage writes go through: a row already claimed, a row not reached yet.
     await relabel(db, 3);
     await relabel(db, 80);
-    assert.match(await status(db), /^claim in progress: +50 claimed so far, through id 50 of 100 \(the Job is created when it completes\)$/m);
+    assert.match(
+      await status(db),
+      /^claim in progress: +50 claimed so far, through id 50 of 100 \(the Job is created when it completes\)$/m,
+    );
     await stop(first, 'SIGKILL');
 
-    assert.deepEqual(await run(db, 1), { state: 'submitting', annotation_count: 50, claim_pending: true, claim_cursor: '50', settle_pending: false, settle_cursor: null, trained_count: null });
+    assert.deepEqual(await run(db, 1), {
+      state: 'submitting',
+      annotation_count: 50,
+      claim_pending: true,
+      claim_cursor: '50',
+      settle_pending: false,
+      settle_cursor: null,
+      trained_count: null,
+    });
     assert.equal(kube.jobs.size, 0, 'no Job before the claim is complete');
     assert.deepEqual(await invariantViolations(db.pool), []);
 
     await holder.query('SELECT pg_advisory_unlock(4242)');
     const second = spawnCli(['run'], env);
     try {
-      await eventually(async () => (await run(db, 1)).state === 'running', 'the restarted controller to finish the claim and create the Job', 15_000);
+      await eventually(
+        async () => (await run(db, 1)).state === 'running',
+        'the restarted controller to finish the claim and create the Job',
+        15_000,
+      );
       await second.logs.waitForMsg(FINISHING_CLAIM);
       assert.equal(kube.jobs.size, 1);
       assert.equal(annotationCountOf([...kube.jobs.values()][0]), '100');
@@ -137,21 +160,39 @@ describe('SIGKILL in the middle of a chunked settle, then a restart', () => {
     assert.equal(await count(db, 'used_for_training'), 50);
     assert.deepEqual(await invariantViolations(db.pool), []);
     await relabel(db, 90); // a row of the batch the settle has not reached: not blocked by it
-    assert.match(await status(db), /^settle in progress: run #1 succeeded: 50 of 100 annotations marked used or released$/m);
+    assert.match(
+      await status(db),
+      /^settle in progress: run #1 succeeded: 50 of 100 annotations marked used or released$/m,
+    );
     await stop(first, 'SIGKILL');
 
-    assert.deepEqual(await run(db, 1), { state: 'succeeded', annotation_count: 100, claim_pending: false, claim_cursor: '100', settle_pending: true, settle_cursor: '50', trained_count: 50 });
+    assert.deepEqual(await run(db, 1), {
+      state: 'succeeded',
+      annotation_count: 100,
+      claim_pending: false,
+      claim_cursor: '100',
+      settle_pending: true,
+      settle_cursor: '50',
+      trained_count: 50,
+    });
     assert.deepEqual(await invariantViolations(db.pool), []);
     await triage.query('COMMIT');
 
     const second = spawnCli(['run'], env);
     try {
-      await eventually(async () => (await run(db, 1)).settle_pending === false, 'the restarted controller to finish the settle', 15_000);
+      await eventually(
+        async () => (await run(db, 1)).settle_pending === false,
+        'the restarted controller to finish the settle',
+        15_000,
+      );
       await second.logs.waitForMsg(FINISHING_UNFINISHED);
       assert.equal((await run(db, 1)).trained_count, 100);
       assert.equal(await count(db, 'used_for_training'), 100);
       assert.deepEqual(await invariantViolations(db.pool), []);
-      await eventually(() => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length, 'the finalizer to come off');
+      await eventually(
+        () => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length,
+        'the finalizer to come off',
+      );
     } finally {
       await stop(second, 'SIGTERM');
     }
@@ -162,7 +203,9 @@ describe('training-controller baseline', () => {
   let db: TestDb;
   const cli = async (args: string[], env: Record<string, string> = {}) => {
     try {
-      const r = await exec(process.execPath, [cliPath(), 'baseline', ...args], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, CHUNK_ROWS: '7', ...env } });
+      const r = await exec(process.execPath, [cliPath(), 'baseline', ...args], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, CHUNK_ROWS: '7', ...env },
+      });
       return { code: 0, ...r };
     } catch (err: unknown) {
       const e = err as { code: number; stdout: string; stderr: string };
@@ -180,7 +223,10 @@ describe('training-controller baseline', () => {
     await verifyNew(db.pool, 30);
     const r = await cli([]);
     assert.equal(r.code, 0);
-    assert.match(r.stdout, /^Would mark the 30 annotations pending now as used without training them, .* run again with --yes to do it\.\n$/);
+    assert.match(
+      r.stdout,
+      /^Would mark the 30 annotations pending now as used without training them, .* run again with --yes to do it\.\n$/,
+    );
     assert.deepEqual(await runRows(db.pool), []);
     assert.equal(await count(db, 'used_for_training'), 0);
   });
@@ -188,7 +234,10 @@ describe('training-controller baseline', () => {
   it('--before needs a verified_at column, and says so in one line', async () => {
     const r = await cli(['--before', '2026-01-01T00:00:00Z', '--yes']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /^training-controller: "public"\.annotations has no verified_at column: --before needs when each annotation was verified/);
+    assert.match(
+      r.stderr,
+      /^training-controller: "public"\.annotations has no verified_at column: --before needs when each annotation was verified/,
+    );
     assert.equal(r.stderr.trim().split('\n').length, 1);
     assert.deepEqual(await runRows(db.pool), []);
   });
@@ -196,8 +245,14 @@ describe('training-controller baseline', () => {
   it('--yes marks them used in chunks, recorded as one baseline run with no Job', async () => {
     const r = await cli(['--yes']);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^Baseline run #1: 30 annotations marked used without training \(baseline-\d{8}-\d{6}-\d+\)\.\n$/);
-    assert.deepEqual((await runRows(db.pool)).map((x) => [x.state, x.annotation_count]), [['baseline', 30]]);
+    assert.match(
+      r.stdout,
+      /^Baseline run #1: 30 annotations marked used without training \(baseline-\d{8}-\d{6}-\d+\)\.\n$/,
+    );
+    assert.deepEqual(
+      (await runRows(db.pool)).map((x) => [x.state, x.annotation_count]),
+      [['baseline', 30]],
+    );
     assert.equal(await count(db, 'used_for_training AND training_run_id = 1'), 30);
     assert.deepEqual(await invariantViolations(db.pool), []);
     assert.match(await status(db), /^pending annotations: 0 /m);
@@ -205,20 +260,38 @@ describe('training-controller baseline', () => {
 
   it('--before takes only the annotations verified before that instant', async () => {
     await db.pool.query('ALTER TABLE annotations ADD COLUMN verified_at timestamptz');
-    await db.pool.query("INSERT INTO annotations (verified, verified_at) SELECT true, '2025-06-01' FROM generate_series(1, 12)");
-    await db.pool.query("INSERT INTO annotations (verified, verified_at) SELECT true, '2026-06-01' FROM generate_series(1, 5)");
-    assert.match((await cli(['--before', '2026-01-01T00:00:00Z'])).stdout, /^Would mark the 12 annotations verified before 2026-01-01T00:00:00.000Z \("public"\.annotations\.verified_at\)/);
+    await db.pool.query(
+      "INSERT INTO annotations (verified, verified_at) SELECT true, '2025-06-01' FROM generate_series(1, 12)",
+    );
+    await db.pool.query(
+      "INSERT INTO annotations (verified, verified_at) SELECT true, '2026-06-01' FROM generate_series(1, 5)",
+    );
+    assert.match(
+      (await cli(['--before', '2026-01-01T00:00:00Z'])).stdout,
+      /^Would mark the 12 annotations verified before 2026-01-01T00:00:00.000Z \("public"\.annotations\.verified_at\)/,
+    );
     const r = await cli(['--before', '2026-01-01T00:00:00Z', '--yes']);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual((await runRows(db.pool)).map((x) => [x.state, x.annotation_count]), [['baseline', 30], ['baseline', 12]]);
+    assert.deepEqual(
+      (await runRows(db.pool)).map((x) => [x.state, x.annotation_count]),
+      [
+        ['baseline', 30],
+        ['baseline', 12],
+      ],
+    );
     assert.equal(await count(db, 'verified AND NOT used_for_training AND training_run_id IS NULL'), 5);
   });
 
   it('is refused while a run is open', async () => {
-    await db.pool.query("INSERT INTO training_runs (job_name, namespace, state, annotation_count) VALUES ('sentinel-training-x', 'default', 'running', 0)");
+    await db.pool.query(
+      "INSERT INTO training_runs (job_name, namespace, state, annotation_count) VALUES ('sentinel-training-x', 'default', 'running', 0)",
+    );
     const r = await cli(['--yes']);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /run #3 \(sentinel-training-x\) is running: a baseline cannot take annotations from an open run/);
+    assert.match(
+      r.stderr,
+      /run #3 \(sentinel-training-x\) is running: a baseline cannot take annotations from an open run/,
+    );
   });
 
   it('a bad --before is a usage error', async () => {

@@ -44,8 +44,12 @@ describe('Triage ids the chunked claim cannot walk', () => {
   it('a Triage table with uuid ids trains (it did before the chunked claim)', async () => {
     const db = await freshDatabase(undefined, { migrate: false });
     try {
-      await db.pool.query('CREATE TABLE annotations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), verified boolean NOT NULL DEFAULT false, label text)');
-      await exec(process.execPath, [cliPath(), 'migrate'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url } });
+      await db.pool.query(
+        'CREATE TABLE annotations (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), verified boolean NOT NULL DEFAULT false, label text)',
+      );
+      await exec(process.execPath, [cliPath(), 'migrate'], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
+      });
       await db.pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, 50)');
       const before = kube.creates.length;
       for (const j of kube.creates) kube.setPhase(j.name, 'complete'); // the previous test's Job: not in our way
@@ -80,7 +84,9 @@ describe('baseline --before on a timestamp without time zone column', () => {
       (true, '2025-12-31 22:00'), (true, '2025-12-31 23:30'), (true, '2026-01-01 00:30'), (true, '2026-01-01 03:00')`);
     const counts: Record<string, string> = {};
     for (const tz of ['UTC', 'America/New_York', 'Asia/Tokyo']) {
-      const r = await exec(process.execPath, [cliPath(), 'baseline', '--before', '2026-01-01T00:00:00Z'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, TZ: tz } });
+      const r = await exec(process.execPath, [cliPath(), 'baseline', '--before', '2026-01-01T00:00:00Z'], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, TZ: tz },
+      });
       counts[tz] = /Would mark the (\d+)/.exec(r.stdout)?.[1] ?? r.stdout.trim();
     }
     assert.deepEqual(counts, { UTC: '2', 'America/New_York': '2', 'Asia/Tokyo': '2' });
@@ -93,7 +99,13 @@ describe('SIGTERM during a chunked claim', () => {
   it('stops between chunks and exits 0 within SHUTDOWN_TIMEOUT_MS (README Deploying: SIGTERM)', async () => {
     const { db, kube } = s;
     await verifyNew(db.pool, 100_000);
-    const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, CHUNK_ROWS: '20', SHUTDOWN_TIMEOUT_MS: '2000', LOG_LEVEL: 'info' });
+    const c = spawnCli(['run'], {
+      DATABASE_URL: db.url,
+      KUBECONFIG: kube.kubeconfigPath,
+      CHUNK_ROWS: '20',
+      SHUTDOWN_TIMEOUT_MS: '2000',
+      LOG_LEVEL: 'info',
+    });
     await c.logs.waitForMsg('Claiming a large batch in chunks before the Job is created', 15_000);
     await sleep(300);
     c.proc.kill('SIGTERM');

@@ -16,9 +16,15 @@ import { startOwnPostgres } from './support/ownPostgres.js';
 
 const exec = promisify(execFile);
 
-async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+async function cli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await exec(process.execPath, [cliPath(), ...args], { env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ...env }, timeout: 30_000 });
+    const { stdout, stderr } = await exec(process.execPath, [cliPath(), ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ...env },
+      timeout: 30_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (err: unknown) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -29,9 +35,15 @@ async function cli(args: string[], env: Record<string, string>): Promise<{ code:
 describe('startup errors', () => {
   it('a bad setting: one line naming it, exit 2, before any connection', async () => {
     const started = Date.now();
-    const r = await cli(['run'], { TRAINING_THRESHOLD: 'many', DATABASE_URL: 'postgres://u:hunter2@10.255.255.1:5432/x' });
+    const r = await cli(['run'], {
+      TRAINING_THRESHOLD: 'many',
+      DATABASE_URL: 'postgres://u:hunter2@10.255.255.1:5432/x',
+    });
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, 'training-controller: TRAINING_THRESHOLD must be an integer from 1 to 1000000000 (got "many")\n');
+    assert.equal(
+      r.stderr,
+      'training-controller: TRAINING_THRESHOLD must be an integer from 1 to 1000000000 (got "many")\n',
+    );
     assert.ok(Date.now() - started < 5000, 'no connection attempt to the (unroutable) database');
   });
 
@@ -57,7 +69,10 @@ describe('startup errors', () => {
     try {
       const r = await cli(['run'], { DATABASE_URL: db.url, HTTP_PORT: '0' });
       assert.equal(r.code, 1);
-      assert.match(r.stderr, /is not migrated for ANNOTATIONS_SCHEMA=public \(missing "public".annotations, "public".training_runs, .*\): run `training-controller migrate`/);
+      assert.match(
+        r.stderr,
+        /is not migrated for ANNOTATIONS_SCHEMA=public \(missing "public".annotations, "public".training_runs, .*\): run `training-controller migrate`/,
+      );
     } finally {
       await db.drop();
     }
@@ -65,29 +80,50 @@ describe('startup errors', () => {
 
   it('an invalid Job template: exit 2 (bad configuration) naming the file and the field', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'tpl-'));
-    await writeFile(join(dir, 'job.yaml'), 'spec:\n  template:\n    spec:\n      restartPolicy: Always\n      containers: [{ name: train, image: x }]\n');
-    const r = await cli(['run'], { JOB_TEMPLATE_FILE: join(dir, 'job.yaml'), DATABASE_URL: 'postgres://u:p@127.0.0.1:1/x' });
+    await writeFile(
+      join(dir, 'job.yaml'),
+      'spec:\n  template:\n    spec:\n      restartPolicy: Always\n      containers: [{ name: train, image: x }]\n',
+    );
+    const r = await cli(['run'], {
+      JOB_TEMPLATE_FILE: join(dir, 'job.yaml'),
+      DATABASE_URL: 'postgres://u:p@127.0.0.1:1/x',
+    });
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /JOB_TEMPLATE_FILE .*job\.yaml: spec\.template\.spec\.restartPolicy: must be Never or OnFailure/);
+    assert.match(
+      r.stderr,
+      /JOB_TEMPLATE_FILE .*job\.yaml: spec\.template\.spec\.restartPolicy: must be Never or OnFailure/,
+    );
   });
 
   // Issue 10, item 3: a containers map ended in a TypeError that named neither the file nor the field.
   it('render-job with a template of the wrong shape: one line naming the file and the field path, exit 2', async () => {
     const file = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
-    await writeFile(file, 'spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        train: { image: registry.example.com/train:1 }\n');
+    await writeFile(
+      file,
+      'spec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        train: { image: registry.example.com/train:1 }\n',
+    );
     const r = await cli(['render-job'], { JOB_TEMPLATE_FILE: file });
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, `training-controller: JOB_TEMPLATE_FILE ${file}: spec.template.spec.containers: must be an array (got an object)\n`);
+    assert.equal(
+      r.stderr,
+      `training-controller: JOB_TEMPLATE_FILE ${file}: spec.template.spec.containers: must be an array (got an object)\n`,
+    );
     assert.equal(r.stdout, '');
   });
 
   it('run with spec.suspend in the template: exit 2 before any connection', async () => {
     const file = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
-    await writeFile(file, 'spec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: train, image: x }]\n');
+    await writeFile(
+      file,
+      'spec:\n  suspend: true\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{ name: train, image: x }]\n',
+    );
     const started = Date.now();
     const r = await cli(['run'], { JOB_TEMPLATE_FILE: file, DATABASE_URL: 'postgres://u@10.255.255.1:5432/x' });
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /^training-controller: JOB_TEMPLATE_FILE .*job\.yaml: spec\.suspend: must not be set \(a suspended Job never finishes/);
+    assert.match(
+      r.stderr,
+      /^training-controller: JOB_TEMPLATE_FILE .*job\.yaml: spec\.suspend: must not be set \(a suspended Job never finishes/,
+    );
     assert.equal(r.stderr.split('\n').length, 2, 'one line');
     assert.ok(Date.now() - started < 5000, 'no connection attempt to the (unroutable) database');
   });
@@ -123,10 +159,20 @@ describe('startup errors', () => {
       try {
         const kubeconfig = join(dir, 'as-docker-left-it');
         await mkdir(kubeconfig);
-        const r = await cli(['run'], { NODE_ENV: 'production', DATABASE_URL: db.url, KUBECONFIG: kubeconfig, HTTP_PORT: '0' });
+        const r = await cli(['run'], {
+          NODE_ENV: 'production',
+          DATABASE_URL: db.url,
+          KUBECONFIG: kubeconfig,
+          HTTP_PORT: '0',
+        });
         assert.equal(r.code, 2);
         assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
-        assert.match(r.stderr, new RegExp(`^training-controller: KUBECONFIG ${kubeconfig} is a directory, not a kubeconfig file .*KUBECONFIG_HOST=`));
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `^training-controller: KUBECONFIG ${kubeconfig} is a directory, not a kubeconfig file .*KUBECONFIG_HOST=`,
+          ),
+        );
       } finally {
         await db.drop();
       }
@@ -135,7 +181,10 @@ describe('startup errors', () => {
     it('a file that does not exist', async () => {
       const r = await cli(['render-job'], { KUBECONFIG: join(dir, 'missing', 'config') });
       assert.equal(r.code, 2);
-      assert.equal(r.stderr, `training-controller: KUBECONFIG ${join(dir, 'missing', 'config')} does not exist: point KUBECONFIG at a kubeconfig file, or unset it to use ~/.kube/config or the in-cluster service account\n`);
+      assert.equal(
+        r.stderr,
+        `training-controller: KUBECONFIG ${join(dir, 'missing', 'config')} does not exist: point KUBECONFIG at a kubeconfig file, or unset it to use ~/.kube/config or the in-cluster service account\n`,
+      );
     });
 
     it('~/.kube/config a directory, KUBECONFIG unset', async () => {
@@ -143,7 +192,10 @@ describe('startup errors', () => {
       await mkdir(join(home, '.kube', 'config'), { recursive: true });
       const r = await cli(['render-job'], { HOME: home });
       assert.equal(r.code, 2);
-      assert.match(r.stderr, new RegExp(`^training-controller: ${join(home, '.kube', 'config')} is a directory, not a kubeconfig file`));
+      assert.match(
+        r.stderr,
+        new RegExp(`^training-controller: ${join(home, '.kube', 'config')} is a directory, not a kubeconfig file`),
+      );
     });
 
     it('not a kubeconfig at all', async () => {
@@ -159,15 +211,24 @@ describe('startup errors', () => {
 // Issue 10, item 2: pg honours a password in the query string, and echoes an sslkey it cannot open.
 describe('secrets in DATABASE_URL', () => {
   it('status against a closed port names the URL with its query password masked', async () => {
-    const r = await cli(['status', '--json'], { DATABASE_URL: 'postgres://app@127.0.0.1:1/x?password=hunter2&sslmode=disable' });
+    const r = await cli(['status', '--json'], {
+      DATABASE_URL: 'postgres://app@127.0.0.1:1/x?password=hunter2&sslmode=disable',
+    });
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, 'training-controller: status postgres://app@127.0.0.1:1/x?password=***&sslmode=disable: connect ECONNREFUSED 127.0.0.1:1\n');
+    assert.equal(
+      r.stderr,
+      'training-controller: status postgres://app@127.0.0.1:1/x?password=***&sslmode=disable: connect ECONNREFUSED 127.0.0.1:1\n',
+    );
     assert.ok(!(r.stdout + r.stderr).includes('hunter2'));
   });
 
   it('run with a key pasted in place of the sslkey path fails without printing the key', async () => {
     const key = '-----BEGIN PRIVATE KEY-----hunter2';
-    const r = await cli(['run'], { DATABASE_URL: `postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`, HTTP_PORT: '0', LOG_LEVEL: 'debug' });
+    const r = await cli(['run'], {
+      DATABASE_URL: `postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`,
+      HTTP_PORT: '0',
+      LOG_LEVEL: 'debug',
+    });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^training-controller: ENOENT: no such file or directory, open '\*\*\*'\n$/);
     assert.ok(!(r.stdout + r.stderr).includes('hunter2'), r.stdout + r.stderr);
@@ -180,19 +241,28 @@ describe('migrate', () => {
   after(async () => db?.drop());
 
   it('applies every migration once, even from two processes at the same time', async () => {
-    const [a, b] = await Promise.all([cli(['migrate'], { DATABASE_URL: db.url }), cli(['migrate'], { DATABASE_URL: db.url })]);
+    const [a, b] = await Promise.all([
+      cli(['migrate'], { DATABASE_URL: db.url }),
+      cli(['migrate'], { DATABASE_URL: db.url }),
+    ]);
     assert.equal(a.code, 0, a.stderr);
     assert.equal(b.code, 0, b.stderr);
     const { rows } = await db.pool.query('SELECT name FROM training_controller_migrations ORDER BY name');
     const files = (await readMigrations()).map((m) => m.name);
     assert.ok(files.length >= 5 && files[0] === '001_annotations.sql', `migrations/ lists ${files.join(', ')}`);
-    assert.deepEqual(rows.map((r) => r.name), files);
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      files,
+    );
     const again = await cli(['migrate'], { DATABASE_URL: db.url, LOG_LEVEL: 'info' });
     assert.match(again.stdout, /Database is up to date/);
   });
 
   it('never prints the database password', async () => {
-    const r = await cli(['migrate'], { DATABASE_URL: db.url.replace('postgres@', 'postgres:topsecret@'), LOG_LEVEL: 'debug' });
+    const r = await cli(['migrate'], {
+      DATABASE_URL: db.url.replace('postgres@', 'postgres:topsecret@'),
+      LOG_LEVEL: 'debug',
+    });
     assert.ok(!(r.stdout + r.stderr).includes('topsecret'));
   });
 });
@@ -218,7 +288,9 @@ describe('status, render-job and dry-run', () => {
       await c.logs.waitForMsg(/^Would trigger training with 50 new images \(DISPATCH_MODE=dry-run/);
       assert.equal(s.kube.dryRuns.length, 1);
       assert.equal(s.kube.jobs.size, 0);
-      const claimed = await s.db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NOT NULL OR used_for_training');
+      const claimed = await s.db.pool.query(
+        'SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NOT NULL OR used_for_training',
+      );
       assert.equal(claimed.rows[0].n, 0);
       assert.equal((await s.db.pool.query('SELECT 1 FROM training_runs')).rowCount, 0);
     } finally {
@@ -230,7 +302,10 @@ describe('status, render-job and dry-run', () => {
     const c = await startController(s.db.url, s.kube);
     try {
       await eventually(() => s.kube.creates.length === 1, 'the Job');
-      await eventually(async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'running');
+      await eventually(
+        async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1,
+        'running',
+      );
     } finally {
       await c.stop();
     }
@@ -257,7 +332,9 @@ describe('the Job in print and dry-run logs', () => {
   let templateFile = '';
   before(async () => {
     templateFile = join(await mkdtemp(join(tmpdir(), 'tpl-')), 'job.yaml');
-    await writeFile(templateFile, `apiVersion: batch/v1
+    await writeFile(
+      templateFile,
+      `apiVersion: batch/v1
 kind: Job
 spec:
   template:
@@ -269,11 +346,24 @@ spec:
         - name: train
           image: registry.example.com/sentinel/train:1.4.2
           env: [{ name: AWS_SECRET_ACCESS_KEY, value: ${SECRET} }]
-`);
+`,
+    );
   });
   const expectedSummary = {
-    containers: [{ name: 'train', image: 'registry.example.com/sentinel/train:1.4.2', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
-    initContainers: [{ name: 'fetch-data', image: 'registry.example.com/fetch:2.0', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+    containers: [
+      {
+        name: 'train',
+        image: 'registry.example.com/sentinel/train:1.4.2',
+        env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'],
+      },
+    ],
+    initContainers: [
+      {
+        name: 'fetch-data',
+        image: 'registry.example.com/fetch:2.0',
+        env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'],
+      },
+    ],
   };
 
   it('dry-run logs the container names and images, and no env value, while the API server gets the whole Job', async () => {
@@ -282,7 +372,11 @@ spec:
       await verifyNew(s.db.pool, 50);
       const line = await c.logs.waitForMsg(/^Would trigger training with \d+ new images \(DISPATCH_MODE=dry-run/);
       assert.deepEqual(line.job, { name: s.kube.dryRuns[0]?.metadata?.name, namespace: 'default', ...expectedSummary });
-      assert.equal(s.kube.dryRuns[0]?.spec?.template.spec?.containers[0]?.env?.[0]?.value, SECRET, 'the Job itself keeps its env');
+      assert.equal(
+        s.kube.dryRuns[0]?.spec?.template.spec?.containers[0]?.env?.[0]?.value,
+        SECRET,
+        'the Job itself keeps its env',
+      );
       assert.ok(!c.logs.raw.join('\n').includes(SECRET));
     } finally {
       await c.stop();
@@ -295,7 +389,11 @@ spec:
     try {
       const line = await child.logs.waitForMsg(/^Would trigger training with \d+ new images \(no cluster configured/);
       assert.match(String((line.job as { name: unknown }).name), /^sentinel-training-\d{8}-\d{6}$/);
-      assert.deepEqual(line.job, { name: (line.job as { name: unknown }).name, namespace: 'default', ...expectedSummary });
+      assert.deepEqual(line.job, {
+        name: (line.job as { name: unknown }).name,
+        namespace: 'default',
+        ...expectedSummary,
+      });
       assert.ok(!(child.logs.raw.join('\n') + child.stderr.join('\n')).includes(SECRET));
     } finally {
       child.proc.kill('SIGTERM');
@@ -326,11 +424,17 @@ describe('signals', () => {
     assert.equal(code, 0);
     assert.ok(Date.now() - t0 < 10_000, `exited after ${Date.now() - t0} ms`);
     assert.deepEqual(await invariantViolations(s.db.pool), []);
-    assert.deepEqual((await s.db.pool.query('SELECT state, annotation_count FROM training_runs')).rows, [{ state: 'submitting', annotation_count: 50 }]);
+    assert.deepEqual((await s.db.pool.query('SELECT state, annotation_count FROM training_runs')).rows, [
+      { state: 'submitting', annotation_count: 50 },
+    ]);
     s.kube.clearFaults();
     const next = spawnCli(['run'], { ...env, KUBE_REQUEST_TIMEOUT_MS: '1000' });
     try {
-      await eventually(async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1, 'the run to be created by the next start', 15_000);
+      await eventually(
+        async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'running'")).rowCount === 1,
+        'the run to be created by the next start',
+        15_000,
+      );
       assert.equal(s.kube.jobs.size, 1);
     } finally {
       next.proc.kill('SIGINT');

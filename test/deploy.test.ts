@@ -21,7 +21,10 @@ const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
 
 /** Dockerfile instructions of the last stage, continuation lines joined. */
 function finalStage(): { instr: string; args: string }[] {
-  const lines = read('Dockerfile').replace(/\\\n/g, ' ').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+  const lines = read('Dockerfile')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .filter((l) => l.trim() && !l.trim().startsWith('#'));
   const lastFrom = lines.map((l) => /^FROM\b/i.test(l)).lastIndexOf(true);
   return lines.slice(lastFrom).map((l) => {
     const [instr = '', ...rest] = l.trim().split(/\s+/);
@@ -36,7 +39,7 @@ describe('Dockerfile', () => {
   it('runs on a current Node LTS, slim (the default of the NODE_IMAGE build argument)', () => {
     const from = get('FROM')[0] ?? '';
     const arg = /^\$\{?(\w+)\}?$/.exec(from)?.[1];
-    const image = arg ? new RegExp(`^ARG\\s+${arg}=(\\S+)`, 'm').exec(read('Dockerfile'))?.[1] ?? '' : from;
+    const image = arg ? (new RegExp(`^ARG\\s+${arg}=(\\S+)`, 'm').exec(read('Dockerfile'))?.[1] ?? '') : from;
     assert.match(image, /^node:(22|24)[.\d]*-(bookworm-slim|slim|alpine)/);
   });
 
@@ -128,7 +131,10 @@ describe('docker-compose.yml', () => {
   it('PostgreSQL with a healthcheck, a one-shot migrate, and the controller after both', () => {
     assert.ok(s.postgres?.healthcheck);
     assert.deepEqual(s.migrate?.command, ['migrate']);
-    assert.deepEqual(s.controller?.depends_on, { postgres: { condition: 'service_healthy' }, migrate: { condition: 'service_completed_successfully' } });
+    assert.deepEqual(s.controller?.depends_on, {
+      postgres: { condition: 'service_healthy' },
+      migrate: { condition: 'service_completed_successfully' },
+    });
   });
 
   it('the controller gets a DATABASE_URL, a mounted kubeconfig and a switchable DISPATCH_MODE', () => {
@@ -137,9 +143,17 @@ describe('docker-compose.yml', () => {
     assert.match(env.DISPATCH_MODE ?? '', /^\$\{DISPATCH_MODE:-(dry-run|kubernetes)\}$/);
     // The long syntax: with the short one, a kubeconfig missing on the host becomes a directory Docker creates.
     const volumes = s.controller?.volumes as { type: string; source: string; target: string; read_only: boolean }[];
-    assert.deepEqual(volumes, [{ type: 'bind', source: '${KUBECONFIG_HOST:-~/.kube/config}', target: env.KUBECONFIG, read_only: true }]);
+    assert.deepEqual(volumes, [
+      { type: 'bind', source: '${KUBECONFIG_HOST:-~/.kube/config}', target: env.KUBECONFIG, read_only: true },
+    ]);
     // Every variable it sets is one the config knows.
-    const config = loadConfig({ ...env, DISPATCH_MODE: 'dry-run', TRAINING_THRESHOLD: '50', TRAINING_NAMESPACE: 'default', LOG_LEVEL: 'info' });
+    const config = loadConfig({
+      ...env,
+      DISPATCH_MODE: 'dry-run',
+      TRAINING_THRESHOLD: '50',
+      TRAINING_NAMESPACE: 'default',
+      LOG_LEVEL: 'info',
+    });
     assert.equal(config.httpPort, 8080);
   });
 
@@ -155,7 +169,9 @@ describe('docker-compose.yml', () => {
 
   // Issue 10: migrate and controller both had `build: .`, so the same image was built twice.
   it('builds one image, on the first service to start that runs it, and migrate and controller share it', () => {
-    const built = Object.entries(s).filter(([, svc]) => svc.build !== undefined).map(([name]) => name);
+    const built = Object.entries(s)
+      .filter(([, svc]) => svc.build !== undefined)
+      .map(([name]) => name);
     assert.deepEqual(built, ['migrate']);
     assert.ok(s.migrate?.image && s.migrate.image === s.controller?.image);
     assert.equal(s.controller?.pull_policy, 'never');

@@ -56,7 +56,10 @@ describe('the embedded PostgreSQL as root', () => {
     await chmod(base, 0o777);
     await assert.rejects(stageCopy(pkg, base), (err: unknown) => {
       assert.ok(err instanceof Error);
-      assert.match(err.message, /^\S+base-open must be a directory of \S+ that no one else can write .*: remove it and try again$/);
+      assert.match(
+        err.message,
+        /^\S+base-open must be a directory of \S+ that no one else can write .*: remove it and try again$/,
+      );
       return true;
     });
   });

@@ -11,7 +11,8 @@ import { eventually, sleep, startController, type Running } from './support/harn
 
 const runs = (db: TestDb) => runRows(db.pool);
 
-const count = async (db: TestDb, where: string) => (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM annotations WHERE ${where}`)).rows[0]?.n;
+const count = async (db: TestDb, where: string) =>
+  (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM annotations WHERE ${where}`)).rows[0]?.n;
 
 describe('exactly once', () => {
   let db: TestDb;
@@ -43,7 +44,10 @@ describe('exactly once', () => {
     assert.deepEqual(kube.jobs.get(`default/${name}`)?.metadata?.finalizers, [SETTLE_FINALIZER]);
     kube.setPhase(name, 'complete');
     await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed');
-    await eventually(() => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length, 'the finalizer to be removed');
+    await eventually(
+      () => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length,
+      'the finalizer to be removed',
+    );
     assert.deepEqual(kube.expireFinished(), [name], 'the TTL controller can delete it now');
     assert.equal(kube.jobs.size, 0);
   });
@@ -55,7 +59,11 @@ describe('exactly once', () => {
     kube.setPhase(name, 'complete');
     await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed');
     await c!.logs.waitForMsg('Could not remove the finalizer; will retry');
-    await eventually(() => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length, 'a later reconcile to remove it', 5000);
+    await eventually(
+      () => !kube.jobs.get(`default/${name}`)?.metadata?.finalizers?.length,
+      'a later reconcile to remove it',
+      5000,
+    );
     assert.equal(kube.creates.length, 1);
   });
 
@@ -97,12 +105,21 @@ describe('exactly once', () => {
     c = await startController(db.url, kube, { TRAINING_NAMESPACE: 'team-b', RECONCILE_INTERVAL_SECONDS: '3600' });
     await verifyNew(db.pool, 50); // enough for a second run, which must wait for the first
     await c.logs.waitForMsg(/^Training already in progress/);
-    assert.deepEqual((await runs(db)).map((r) => [r.state, r.namespace]), [['running', 'team-a']]);
+    assert.deepEqual(
+      (await runs(db)).map((r) => [r.state, r.namespace]),
+      [['running', 'team-a']],
+    );
     await sleep(200);
     kube.setPhase(name, 'complete', 'team-a');
     await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'run 1 to succeed in team-a');
     await eventually(async () => (await runs(db))[1]?.state === 'running', 'run 2 to start, in team-b');
-    assert.deepEqual((await runs(db)).map((r) => [r.state, r.namespace, r.annotation_count]), [['succeeded', 'team-a', 50], ['running', 'team-b', 50]]);
+    assert.deepEqual(
+      (await runs(db)).map((r) => [r.state, r.namespace, r.annotation_count]),
+      [
+        ['succeeded', 'team-a', 50],
+        ['running', 'team-b', 50],
+      ],
+    );
     assert.equal(kube.creates.length, 2);
   });
 
@@ -114,7 +131,10 @@ describe('exactly once', () => {
     await verifyNew(db.pool, 50);
     await c.logs.waitForMsg(ADOPTED, 10_000);
     await sleep(3500); // longer than 5 create attempts a lease (550 ms) apart
-    assert.deepEqual((await runs(db)).map((r) => r.state), ['running']);
+    assert.deepEqual(
+      (await runs(db)).map((r) => r.state),
+      ['running'],
+    );
     assert.equal(kube.jobs.size, 1);
     assert.equal(await count(db, 'training_run_id IS NOT NULL'), 50, 'the batch stays claimed while its Job trains');
   });
@@ -122,16 +142,28 @@ describe('exactly once', () => {
   it('annotations un-verified while their batch trains are released at success, never marked used', async () => {
     const name = await trainingRun();
     const runId = (await runs(db))[0]!.id;
-    await db.pool.query('UPDATE annotations SET verified = false WHERE id IN (SELECT id FROM annotations WHERE training_run_id = $1 ORDER BY id LIMIT 2)', [runId]);
-    const batch = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1 AND verified', [runId]);
+    await db.pool.query(
+      'UPDATE annotations SET verified = false WHERE id IN (SELECT id FROM annotations WHERE training_run_id = $1 ORDER BY id LIMIT 2)',
+      [runId],
+    );
+    const batch = await db.pool.query(
+      'SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1 AND verified',
+      [runId],
+    );
     assert.equal(batch.rows[0].n, 48, 'the README batch query already leaves them out');
     kube.setPhase(name, 'complete');
     const line = await c!.logs.waitForMsg(/^Training run succeeded/);
-    assert.equal(line.msg, 'Training run succeeded: 48 annotations marked used; 2 un-verified during training released');
+    assert.equal(
+      line.msg,
+      'Training run succeeded: 48 annotations marked used; 2 un-verified during training released',
+    );
     assert.equal(await count(db, 'used_for_training AND NOT verified'), 0);
     assert.equal(await count(db, 'used_for_training'), 48);
     assert.equal(await count(db, 'NOT verified AND training_run_id IS NULL'), 2);
-    assert.deepEqual((await runs(db)).map((r) => [r.annotation_count, r.trained_count]), [[50, 48]]);
+    assert.deepEqual(
+      (await runs(db)).map((r) => [r.annotation_count, r.trained_count]),
+      [[50, 48]],
+    );
   });
 });
 
@@ -139,8 +171,12 @@ describe('exactly once: the invariant checker', () => {
   it('reports an annotation marked used that is not verified', async () => {
     const db = await freshDatabase();
     try {
-      await db.pool.query("INSERT INTO training_runs (job_name, namespace, state, annotation_count, trained_count) VALUES ('j', 'default', 'succeeded', 1, 1)");
-      await db.pool.query('INSERT INTO annotations (verified, used_for_training, training_run_id) SELECT false, true, id FROM training_runs');
+      await db.pool.query(
+        "INSERT INTO training_runs (job_name, namespace, state, annotation_count, trained_count) VALUES ('j', 'default', 'succeeded', 1, 1)",
+      );
+      await db.pool.query(
+        'INSERT INTO annotations (verified, used_for_training, training_run_id) SELECT false, true, id FROM training_runs',
+      );
       assert.deepEqual(await invariantViolations(db.pool), ['annotation 1: used_for_training but not verified']);
     } finally {
       await db.drop();

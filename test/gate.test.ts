@@ -32,7 +32,10 @@ describe('notification gate', () => {
     // Finish the first run so the next one can start.
     const [name] = s.kube.unfinished();
     s.kube.setPhase(name as string, 'complete');
-    await eventually(async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'succeeded'")).rowCount === 1, 'the first run to succeed');
+    await eventually(
+      async () => (await s.db.pool.query("SELECT 1 FROM training_runs WHERE state = 'succeeded'")).rowCount === 1,
+      'the first run to succeed',
+    );
     await s.c.service.controller.idle();
     const before = await notifications(s.c);
 
@@ -77,7 +80,11 @@ describe('notification gate: a verifying transaction still open at a recount, ho
       await s.db.pool.query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
       );
-      await eventually(async () => (await counterValue(s.c, 'recounts', { cause: 'reconnect' })) > before, 'the reconnect recount', 10_000);
+      await eventually(
+        async () => (await counterValue(s.c, 'recounts', { cause: 'reconnect' })) > before,
+        'the reconnect recount',
+        10_000,
+      );
       await s.c.service.controller.idle();
       await a.query('COMMIT');
     } finally {

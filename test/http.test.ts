@@ -18,7 +18,9 @@ describe('HTTP endpoints', () => {
   };
   const metric = async (name: string, labels = ''): Promise<number> => {
     const { text } = await get('/metrics');
-    const line = text.split('\n').find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
+    const line = text
+      .split('\n')
+      .find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
     return line ? Number(line.split(' ').at(-1)) : NaN;
   };
 
@@ -63,7 +65,11 @@ describe('HTTP endpoints', () => {
     await kube.goDown();
     try {
       c.service.controller.requestReconcile();
-      await eventually(async () => (await get('/readyz')).text.includes('cluster unreachable'), '/readyz to name the cluster', 10_000);
+      await eventually(
+        async () => (await get('/readyz')).text.includes('cluster unreachable'),
+        '/readyz to name the cluster',
+        10_000,
+      );
       assert.equal((await get('/readyz')).status, 503);
     } finally {
       await kube.comeUp();
@@ -95,9 +101,15 @@ describe('HTTP endpoints', () => {
     assert.equal(await metric('training_controller_job_create_seconds_count'), 1);
     assert.ok((await metric('training_controller_seconds_since_last_notification')) < 5);
     await verifyNew(db.pool, 50);
-    await eventually(async () => (await metric('training_controller_dispatch_skips_total', '{reason="in-progress"}')) >= 1, 'an in-progress skip');
+    await eventually(
+      async () => (await metric('training_controller_dispatch_skips_total', '{reason="in-progress"}')) >= 1,
+      'an in-progress skip',
+    );
     kube.setPhase(kube.creates[0]!.name, 'complete');
-    await eventually(async () => (await metric('training_controller_runs_finished_total', '{state="succeeded"}')) === 1, 'the finished run');
+    await eventually(
+      async () => (await metric('training_controller_runs_finished_total', '{state="succeeded"}')) === 1,
+      'the finished run',
+    );
     const { text } = await get('/metrics');
     assert.match(text, /^training_controller_process_resident_memory_bytes \d+/m, 'default process metrics');
     assert.match(text, /^training_controller_pending_annotations \d+/m);

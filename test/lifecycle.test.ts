@@ -9,7 +9,8 @@ import { spawnCli } from './support/child.js';
 
 const runs = (db: TestDb) => runRows(db.pool);
 
-const stateOf = async (db: TestDb, id: number) => (await db.pool.query('SELECT state FROM training_runs WHERE id = $1', [id])).rows[0]?.state as string | undefined;
+const stateOf = async (db: TestDb, id: number) =>
+  (await db.pool.query('SELECT state FROM training_runs WHERE id = $1', [id])).rows[0]?.state as string | undefined;
 
 describe('run lifecycle', () => {
   let db: TestDb;
@@ -45,7 +46,13 @@ describe('run lifecycle', () => {
     await verifyNew(db.pool, 20);
     await eventually(() => kube.creates.length === 2, 'the second Job at 30 + 20');
     await eventually(async () => (await runs(db))[1]?.state === 'running', 'the second run to be running');
-    assert.deepEqual((await runs(db)).map((r) => [r.state, r.annotation_count]), [['succeeded', 50], ['running', 50]]);
+    assert.deepEqual(
+      (await runs(db)).map((r) => [r.state, r.annotation_count]),
+      [
+        ['succeeded', 50],
+        ['running', 50],
+      ],
+    );
   });
 
   it('failure releases the annotations and the retry waits for the back-off', async () => {
@@ -57,14 +64,19 @@ describe('run lifecycle', () => {
     await eventually(async () => (await runs(db))[0]?.state === 'failed', 'the run to fail');
     await c.logs.waitForMsg('Training run failed: 50 annotations released');
     assert.match((await runs(db))[0]?.reason ?? '', /BackoffLimitExceeded/);
-    const released = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NULL AND NOT used_for_training');
+    const released = await db.pool.query(
+      'SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NULL AND NOT used_for_training',
+    );
     assert.equal(released.rows[0].n, 50);
     await c.logs.waitForMsg(/backing off after failed runs: next run in \d s/);
     await eventually(() => kube.creates.length === 2, 'the retry after the back-off', 10_000);
     const waited = Date.now() - failedAt;
     await eventually(async () => (await runs(db))[1]?.state === 'running', 'the retry to be running');
     assert.ok(waited >= 1500, `retried after ${waited} ms, before the 2 s back-off`);
-    assert.deepEqual((await runs(db)).map((r) => r.state), ['failed', 'running']);
+    assert.deepEqual(
+      (await runs(db)).map((r) => r.state),
+      ['failed', 'running'],
+    );
   });
 
   it('a Job deleted before it finished leaves the run lost and its annotations released', async () => {
@@ -84,10 +96,17 @@ describe('run lifecycle', () => {
     await eventually(async () => (await runs(db))[0]?.state === 'running', 'the run to be running');
     const lists = kube.requests.filter((r) => r.verb === 'list').length;
     kube.expireWatches();
-    await eventually(() => kube.requests.filter((r) => r.verb === 'list').length > lists, 'a new list after 410 Expired');
+    await eventually(
+      () => kube.requests.filter((r) => r.verb === 'list').length > lists,
+      'a new list after 410 Expired',
+    );
     await sleep(100);
     kube.setPhase(kube.creates[0]!.name, 'complete');
-    await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to succeed through the watch', 5000);
+    await eventually(
+      async () => (await runs(db))[0]?.state === 'succeeded',
+      'the run to succeed through the watch',
+      5000,
+    );
   });
 
   it('a create that gets 500 twice then 201 ends running with one Job', async () => {
@@ -98,7 +117,11 @@ describe('run lifecycle', () => {
     assert.equal(kube.jobs.size, 1);
     assert.equal(kube.requests.filter((r) => r.verb === 'create').length, 3);
     const [run] = await runs(db);
-    assert.equal(kube.creates[0]?.name, (await db.pool.query('SELECT job_name FROM training_runs')).rows[0].job_name, 'the same name each time');
+    assert.equal(
+      kube.creates[0]?.name,
+      (await db.pool.query('SELECT job_name FROM training_runs')).rows[0].job_name,
+      'the same name each time',
+    );
     assert.equal(run?.annotation_count, 50);
   });
 
@@ -111,7 +134,10 @@ describe('run lifecycle', () => {
     const failed = await c.logs.waitForMsg('Job create failed, will retry the same name');
     assert.match(String(failed.err), /timed out/);
     await c.logs.waitForMsg('Job already exists with this run id: adopted', 10_000);
-    assert.deepEqual((await runs(db)).map((r) => r.state), ['running']);
+    assert.deepEqual(
+      (await runs(db)).map((r) => r.state),
+      ['running'],
+    );
     assert.equal(kube.jobs.size, 1);
   });
 
@@ -121,7 +147,10 @@ describe('run lifecycle', () => {
     await verifyNew(db.pool, 50);
     const line = await c.logs.waitForMsg('Job rejected by the API server; run failed, annotations released');
     assert.match(String(line.err), /HTTP 422 Invalid/);
-    assert.deepEqual((await runs(db)).map((r) => r.state), ['failed']);
+    assert.deepEqual(
+      (await runs(db)).map((r) => r.state),
+      ['failed'],
+    );
     assert.equal(kube.jobs.size, 0);
   });
 
@@ -130,25 +159,37 @@ describe('run lifecycle', () => {
     kube.inject({ verb: 'create', status: 403 });
     await verifyNew(db.pool, 50);
     await eventually(async () => (await runs(db))[0]?.state === 'failed', 'the run to fail');
-    assert.match((await runs(db))[0]?.reason ?? '', /forbidden: User "system:serviceaccount:default:training-controller" cannot create/);
+    assert.match(
+      (await runs(db))[0]?.reason ?? '',
+      /forbidden: User "system:serviceaccount:default:training-controller" cannot create/,
+    );
   });
 
-  it('a name taken by another run\'s Job is a collision, not a success: the run is renamed', async () => {
+  it("a name taken by another run's Job is a collision, not a success: the run is renamed", async () => {
     c = await startController(db.url, kube);
     // Somebody else's Jobs with the names our next run can get (one-second resolution).
     const now = Date.now();
     for (const offset of [0, 1, 2]) {
-      kube.seed({ metadata: { name: jobName(new Date(now + offset * 1000)), labels: { 'sentinel-training/run-id': '999' } }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } });
+      kube.seed({
+        metadata: { name: jobName(new Date(now + offset * 1000)), labels: { 'sentinel-training/run-id': '999' } },
+        spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } },
+      });
     }
     await verifyNew(db.pool, 50);
     await eventually(async () => (await runs(db))[0]?.state === 'running', 'the run to be running');
     const name = (await db.pool.query('SELECT job_name FROM training_runs')).rows[0].job_name as string;
     assert.match(name, /^sentinel-training-\d{8}-\d{6}-2$/);
-    assert.equal(kube.jobs.get(`default/${name}`)?.metadata?.labels?.['sentinel-training/run-id'], String((await runs(db))[0]?.id));
+    assert.equal(
+      kube.jobs.get(`default/${name}`)?.metadata?.labels?.['sentinel-training/run-id'],
+      String((await runs(db))[0]?.id),
+    );
   });
 
   it('an unfinished app=sentinel-training Job of no run counts as in progress until it finishes', async () => {
-    const foreign = kube.seed({ metadata: { name: 'hand-made-training', labels: { app: 'sentinel-training' } }, spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } } });
+    const foreign = kube.seed({
+      metadata: { name: 'hand-made-training', labels: { app: 'sentinel-training' } },
+      spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } },
+    });
     c = await startController(db.url, kube);
     await verifyNew(db.pool, 50);
     await c.logs.waitForMsg('Training already in progress');
@@ -180,16 +221,25 @@ describe('crash between the claim and the create', () => {
     await first.logs.waitForMsg('Triggering training with 50 new images');
     first.proc.kill('SIGKILL');
     assert.equal((await first.exited).signal, 'SIGKILL');
-    const open = (await db.pool.query("SELECT id::int, state FROM training_runs")).rows;
-    assert.deepEqual(open.map((r) => r.state), ['submitting']);
+    const open = (await db.pool.query('SELECT id::int, state FROM training_runs')).rows;
+    assert.deepEqual(
+      open.map((r) => r.state),
+      ['submitting'],
+    );
     assert.equal(kube.jobs.size, 0);
 
     const second = spawnCli(['run'], env);
     try {
-      await eventually(async () => (await stateOf(db, open[0].id)) === 'running', 'the restarted controller to create the Job', 15_000);
+      await eventually(
+        async () => (await stateOf(db, open[0].id)) === 'running',
+        'the restarted controller to create the Job',
+        15_000,
+      );
       assert.equal(kube.jobs.size, 1);
       assert.equal([...kube.jobs.values()][0]?.metadata?.labels?.['sentinel-training/run-id'], String(open[0].id));
-      const claimed = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [open[0].id]);
+      const claimed = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE training_run_id = $1', [
+        open[0].id,
+      ]);
       assert.equal(claimed.rows[0].n, 50);
     } finally {
       second.proc.kill('SIGTERM');

@@ -17,13 +17,22 @@ const recounts = (c: Running, cause: string) => counterValue(c, 'recounts', { ca
  * A database, an API server and a controller whose LISTEN connection (only that one) goes through a proxy the
  * test can cut or black-hole; the fallback poll is off, so nothing else recounts.
  */
-function useProxiedListen(env: Record<string, string> = {}): { db: TestDb; kube: FakeKube; proxy: TcpProxy; c: Running } {
+function useProxiedListen(env: Record<string, string> = {}): {
+  db: TestDb;
+  kube: FakeKube;
+  proxy: TcpProxy;
+  c: Running;
+} {
   const s = {} as { db: TestDb; kube: FakeKube; proxy: TcpProxy; c: Running };
   before(async () => {
     s.db = await freshDatabase();
     s.kube = await FakeKube.start();
     s.proxy = await TcpProxy.start(s.db.url);
-    s.c = await startController(s.db.url, s.kube, { LISTEN_DATABASE_URL: s.proxy.via(s.db.url), POLL_INTERVAL_SECONDS: '0', ...env });
+    s.c = await startController(s.db.url, s.kube, {
+      LISTEN_DATABASE_URL: s.proxy.via(s.db.url),
+      POLL_INTERVAL_SECONDS: '0',
+      ...env,
+    });
   });
   after(async () => {
     await s.c?.stop();
@@ -59,7 +68,10 @@ describe('listener: a half-open LISTEN connection (socket kept, traffic dropped)
     const started = Date.now();
     await s.c.logs.waitForMsg(/^LISTEN connection delivers no notifications/, 5000);
     assert.equal(s.c.service.health.listenerConnected, false);
-    assert.ok(Date.now() - started < 2500, `noticed after ${Date.now() - started} ms (two 500 ms intervals, plus slack)`);
+    assert.ok(
+      Date.now() - started < 2500,
+      `noticed after ${Date.now() - started} ms (two 500 ms intervals, plus slack)`,
+    );
     await verifyNew(s.db.pool, 50); // its NOTIFY goes nowhere
     assert.equal(s.kube.creates.length, 0);
     s.proxy.clearBlackHole();
@@ -82,7 +94,10 @@ describe('listener: notifications lost while disconnected', () => {
     // The Job came from the recount after the reconnect, not from some other recount while the LISTEN was cut.
     const reconnected = s.c.logs.lines.findIndex((l) => l.msg === 'LISTEN connection re-established');
     const triggered = s.c.logs.lines.findIndex((l) => /^Triggering training/.test(l.msg));
-    assert.ok(reconnected >= 0 && triggered > reconnected, `reconnected at line ${reconnected}, triggered at ${triggered}`);
+    assert.ok(
+      reconnected >= 0 && triggered > reconnected,
+      `reconnected at line ${reconnected}, triggered at ${triggered}`,
+    );
   });
 });
 
@@ -117,7 +132,10 @@ describe('listener: the database stopped for 8 s and started again', () => {
       await direct.end();
     }
     await eventually(() => kube.creates.length === 1, 'a Job after the outage', 20_000);
-    assert.ok(c.logs.count('LISTEN connection lost; reconnecting') + c.logs.count(/Cannot connect/) >= 1, 'the outage was logged');
+    assert.ok(
+      c.logs.count('LISTEN connection lost; reconnecting') + c.logs.count(/Cannot connect/) >= 1,
+      'the outage was logged',
+    );
   });
 });
 
@@ -128,12 +146,18 @@ describe('listener: a key pasted in place of the sslkey path of LISTEN_DATABASE_
     const key = '-----BEGIN PRIVATE KEY-----MIIEvQIBADANBgkqhkiG9w0BAQEFAASC';
     const logs = new LogCapture();
     const reasons: string[] = [];
-    const listener = new Listener(`postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`, createLogger('debug', logs), realTimers, {
-      notification: () => undefined,
-      connected: () => undefined,
-      disconnected: (reason) => reasons.push(reason),
-      ping: async () => undefined,
-    }, 10_000);
+    const listener = new Listener(
+      `postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`,
+      createLogger('debug', logs),
+      realTimers,
+      {
+        notification: () => undefined,
+        connected: () => undefined,
+        disconnected: (reason) => reasons.push(reason),
+        ping: async () => undefined,
+      },
+      10_000,
+    );
     listener.start();
     try {
       const line = await logs.waitForMsg('Cannot connect the LISTEN connection; retrying');

@@ -48,7 +48,8 @@ async function openTriageTransaction(db: TestDb): Promise<{ finish(): Promise<vo
   };
 }
 
-const verify = (db: TestDb, id: number) => triageWrite(db.url, 'UPDATE annotations SET verified = true WHERE id = $1', [id]);
+const verify = (db: TestDb, id: number) =>
+  triageWrite(db.url, 'UPDATE annotations SET verified = true WHERE id = $1', [id]);
 
 async function psqlFile(db: TestDb, file: string): Promise<void> {
   await exec('psql', [db.url, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', join(migrationsDir(), file)]);
@@ -68,10 +69,12 @@ async function interruptedPendingIndexBuild(db: TestDb): Promise<void> {
   builder.on('error', () => undefined);
   try {
     const pid = (await builder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    const build = builder.query('CREATE INDEX CONCURRENTLY annotations_pending ON annotations (id) WHERE verified AND NOT used_for_training AND training_run_id IS NULL');
+    const build = builder.query(
+      'CREATE INDEX CONCURRENTLY annotations_pending ON annotations (id) WHERE verified AND NOT used_for_training AND training_run_id IS NULL',
+    );
     build.catch(() => undefined);
     for (;;) {
-      const { rows } = await db.pool.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [pid]);
+      const { rows } = await db.pool.query('SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1', [pid]);
       if (rows[0]?.wait_event_type === 'Lock') break;
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -97,7 +100,9 @@ describe('migrating a live annotations table', () => {
     await triageTable(db);
     const old = await openTriageTransaction(db);
     const logs = new LogCapture();
-    const migrating = migrate(db.pool, createLogger('info', logs), t, { sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 200))) });
+    const migrating = migrate(db.pool, createLogger('info', logs), t, {
+      sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 200))),
+    });
     migrating.catch(() => undefined);
     try {
       await logs.waitForMsg(LOCK_BUSY);
@@ -153,7 +158,10 @@ describe('an INVALID annotations_pending (an interrupted concurrent build)', () 
   });
 
   it('is named by `run` at startup and by `status`', async () => {
-    assert.match((await invalidIndexWarning(db.pool, t)) ?? '', /index public\.annotations_pending is INVALID .*run `training-controller migrate` to rebuild it/);
+    assert.match(
+      (await invalidIndexWarning(db.pool, t)) ?? '',
+      /index public\.annotations_pending is INVALID .*run `training-controller migrate` to rebuild it/,
+    );
     const run = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: '/nonexistent/kubeconfig', HTTP_PORT: '0' });
     try {
       const line = await run.logs.waitForMsg(/annotations_pending is INVALID/);
@@ -162,7 +170,9 @@ describe('an INVALID annotations_pending (an interrupted concurrent build)', () 
       run.proc.kill('SIGTERM');
       await run.exited;
     }
-    const { stdout } = await exec(process.execPath, [cliPath(), 'status'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url } });
+    const { stdout } = await exec(process.execPath, [cliPath(), 'status'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
+    });
     assert.match(stdout, /^warning: +index public\.annotations_pending is INVALID/m);
   });
 

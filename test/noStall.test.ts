@@ -11,11 +11,16 @@ import { FakeKube } from './support/fakeKube.js';
 import { FakeTimers } from './support/fakeTimers.js';
 import { counterValue, eventually, sleep, startController, useInfra, useStack } from './support/harness.js';
 
-const runStates = async (pool: pg.Pool) => (await pool.query<{ state: string }>('SELECT state FROM training_runs ORDER BY id')).rows.map((r) => r.state);
+const runStates = async (pool: pg.Pool) =>
+  (await pool.query<{ state: string }>('SELECT state FROM training_runs ORDER BY id')).rows.map((r) => r.state);
 
 /** The dispatch transaction holds its advisory lock from BEGIN to COMMIT/ROLLBACK: it is between recount and claim. */
 const dispatchInFlight = async (pool: pg.Pool) =>
-  (await pool.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())")).rowCount === 1;
+  (
+    await pool.query(
+      "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+  ).rowCount === 1;
 
 describe('no stall: a row un-verified between the recount and the claim', () => {
   // No periodic reconcile: its list must not take the delayed answer meant for the dispatch.
@@ -29,11 +34,17 @@ describe('no stall: a row un-verified between the recount and the claim', () => 
     s.kube.inject({ verb: 'list', delayMs: 600 });
     await verifyNew(s.db.pool, 50);
     await eventually(() => dispatchInFlight(s.db.pool), 'the dispatch transaction to start', 5000, 5);
-    await s.db.pool.query('UPDATE annotations SET verified = false WHERE id = (SELECT min(id) FROM annotations WHERE verified)');
-    await eventually(async () => (await counterValue(s.c, 'skips', { reason: 'below-threshold' })) > skipsBefore, 'the claim to find 49 and roll back', 5000);
+    await s.db.pool.query(
+      'UPDATE annotations SET verified = false WHERE id = (SELECT min(id) FROM annotations WHERE verified)',
+    );
+    await eventually(
+      async () => (await counterValue(s.c, 'skips', { reason: 'below-threshold' })) > skipsBefore,
+      'the claim to find 49 and roll back',
+      5000,
+    );
     await s.c.service.controller.idle();
     assert.equal(s.kube.creates.length, 0, '49 claimed: no Job');
-    assert.equal(s.kube.pendingFaults(), 0, 'the delayed list was the dispatch\'s');
+    assert.equal(s.kube.pendingFaults(), 0, "the delayed list was the dispatch's");
 
     await verifyNew(s.db.pool, 1);
     await eventually(() => s.kube.creates.length === 1, 'the Job for the 50th pending (the poll is off)', 5000);
@@ -47,7 +58,9 @@ describe('no stall: a verifying transaction awaited beside a long unrelated writ
   it('recounts when the verifier commits, while a relabelling transaction stays open', async () => {
     // Issue #9 case 6: the wait for writers covered only the first writers it saw, so one long writer hid the rest.
     await s.c.service.controller.idle();
-    const { rows } = await s.db.pool.query<{ id: string }>('INSERT INTO annotations (verified) VALUES (false) RETURNING id');
+    const { rows } = await s.db.pool.query<{ id: string }>(
+      'INSERT INTO annotations (verified) VALUES (false) RETURNING id',
+    );
     const relabel = new pg.Client({ connectionString: s.db.url });
     const b = new pg.Client({ connectionString: s.db.url });
     await relabel.connect();
@@ -79,7 +92,11 @@ describe('no stall: a verifying transaction awaited beside a long unrelated writ
       // B commits: its gate number was below every target, so it sends nothing. The wait must notice it ended.
       await b.query('COMMIT');
       await eventually(() => s.kube.creates.length === 1, 'the Job for the 50th, with the relabel still open', 5000);
-      assert.equal((await relabel.query('SELECT txid_current_if_assigned() IS NOT NULL AS open')).rows[0].open, true, 'the relabel was open throughout');
+      assert.equal(
+        (await relabel.query('SELECT txid_current_if_assigned() IS NOT NULL AS open')).rows[0].open,
+        true,
+        'the relabel was open throughout',
+      );
     } finally {
       await b.query('ROLLBACK').catch(() => undefined);
       await relabel.query('ROLLBACK').catch(() => undefined);
@@ -95,7 +112,12 @@ describe('no stall: the controller clock 10 minutes behind the database', () => 
   it('retries a failed run after the 1 s back-off, not 10 minutes later', async () => {
     // Issue #9 case 7: the back-off end, a database time, was compared with the local clock.
     const skewed: Timers = { ...realTimers, now: () => Date.now() - 600_000 };
-    const { service } = await startController(s.db.url, s.kube, { POLL_INTERVAL_SECONDS: '0', RETRY_BACKOFF_SECONDS: '1' }, skewed);
+    const { service } = await startController(
+      s.db.url,
+      s.kube,
+      { POLL_INTERVAL_SECONDS: '0', RETRY_BACKOFF_SECONDS: '1' },
+      skewed,
+    );
     try {
       await verifyNew(s.db.pool, 50);
       await eventually(() => s.kube.creates.length === 1, 'the first Job');
@@ -114,7 +136,12 @@ describe('no stall: the controller clock 10 minutes behind the database', () => 
  * Runs `clock` at `speed` times real time for `fakeMs`. Work (a reconcile, an HTTP answer) takes fake time
  * as it takes real time, so the timers it sets land between the ticks of the intervals, as in production.
  */
-async function runClock(clock: FakeTimers, speed: number, fakeMs: number, onAdvance: (elapsedMs: number) => void): Promise<void> {
+async function runClock(
+  clock: FakeTimers,
+  speed: number,
+  fakeMs: number,
+  onAdvance: (elapsedMs: number) => void,
+): Promise<void> {
   const realStart = performance.now();
   const fakeStart = clock.t;
   for (let elapsed = 0; elapsed < fakeMs; ) {
@@ -176,6 +203,9 @@ describe('no stall: watch renewals', () => {
       process.off('warning', onWarning);
       jobs.close();
     }
-    assert.deepEqual(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message), []);
+    assert.deepEqual(
+      warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+      [],
+    );
   });
 });

@@ -30,7 +30,10 @@ async function applyWithPsql(db: TestDb, vars: string[]): Promise<void> {
 
 describe('migrate interpolates the schema as psql does', () => {
   it('quotes it as an identifier and a literal, keeping every character (a `$$` in the name stays `$$`)', () => {
-    assert.equal(forSchema('CREATE TABLE :"schema".t (); SELECT :\'schema\';', 'a$$b'), 'CREATE TABLE "a$$b".t (); SELECT \'a$$b\';');
+    assert.equal(
+      forSchema('CREATE TABLE :"schema".t (); SELECT :\'schema\';', 'a$$b'),
+      'CREATE TABLE "a$$b".t (); SELECT \'a$$b\';',
+    );
     assert.equal(forSchema('\\if :{?schema}\nSELECT 1;', 'x'), 'SELECT 1;');
   });
 });

@@ -50,7 +50,12 @@ describe('randomized: the invariant holds whatever fails where', () => {
       /** Unfinished Jobs as [namespace, name]: runs may live in either namespace. */
       const unfinishedJobs = () =>
         [...kube.jobs.values()]
-          .filter((j) => !(j.status?.conditions ?? []).some((x) => (x.type === 'Complete' || x.type === 'Failed') && x.status === 'True'))
+          .filter(
+            (j) =>
+              !(j.status?.conditions ?? []).some(
+                (x) => (x.type === 'Complete' || x.type === 'Failed') && x.status === 'True',
+              ),
+          )
           .map((j) => [j.metadata?.namespace ?? 'default', j.metadata?.name ?? ''] as const);
       const trail: string[] = [];
       const counts: Record<string, number> = {};
@@ -59,9 +64,19 @@ describe('randomized: the invariant holds whatever fails where', () => {
           const unfinished = unfinishedJobs();
           // Weighted choice among what makes sense now: Job outcomes only while a Job runs, and one fault at
           // a time (stacked faults would fail every create and the walk would stop exercising runs).
-          const options: [number, string][] = [[30, 'verify'], [3, 'large batch'], [4, 'unverify'], [10, 'wait'], [3, 'kill listener'], [3, 'restart'], [1, 'api down'], [1, 'switch namespace']];
+          const options: [number, string][] = [
+            [30, 'verify'],
+            [3, 'large batch'],
+            [4, 'unverify'],
+            [10, 'wait'],
+            [3, 'kill listener'],
+            [3, 'restart'],
+            [1, 'api down'],
+            [1, 'switch namespace'],
+          ];
           if (unfinished.length > 0) options.push([14, 'complete'], [8, 'fail'], [3, 'delete'], [2, 'done while down']);
-          if (kube.pendingFaults() === 0) options.push([3, '500'], [1, '422'], [2, 'slow create'], [1, 'lost answers'], [1, 'list 503']);
+          if (kube.pendingFaults() === 0)
+            options.push([3, '500'], [1, '422'], [2, 'slow create'], [1, 'lost answers'], [1, 'list 503']);
           let roll = random() * options.reduce((sum, [w]) => sum + w, 0);
           const choice = options.find(([w]) => (roll -= w) < 0)?.[1] ?? 'wait';
           let action = choice;
@@ -69,7 +84,8 @@ describe('randomized: the invariant holds whatever fails where', () => {
             case 'verify': {
               const n = 1 + Math.floor(random() * 15);
               action = `verify ${n}`;
-              if (random() < 0.5) await db.pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, $1)', [n]);
+              if (random() < 0.5)
+                await db.pool.query('INSERT INTO annotations (verified) SELECT true FROM generate_series(1, $1)', [n]);
               else {
                 await db.pool.query('INSERT INTO annotations (verified) SELECT false FROM generate_series(1, $1)', [n]);
                 await db.pool.query('UPDATE annotations SET verified = true WHERE NOT verified');
@@ -87,7 +103,10 @@ describe('randomized: the invariant holds whatever fails where', () => {
               // A correction in the Triage Station: pending or claimed rows (never used ones) lose their verification.
               const n = 1 + Math.floor(random() * 3);
               action = `unverify ${n}`;
-              await db.pool.query('UPDATE annotations SET verified = false WHERE id IN (SELECT id FROM annotations WHERE verified AND NOT used_for_training ORDER BY random() LIMIT $1)', [n]);
+              await db.pool.query(
+                'UPDATE annotations SET verified = false WHERE id IN (SELECT id FROM annotations WHERE verified AND NOT used_for_training ORDER BY random() LIMIT $1)',
+                [n],
+              );
               break;
             }
             case 'complete': {
@@ -139,7 +158,9 @@ describe('randomized: the invariant holds whatever fails where', () => {
               kube.inject({ verb: 'list', status: 503 });
               break;
             case 'kill listener':
-              await db.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'");
+              await db.pool.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
+              );
               break;
             case 'restart':
               await c.stop();
@@ -156,16 +177,25 @@ describe('randomized: the invariant holds whatever fails where', () => {
           counts[choice] = (counts[choice] ?? 0) + 1;
           trail.push(`${step}: ${action}`);
           if (process.env.RANDOMIZED_TRACE) {
-            const open = await db.pool.query("SELECT id, state, create_attempts FROM training_runs WHERE state IN ('submitting', 'running')");
-            const pending = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL');
-            t.diagnostic(`${step} ${action} open=${JSON.stringify(open.rows)} pending=${pending.rows[0].n} unfinished=${unfinishedJobs().length}`);
+            const open = await db.pool.query(
+              "SELECT id, state, create_attempts FROM training_runs WHERE state IN ('submitting', 'running')",
+            );
+            const pending = await db.pool.query(
+              'SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL',
+            );
+            t.diagnostic(
+              `${step} ${action} open=${JSON.stringify(open.rows)} pending=${pending.rows[0].n} unfinished=${unfinishedJobs().length}`,
+            );
           }
           await sleep(20);
           await c.service.controller.idle();
           const violations = await invariantViolations(db.pool);
           const jobs = unfinishedJobs().map(([ns, name]) => `${ns}/${name}`);
           assert.deepEqual(violations, [], `seed ${seed}, after\n${trail.slice(-10).join('\n')}`);
-          assert.ok(jobs.length <= 1, `seed ${seed}: unfinished Jobs ${jobs.join(', ')} after\n${trail.slice(-10).join('\n')}`);
+          assert.ok(
+            jobs.length <= 1,
+            `seed ${seed}: unfinished Jobs ${jobs.join(', ')} after\n${trail.slice(-10).join('\n')}`,
+          );
         }
 
         // Let it settle: no more faults, every Job completes; everything verified ends used or below the threshold.
@@ -174,7 +204,9 @@ describe('randomized: the invariant holds whatever fails where', () => {
           async () => {
             for (const [ns, name] of unfinishedJobs()) kube.setPhase(name, 'complete', ns);
             const open = await db.pool.query("SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')");
-            const pending = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL');
+            const pending = await db.pool.query(
+              'SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL',
+            );
             return open.rowCount === 0 && pending.rows[0].n < 20;
           },
           'the system to come to rest',
@@ -182,9 +214,16 @@ describe('randomized: the invariant holds whatever fails where', () => {
           200,
         );
         assert.deepEqual(await invariantViolations(db.pool), []);
-        const summary = await db.pool.query('SELECT state, count(*)::int AS n FROM training_runs GROUP BY state ORDER BY state');
-        t.diagnostic(`seed ${seed}: ${STEPS} steps, actions ${JSON.stringify(counts)}, runs ${JSON.stringify(summary.rows)}`);
-        assert.ok(summary.rows.some((row) => row.state === 'succeeded'), 'some run succeeded');
+        const summary = await db.pool.query(
+          'SELECT state, count(*)::int AS n FROM training_runs GROUP BY state ORDER BY state',
+        );
+        t.diagnostic(
+          `seed ${seed}: ${STEPS} steps, actions ${JSON.stringify(counts)}, runs ${JSON.stringify(summary.rows)}`,
+        );
+        assert.ok(
+          summary.rows.some((row) => row.state === 'succeeded'),
+          'some run succeeded',
+        );
       } finally {
         await c.stop();
         await kube.stop();

@@ -30,7 +30,10 @@ describe('README', () => {
   });
 
   it('starts with the two commands that matter', () => {
-    const first = readme.split(/^## /m).slice(1, 3).map((s) => s.split('\n')[0]);
+    const first = readme
+      .split(/^## /m)
+      .slice(1, 3)
+      .map((s) => s.split('\n')[0]);
     assert.deepEqual(first, ['Run it', 'Test it']);
     assert.match(section('Run it'), /npm ci && npm start/);
     assert.match(section('Test it'), /^npm test$/m);

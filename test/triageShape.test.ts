@@ -19,7 +19,10 @@ import { eventually, startController, type Running } from './support/harness.js'
 const exec = promisify(execFile);
 
 /** A login role for this test (roles are cluster-wide: unique name, dropped afterwards). */
-async function createRole(db: TestDb, grants: (role: string) => string[]): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+async function createRole(
+  db: TestDb,
+  grants: (role: string) => string[],
+): Promise<{ name: string; url: string; drop(): Promise<void> }> {
   const name = `tc_role_${randomBytes(4).toString('hex')}`;
   const password = randomBytes(8).toString('hex');
   await db.pool.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
@@ -39,7 +42,7 @@ async function createRole(db: TestDb, grants: (role: string) => string[]): Promi
 
 const jobsCreated = (kube: FakeKube) => kube.creates.length;
 
-describe('the Triage API\'s database, shaped its own way', () => {
+describe("the Triage API's database, shaped its own way", () => {
   let db: TestDb;
   let kube: FakeKube;
   let c: Running | null = null;
@@ -71,20 +74,29 @@ describe('the Triage API\'s database, shaped its own way', () => {
       const triage = new pg.Client({ connectionString: writer.url });
       await triage.connect();
       try {
-        assert.equal((await triage.query('SHOW search_path')).rows[0].search_path, searchPath === "''" ? '""' : searchPath);
+        assert.equal(
+          (await triage.query('SHOW search_path')).rows[0].search_path,
+          searchPath === "''" ? '""' : searchPath,
+        );
         // Their statements name the table qualified, as a client with such a search_path must.
-        for (let id = 1; id <= 50; id++) await triage.query('UPDATE public.annotations SET verified = true WHERE id = $1', [id]);
+        for (let id = 1; id <= 50; id++)
+          await triage.query('UPDATE public.annotations SET verified = true WHERE id = $1', [id]);
       } finally {
         await triage.end();
       }
-      await eventually(() => jobsCreated(kube) === 1, 'the Job for the 50th verification (poll off: the trigger notified)');
+      await eventually(
+        () => jobsCreated(kube) === 1,
+        'the Job for the 50th verification (poll off: the trigger notified)',
+      );
     });
   }
 
   it('a nullable verified column: NULL -> true notifies, and 55 pending train at once, not at the poll', async () => {
     db = await freshDatabase(undefined, { migrate: false });
     // The Triage API's table, created before our migrations: NULL means "not yet reviewed".
-    await db.pool.query('CREATE TABLE annotations (id bigserial PRIMARY KEY, image_uri text NOT NULL, verified boolean)');
+    await db.pool.query(
+      'CREATE TABLE annotations (id bigserial PRIMARY KEY, image_uri text NOT NULL, verified boolean)',
+    );
     await migrate(db.pool, createLogger('silent'), tables('public'));
     await db.pool.query("INSERT INTO annotations (image_uri) SELECT 's3://img/' || g FROM generate_series(1, 55) g");
     c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0' });
@@ -96,15 +108,26 @@ describe('the Triage API\'s database, shaped its own way', () => {
   it('annotations in another schema: everything lands there, a decoy `annotations` first on the search_path is ignored', async () => {
     db = await freshDatabase(undefined, { migrate: false });
     await db.pool.query('CREATE SCHEMA triage');
-    await db.pool.query('CREATE TABLE triage.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)');
+    await db.pool.query(
+      'CREATE TABLE triage.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)',
+    );
     // Every session of this database resolves `annotations` to an empty decoy first.
     await db.pool.query('CREATE SCHEMA decoy');
-    await db.pool.query('CREATE TABLE decoy.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)');
+    await db.pool.query(
+      'CREATE TABLE decoy.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)',
+    );
     await db.pool.query(`ALTER DATABASE ${db.name} SET search_path = decoy, public`);
-    const migrated = await exec(process.execPath, [cliPath(), 'migrate'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, ANNOTATIONS_SCHEMA: 'triage' } });
+    const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, ANNOTATIONS_SCHEMA: 'triage' },
+    });
     assert.match(migrated.stdout, /Applied \d+ migration/);
-    const objects = await db.pool.query("SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname IN ('training_runs', 'training_controller_verified_seq', 'annotations_pending') ORDER BY 2");
-    assert.deepEqual(objects.rows.map((r) => `${r.nspname}.${r.relname}`), ['triage.annotations_pending', 'triage.training_controller_verified_seq', 'triage.training_runs']);
+    const objects = await db.pool.query(
+      "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname IN ('training_runs', 'training_controller_verified_seq', 'annotations_pending') ORDER BY 2",
+    );
+    assert.deepEqual(
+      objects.rows.map((r) => `${r.nspname}.${r.relname}`),
+      ['triage.annotations_pending', 'triage.training_controller_verified_seq', 'triage.training_runs'],
+    );
 
     c = await startController(db.url, kube, { ANNOTATIONS_SCHEMA: 'triage', POLL_INTERVAL_SECONDS: '0' });
     const triage = new pg.Client({ connectionString: db.url });
@@ -115,15 +138,21 @@ describe('the Triage API\'s database, shaped its own way', () => {
       await triage.end();
     }
     await eventually(() => jobsCreated(kube) === 1, 'a Job for the 61 in triage.annotations');
-    const claimed = await db.pool.query('SELECT count(*)::int AS n FROM triage.annotations WHERE training_run_id IS NOT NULL');
+    const claimed = await db.pool.query(
+      'SELECT count(*)::int AS n FROM triage.annotations WHERE training_run_id IS NOT NULL',
+    );
     assert.equal(claimed.rows[0].n, 61);
   });
 
   it('migrate never creates an annotations table that would shadow the real one in another schema', async () => {
     db = await freshDatabase(undefined, { migrate: false });
     await db.pool.query('CREATE SCHEMA triage');
-    await db.pool.query('CREATE TABLE triage.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)');
-    const r = await exec(process.execPath, [cliPath(), 'migrate'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url } }).then(
+    await db.pool.query(
+      'CREATE TABLE triage.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)',
+    );
+    const r = await exec(process.execPath, [cliPath(), 'migrate'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
+    }).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
     );
@@ -134,15 +163,24 @@ describe('the Triage API\'s database, shaped its own way', () => {
 
   it('a controller role that can read but not write: run exits 1 naming every missing privilege', async () => {
     db = await freshDatabase();
-    const reader = await createRole(db, (r) => [`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${r}`, `GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ${r}`]);
+    const reader = await createRole(db, (r) => [
+      `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${r}`,
+      `GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ${r}`,
+    ]);
     cleanups.push(reader.drop);
-    const r = await exec(process.execPath, [cliPath(), 'run'], { env: { PATH: process.env.PATH ?? '', DATABASE_URL: reader.url, KUBECONFIG: kube.kubeconfigPath, HTTP_PORT: '0' }, timeout: 20_000 }).then(
+    const r = await exec(process.execPath, [cliPath(), 'run'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: reader.url, KUBECONFIG: kube.kubeconfigPath, HTTP_PORT: '0' },
+      timeout: 20_000,
+    }).then(
       () => ({ code: 0, stderr: '' }),
       (e: { code: number; stderr: string }) => e,
     );
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-    assert.match(r.stderr, /lacks privileges the service needs: UPDATE \(used_for_training, training_run_id\) on "public".annotations; SELECT, INSERT, UPDATE on "public".training_runs; USAGE on sequence public.training_runs_id_seq; UPDATE on sequence "public".training_controller_notify_at_seq/);
+    assert.match(
+      r.stderr,
+      /lacks privileges the service needs: UPDATE \(used_for_training, training_run_id\) on "public".annotations; SELECT, INSERT, UPDATE on "public".training_runs; USAGE on sequence public.training_runs_id_seq; UPDATE on sequence "public".training_controller_notify_at_seq/,
+    );
   });
 
   it('a grant revoked while running: the failing gate publish stays on /readyz until the grant is back', async () => {
@@ -160,7 +198,9 @@ describe('the Triage API\'s database, shaped its own way', () => {
     assert.deepEqual(c.service.health.failing, {});
     await db.pool.query(`REVOKE UPDATE ON SEQUENCE ${t.notifyAtSeq} FROM ${ctl.name}`);
     // A recount now (the LISTEN reconnect recounts): the count works, publishing the gate does not.
-    await db.pool.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'");
+    await db.pool.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
+    );
     await eventually(() => c!.service.health.failing.gate, 'the gate failure on /readyz');
     assert.match(c.service.health.failing.gate ?? '', /permission denied/);
     assert.equal(c.service.health.failing.recount, undefined, 'the recount itself works');

@@ -27,6 +27,8 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildCont
     if (l.startsWith('{')) logs.write(l + '\n');
   });
   createInterface({ input: proc.stderr! }).on('line', (l) => stderr.push(l));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => resolve({ code, signal })),
+  );
   return { proc, logs, stderr, exited };
 }

@@ -14,7 +14,8 @@ export interface TestDb {
 
 export function serverUrl(): string {
   const url = process.env.DATABASE_URL;
-  if (!url) throw new Error('DATABASE_URL is not set: run the tests with `npm test`, which starts an embedded PostgreSQL');
+  if (!url)
+    throw new Error('DATABASE_URL is not set: run the tests with `npm test`, which starts an embedded PostgreSQL');
   return url;
 }
 
@@ -24,7 +25,10 @@ export function withDatabase(url: string, name: string): string {
   return u.toString();
 }
 
-export async function freshDatabase(server: string = serverUrl(), options: { migrate?: boolean; schema?: string } = {}): Promise<TestDb> {
+export async function freshDatabase(
+  server: string = serverUrl(),
+  options: { migrate?: boolean; schema?: string } = {},
+): Promise<TestDb> {
   const name = `tc_test_${randomBytes(5).toString('hex')}`;
   const admin = new pg.Client({ connectionString: server });
   await admin.connect();
@@ -65,7 +69,11 @@ export interface RunRow {
 
 /** Every run in training_runs, oldest first. */
 export async function runRows(pool: pg.Pool): Promise<RunRow[]> {
-  return (await pool.query<RunRow>('SELECT id::int, state, namespace, annotation_count, trained_count, reason FROM training_runs ORDER BY id')).rows;
+  return (
+    await pool.query<RunRow>(
+      'SELECT id::int, state, namespace, annotation_count, trained_count, reason FROM training_runs ORDER BY id',
+    )
+  ).rows;
 }
 
 /**

@@ -48,12 +48,34 @@ interface Watcher {
 const tls = join(packageRoot(), 'test', 'support', 'tls');
 
 function status(code: number, reason: string, message: string, details?: Record<string, unknown>) {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason,
+    ...(details ? { details } : {}),
+    code,
+  };
 }
 
-const finished = (j: V1Job) => (j.status?.conditions ?? []).some((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
+const finished = (j: V1Job) =>
+  (j.status?.conditions ?? []).some((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
 
-const REASONS: Record<number, string> = { 400: 'BadRequest', 401: 'Unauthorized', 403: 'Forbidden', 404: 'NotFound', 409: 'AlreadyExists', 410: 'Expired', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout' };
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  409: 'AlreadyExists',
+  410: 'Expired',
+  422: 'Invalid',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  503: 'ServiceUnavailable',
+  504: 'Timeout',
+};
 
 export class FakeKube {
   readonly jobs = new Map<string, V1Job>();
@@ -77,7 +99,10 @@ export class FakeKube {
   private server: Server;
 
   private constructor() {
-    this.server = createServer({ key: readFileSync(join(tls, 'key.pem')), cert: readFileSync(join(tls, 'cert.pem')) }, (req, res) => void this.handle(req, res));
+    this.server = createServer(
+      { key: readFileSync(join(tls, 'key.pem')), cert: readFileSync(join(tls, 'cert.pem')) },
+      (req, res) => void this.handle(req, res),
+    );
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -147,7 +172,10 @@ current-context: fake
   /** Connection refused until comeUp(): an API server restart or a network partition. */
   async goDown(): Promise<void> {
     await this.stop();
-    this.server = createServer({ key: readFileSync(join(tls, 'key.pem')), cert: readFileSync(join(tls, 'cert.pem')) }, (req, res) => void this.handle(req, res));
+    this.server = createServer(
+      { key: readFileSync(join(tls, 'key.pem')), cert: readFileSync(join(tls, 'cert.pem')) },
+      (req, res) => void this.handle(req, res),
+    );
     this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -190,15 +218,41 @@ current-context: fake
     const job = this.jobs.get(`${namespace}/${name}`);
     if (!job) throw new Error(`no Job ${namespace}/${name}`);
     const now = new Date();
-    const cond = (type: string, reason: string, message = '') => ({ type, status: 'True', reason, message, lastProbeTime: now, lastTransitionTime: now });
+    const cond = (type: string, reason: string, message = '') => ({
+      type,
+      status: 'True',
+      reason,
+      message,
+      lastProbeTime: now,
+      lastTransitionTime: now,
+    });
     const started = job.status?.startTime ?? now;
     job.status = {
       pending: { startTime: undefined },
       running: { startTime: started, active: 1, ready: 1 },
       suspended: { conditions: [cond('Suspended', 'JobSuspended', 'Job suspended')] },
-      'failure-target': { startTime: started, failed: 1, conditions: [cond('FailureTarget', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit')] },
-      complete: { startTime: started, succeeded: 1, completionTime: now, conditions: [cond('SuccessCriteriaMet', 'CompletionsReached', 'Reached expected number of succeeded pods'), cond('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods')] },
-      failed: { startTime: started, failed: 1, conditions: [cond('FailureTarget', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit'), cond('Failed', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit')] },
+      'failure-target': {
+        startTime: started,
+        failed: 1,
+        conditions: [cond('FailureTarget', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit')],
+      },
+      complete: {
+        startTime: started,
+        succeeded: 1,
+        completionTime: now,
+        conditions: [
+          cond('SuccessCriteriaMet', 'CompletionsReached', 'Reached expected number of succeeded pods'),
+          cond('Complete', 'CompletionsReached', 'Reached expected number of succeeded pods'),
+        ],
+      },
+      failed: {
+        startTime: started,
+        failed: 1,
+        conditions: [
+          cond('FailureTarget', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit'),
+          cond('Failed', 'BackoffLimitExceeded', 'Job has reached the specified backoff limit'),
+        ],
+      },
     }[phase] as V1Job['status'];
     if (phase === 'pending') job.status = {};
     this.record('MODIFIED', job);
@@ -230,7 +284,9 @@ current-context: fake
    * each finished Job with spec.ttlSecondsAfterFinished that is not already being deleted. Returns their names.
    */
   expireFinished(): string[] {
-    const due = [...this.jobs.values()].filter((j) => finished(j) && j.spec?.ttlSecondsAfterFinished !== undefined && !j.metadata?.deletionTimestamp);
+    const due = [...this.jobs.values()].filter(
+      (j) => finished(j) && j.spec?.ttlSecondsAfterFinished !== undefined && !j.metadata?.deletionTimestamp,
+    );
     for (const j of due) this.deleteJob(j.metadata?.name ?? '', j.metadata?.namespace);
     return due.map((j) => j.metadata?.name ?? '');
   }
@@ -255,21 +311,44 @@ current-context: fake
     this.history.push({ rv: this.rv, type, job: structuredClone(job) });
     if (this.history.length > 1000) this.history.shift();
     for (const w of this.watchers) {
-      if (w.namespace === job.metadata.namespace && matches(w.selector, job.metadata.labels)) w.res.write(JSON.stringify({ type, object: { kind: 'Job', apiVersion: 'batch/v1', ...job } }) + '\n');
+      if (w.namespace === job.metadata.namespace && matches(w.selector, job.metadata.labels))
+        w.res.write(JSON.stringify({ type, object: { kind: 'Job', apiVersion: 'batch/v1', ...job } }) + '\n');
     }
   }
 
   private store(job: V1Job, namespace: string): V1Job {
     const uid = randomUUID();
     const name = job.metadata?.name ?? '';
-    const auto = { 'batch.kubernetes.io/controller-uid': uid, 'batch.kubernetes.io/job-name': name, 'controller-uid': uid, 'job-name': name };
+    const auto = {
+      'batch.kubernetes.io/controller-uid': uid,
+      'batch.kubernetes.io/job-name': name,
+      'controller-uid': uid,
+      'job-name': name,
+    };
     const spec = job.spec ?? { template: {} };
     spec.template.metadata = { ...spec.template.metadata, labels: { ...spec.template.metadata?.labels, ...auto } };
     const stored: V1Job = {
       apiVersion: 'batch/v1',
       kind: 'Job',
-      metadata: { ...job.metadata, name, namespace, uid, creationTimestamp: new Date(), generation: 1, labels: job.metadata?.labels ?? { ...spec.template.metadata?.labels } },
-      spec: { backoffLimit: 6, completions: 1, parallelism: 1, completionMode: 'NonIndexed', suspend: false, manualSelector: false, ...spec, selector: { matchLabels: { 'batch.kubernetes.io/controller-uid': uid } } },
+      metadata: {
+        ...job.metadata,
+        name,
+        namespace,
+        uid,
+        creationTimestamp: new Date(),
+        generation: 1,
+        labels: job.metadata?.labels ?? { ...spec.template.metadata?.labels },
+      },
+      spec: {
+        backoffLimit: 6,
+        completions: 1,
+        parallelism: 1,
+        completionMode: 'NonIndexed',
+        suspend: false,
+        manualSelector: false,
+        ...spec,
+        selector: { matchLabels: { 'batch.kubernetes.io/controller-uid': uid } },
+      },
       status: {},
     };
     this.jobs.set(`${namespace}/${name}`, stored);
@@ -293,32 +372,92 @@ current-context: fake
     const namespace = job.metadata?.namespace ?? '';
     const type = contentType.split(';')[0]?.trim() ?? '';
     if (type !== 'application/merge-patch+json' && type !== 'application/json-patch+json') {
-      return [415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json`)];
+      return [
+        415,
+        status(
+          415,
+          'UnsupportedMediaType',
+          `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json`,
+        ),
+      ];
     }
     const invalid = (field: string, reason: string, message: string) =>
-      [422, status(422, 'Invalid', `Job.batch "${name}" is invalid: ${field}: ${message}`, { name, group: 'batch', kind: 'Job', causes: [{ reason, message, field }] })] as [number, unknown];
+      [
+        422,
+        status(422, 'Invalid', `Job.batch "${name}" is invalid: ${field}: ${message}`, {
+          name,
+          group: 'batch',
+          kind: 'Job',
+          causes: [{ reason, message, field }],
+        }),
+      ] as [number, unknown];
     let patched: V1Job;
     try {
       const current = JSON.parse(JSON.stringify(job)) as Json;
-      patched = (type === 'application/merge-patch+json' ? mergePatch(current, JSON.parse(bodyText) as Json) : applyJsonPatch(current, JSON.parse(bodyText))) as V1Job;
+      patched = (
+        type === 'application/merge-patch+json'
+          ? mergePatch(current, JSON.parse(bodyText) as Json)
+          : applyJsonPatch(current, JSON.parse(bodyText))
+      ) as V1Job;
     } catch (err: unknown) {
-      if (err instanceof PatchFailed) return [422, { ...status(422, 'Invalid', 'the server rejected our request due to an error in our request'), details: {} }];
-      return [400, status(400, 'BadRequest', err instanceof BadPatch ? err.message : `error decoding patch: ${(err as Error).message}`)];
+      if (err instanceof PatchFailed)
+        return [
+          422,
+          { ...status(422, 'Invalid', 'the server rejected our request due to an error in our request'), details: {} },
+        ];
+      return [
+        400,
+        status(
+          400,
+          'BadRequest',
+          err instanceof BadPatch ? err.message : `error decoding patch: ${(err as Error).message}`,
+        ),
+      ];
     }
-    if (typeof patched !== 'object' || patched === null || Array.isArray(patched)) return [400, status(400, 'BadRequest', 'Invalid JSON Patch')];
+    if (typeof patched !== 'object' || patched === null || Array.isArray(patched))
+      return [400, status(400, 'BadRequest', 'Invalid JSON Patch')];
     const meta = patched.metadata ?? {};
-    if ((meta.name ?? '') !== name) return [400, status(400, 'BadRequest', `the name of the object (${meta.name ?? ''}) does not match the name on the URL (${name})`)];
-    if (meta.namespace && meta.namespace !== namespace) return [400, status(400, 'BadRequest', `the namespace of the object (${meta.namespace}) does not match the namespace on the request (${namespace})`)];
-    if (meta.uid && meta.uid !== job.metadata?.uid) return invalid('metadata.uid', 'FieldValueInvalid', `Invalid value: "${meta.uid}": field is immutable`);
+    if ((meta.name ?? '') !== name)
+      return [
+        400,
+        status(
+          400,
+          'BadRequest',
+          `the name of the object (${meta.name ?? ''}) does not match the name on the URL (${name})`,
+        ),
+      ];
+    if (meta.namespace && meta.namespace !== namespace)
+      return [
+        400,
+        status(
+          400,
+          'BadRequest',
+          `the namespace of the object (${meta.namespace}) does not match the namespace on the request (${namespace})`,
+        ),
+      ];
+    if (meta.uid && meta.uid !== job.metadata?.uid)
+      return invalid('metadata.uid', 'FieldValueInvalid', `Invalid value: "${meta.uid}": field is immutable`);
     if (meta.resourceVersion !== undefined && meta.resourceVersion !== job.metadata?.resourceVersion) {
-      return [409, status(409, 'Conflict', `Operation cannot be fulfilled on jobs.batch "${name}": the object has been modified; please apply your changes to the latest version and try again`, { name, group: 'batch', kind: 'jobs' })];
+      return [
+        409,
+        status(
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on jobs.batch "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+          { name, group: 'batch', kind: 'jobs' },
+        ),
+      ];
     }
     const old = job.metadata ?? {};
     const finalizers = meta.finalizers ?? [];
     if (old.deletionTimestamp) {
       const added = [...new Set(finalizers.filter((f) => !(old.finalizers ?? []).includes(f)))].sort();
       if (added.length > 0) {
-        return invalid('metadata.finalizers', 'FieldValueForbidden', `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`);
+        return invalid(
+          'metadata.finalizers',
+          'FieldValueForbidden',
+          `Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{${added.map((f) => JSON.stringify(f)).join(', ')}}`,
+        );
       }
     }
     const specChanged = JSON.stringify(patched.spec) !== JSON.stringify(JSON.parse(JSON.stringify(job.spec ?? null)));
@@ -343,7 +482,11 @@ current-context: fake
     if (old.deletionGracePeriodSeconds === undefined) delete stored.metadata?.deletionGracePeriodSeconds;
     // A patch that changes nothing is not written (etcd3's GuaranteedUpdate skips identical bytes): no new
     // resourceVersion, no event.
-    if (jsonEqual(JSON.parse(JSON.stringify(stored)) as Json, JSON.parse(JSON.stringify(job)) as Json) && !(old.deletionTimestamp && finalizers.length === 0)) return [200, job];
+    if (
+      jsonEqual(JSON.parse(JSON.stringify(stored)) as Json, JSON.parse(JSON.stringify(job)) as Json) &&
+      !(old.deletionTimestamp && finalizers.length === 0)
+    )
+      return [200, job];
     if (old.deletionTimestamp && finalizers.length === 0) {
       // The last finalizer is gone from a Job being deleted: the update is the deletion.
       this.jobs.delete(`${namespace}/${name}`);
@@ -364,16 +507,33 @@ current-context: fake
     const url = new URL(req.url ?? '/', this.url);
     const m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(url.pathname);
     const watch = url.searchParams.get('watch') === 'true';
-    const verb: Verb | null = !m ? null : req.method === 'POST' ? 'create' : req.method === 'DELETE' ? 'delete' : req.method === 'PATCH' ? 'patch' : m[2] ? 'get' : watch ? 'watch' : 'list';
+    const verb: Verb | null = !m
+      ? null
+      : req.method === 'POST'
+        ? 'create'
+        : req.method === 'DELETE'
+          ? 'delete'
+          : req.method === 'PATCH'
+            ? 'patch'
+            : m[2]
+              ? 'get'
+              : watch
+                ? 'watch'
+                : 'list';
     let code = 200;
     res.on('finish', () => verb && this.requests.push({ verb, path: url.pathname, status: code }));
     const reply = (c: number, body: unknown) => this.send(res, (code = c), body);
 
-    if (req.headers.authorization !== `Bearer ${this.token}`) return reply(401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (req.headers.authorization !== `Bearer ${this.token}`)
+      return reply(401, status(401, 'Unauthorized', 'Unauthorized'));
     if (!m || !verb) return reply(404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const namespace = decodeURIComponent(m[1] as string);
     const name = m[2] ? decodeURIComponent(m[2]) : null;
-    if (verb === 'patch' && !name) return reply(405, status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'));
+    if (verb === 'patch' && !name)
+      return reply(
+        405,
+        status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'),
+      );
 
     // The body arrives before any injected delay, as it would at a real server that is slow to answer.
     const bodyText = verb === 'create' || verb === 'patch' || verb === 'delete' ? await readBody(req) : '';
@@ -381,7 +541,9 @@ current-context: fake
     if (verb === 'delete') {
       // Like k8s.io/apiserver handlers/delete.go: DeleteOptions come from a non-empty body, else from the query.
       try {
-        deleteOptions = bodyText.trim() ? (JSON.parse(bodyText) as typeof deleteOptions) : { propagationPolicy: url.searchParams.get('propagationPolicy') ?? undefined };
+        deleteOptions = bodyText.trim()
+          ? (JSON.parse(bodyText) as typeof deleteOptions)
+          : { propagationPolicy: url.searchParams.get('propagationPolicy') ?? undefined };
       } catch {
         return reply(400, status(400, 'BadRequest', 'the request body is not JSON'));
       }
@@ -395,11 +557,18 @@ current-context: fake
       // lost): the client's retry then meets a 409 for its own Job. Other verbs change nothing.
       if (res.destroyed && verb !== 'create') return;
       if (fault.status) {
-        const message = fault.status === 403 ? `jobs.batch is forbidden: User "system:serviceaccount:${namespace}:training-controller" cannot ${verb} resource "jobs" in API group "batch" in the namespace "${namespace}"` : `injected ${fault.status}`;
+        const message =
+          fault.status === 403
+            ? `jobs.batch is forbidden: User "system:serviceaccount:${namespace}:training-controller" cannot ${verb} resource "jobs" in API group "batch" in the namespace "${namespace}"`
+            : `injected ${fault.status}`;
         return reply(fault.status, status(fault.status, REASONS[fault.status] ?? 'Unknown', message));
       }
     }
-    if (!this.namespaces.has(namespace)) return reply(404, status(404, 'NotFound', `namespaces "${namespace}" not found`, { name: namespace, kind: 'namespaces' }));
+    if (!this.namespaces.has(namespace))
+      return reply(
+        404,
+        status(404, 'NotFound', `namespaces "${namespace}" not found`, { name: namespace, kind: 'namespaces' }),
+      );
 
     if (verb === 'create') {
       let body: V1Job;
@@ -409,17 +578,40 @@ current-context: fake
         return reply(400, status(400, 'BadRequest', 'the request body is not JSON'));
       }
       const dryRun = url.searchParams.get('dryRun');
-      if (dryRun !== null && dryRun !== 'All') return reply(400, status(400, 'BadRequest', `invalid dry run value: "${dryRun}"`));
+      if (dryRun !== null && dryRun !== 'All')
+        return reply(400, status(400, 'BadRequest', `invalid dry run value: "${dryRun}"`));
       if (body.metadata?.namespace && body.metadata.namespace !== namespace) {
-        return reply(400, status(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request'));
+        return reply(
+          400,
+          status(
+            400,
+            'BadRequest',
+            'the namespace of the provided object does not match the namespace sent on the request',
+          ),
+        );
       }
       const causes = validateJobLikeApiServer(body);
       const jobName = body.metadata?.name ?? '';
       if (causes.length > 0) {
-        return reply(422, status(422, 'Invalid', `Job.batch "${jobName}" is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`, { name: jobName, group: 'batch', kind: 'Job', causes }));
+        return reply(
+          422,
+          status(
+            422,
+            'Invalid',
+            `Job.batch "${jobName}" is invalid: ${causes.map((c) => `${c.field}: ${c.message}`).join(', ')}`,
+            { name: jobName, group: 'batch', kind: 'Job', causes },
+          ),
+        );
       }
       if (this.jobs.has(`${namespace}/${jobName}`)) {
-        return reply(409, status(409, 'AlreadyExists', `jobs.batch "${jobName}" already exists`, { name: jobName, group: 'batch', kind: 'jobs' }));
+        return reply(
+          409,
+          status(409, 'AlreadyExists', `jobs.batch "${jobName}" already exists`, {
+            name: jobName,
+            group: 'batch',
+            kind: 'jobs',
+          }),
+        );
       }
       if (dryRun === 'All') {
         this.dryRuns.push(body);
@@ -430,11 +622,21 @@ current-context: fake
     }
     if (verb === 'get' || verb === 'delete' || verb === 'patch') {
       const job = this.jobs.get(`${namespace}/${name}`);
-      if (!job) return reply(404, status(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }));
+      if (!job)
+        return reply(
+          404,
+          status(404, 'NotFound', `jobs.batch "${name}" not found`, { name, group: 'batch', kind: 'jobs' }),
+        );
       if (verb === 'delete') {
         // While finalizers are pending the real server answers 200 with the object it kept.
         if (!this.deleteJob(name as string, namespace)) return reply(200, job);
-        return reply(200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, group: 'batch', kind: 'jobs', uid: job.metadata?.uid } });
+        return reply(200, {
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Success',
+          details: { name, group: 'batch', kind: 'jobs', uid: job.metadata?.uid },
+        });
       }
       if (verb === 'patch') return reply(...this.patch(job, req.headers['content-type'] ?? '', bodyText));
       return reply(200, job);
@@ -449,7 +651,12 @@ current-context: fake
       const items = [...this.jobs.values()]
         .filter((j) => j.metadata?.namespace === namespace && matches(selector, j.metadata?.labels))
         .map(({ kind: _k, apiVersion: _a, ...rest }) => rest);
-      return reply(200, { kind: 'JobList', apiVersion: 'batch/v1', metadata: { resourceVersion: String(this.rv) }, items });
+      return reply(200, {
+        kind: 'JobList',
+        apiVersion: 'batch/v1',
+        metadata: { resourceVersion: String(this.rv) },
+        items,
+      });
     }
     // watch
     const from = Number(url.searchParams.get('resourceVersion') || this.rv);
@@ -457,7 +664,12 @@ current-context: fake
     res.flushHeaders(); // the real API server answers a watch at once, before any event
     const oldest = this.history[0]?.rv ?? this.rv + 1;
     if ((from < this.rv && from + 1 < oldest) || from < this.expiredBefore) {
-      res.end(JSON.stringify({ type: 'ERROR', object: status(410, 'Expired', `too old resource version: ${from} (${oldest})`) }) + '\n');
+      res.end(
+        JSON.stringify({
+          type: 'ERROR',
+          object: status(410, 'Expired', `too old resource version: ${from} (${oldest})`),
+        }) + '\n',
+      );
       return;
     }
     for (const e of this.history) {

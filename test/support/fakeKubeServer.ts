@@ -36,7 +36,8 @@ print({ event: 'listening', url: kube.url, kubeconfig });
 let dryRuns = 0;
 let creates = 0;
 const report = setInterval(() => {
-  for (; dryRuns < kube.dryRuns.length; dryRuns++) print({ event: 'dry-run', name: kube.dryRuns[dryRuns]?.metadata?.name });
+  for (; dryRuns < kube.dryRuns.length; dryRuns++)
+    print({ event: 'dry-run', name: kube.dryRuns[dryRuns]?.metadata?.name });
   for (; creates < kube.creates.length; creates++) print({ event: 'create', name: kube.creates[creates]?.name });
 }, 100);
 

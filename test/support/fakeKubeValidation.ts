@@ -16,11 +16,25 @@ export function validateJobLikeApiServer(job: V1Job): Cause[] {
   const add = (reason: Cause['reason'], field: string, message: string) => causes.push({ reason, field, message });
   const name = job.metadata?.name;
   if (!name) add('FieldValueRequired', 'metadata.name', 'Required value: name or generateName is required');
-  else if (name.length > 63) add('FieldValueInvalid', 'metadata.name', `Invalid value: "${name}": must be no more than 63 characters`);
-  else if (!dns1123Label.test(name)) add('FieldValueInvalid', 'metadata.name', `Invalid value: "${name}": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'`);
-  for (const [where, labels] of [['metadata.labels', job.metadata?.labels], ['spec.template.metadata.labels', job.spec?.template?.metadata?.labels]] as const) {
+  else if (name.length > 63)
+    add('FieldValueInvalid', 'metadata.name', `Invalid value: "${name}": must be no more than 63 characters`);
+  else if (!dns1123Label.test(name))
+    add(
+      'FieldValueInvalid',
+      'metadata.name',
+      `Invalid value: "${name}": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'`,
+    );
+  for (const [where, labels] of [
+    ['metadata.labels', job.metadata?.labels],
+    ['spec.template.metadata.labels', job.spec?.template?.metadata?.labels],
+  ] as const) {
     for (const [k, v] of Object.entries(labels ?? {})) {
-      if (typeof v !== 'string' || v.length > 63 || !labelValue.test(v)) add('FieldValueInvalid', where, `Invalid value: "${String(v)}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.' (label ${k})`);
+      if (typeof v !== 'string' || v.length > 63 || !labelValue.test(v))
+        add(
+          'FieldValueInvalid',
+          where,
+          `Invalid value: "${String(v)}": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.' (label ${k})`,
+        );
     }
   }
   const pod = job.spec?.template?.spec;
@@ -29,18 +43,26 @@ export function validateJobLikeApiServer(job: V1Job): Cause[] {
     return causes;
   }
   const policy = pod.restartPolicy ?? 'Always';
-  if (policy !== 'Never' && policy !== 'OnFailure') add('FieldValueNotSupported', 'spec.template.spec.restartPolicy', `Unsupported value: "${policy}": supported values: "OnFailure", "Never"`);
-  if (!pod.containers || pod.containers.length === 0) add('FieldValueRequired', 'spec.template.spec.containers', 'Required value');
+  if (policy !== 'Never' && policy !== 'OnFailure')
+    add(
+      'FieldValueNotSupported',
+      'spec.template.spec.restartPolicy',
+      `Unsupported value: "${policy}": supported values: "OnFailure", "Never"`,
+    );
+  if (!pod.containers || pod.containers.length === 0)
+    add('FieldValueRequired', 'spec.template.spec.containers', 'Required value');
   const names = new Set<string>();
   (pod.containers ?? []).forEach((c, i) => {
     if (!c.name) add('FieldValueRequired', `spec.template.spec.containers[${i}].name`, 'Required value');
-    else if (names.has(c.name)) add('FieldValueDuplicate', `spec.template.spec.containers[${i}].name`, `Duplicate value: "${c.name}"`);
+    else if (names.has(c.name))
+      add('FieldValueDuplicate', `spec.template.spec.containers[${i}].name`, `Duplicate value: "${c.name}"`);
     names.add(c.name ?? '');
     if (!c.image) add('FieldValueRequired', `spec.template.spec.containers[${i}].image`, 'Required value');
   });
   for (const f of ['backoffLimit', 'ttlSecondsAfterFinished', 'activeDeadlineSeconds'] as const) {
     const v = job.spec?.[f];
-    if (v !== undefined && (typeof v !== 'number' || v < 0)) add('FieldValueInvalid', `spec.${f}`, `Invalid value: ${String(v)}: must be greater than or equal to 0`);
+    if (v !== undefined && (typeof v !== 'number' || v < 0))
+      add('FieldValueInvalid', `spec.${f}`, `Invalid value: ${String(v)}: must be greater than or equal to 0`);
   }
   return causes;
 }

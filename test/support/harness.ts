@@ -42,7 +42,13 @@ export class LogCapture extends Writable {
     const seen = this.lines.slice(from).find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no log line matched within ${timeoutMs} ms; last lines:\n${this.raw.slice(-8).join('\n')}`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(`no log line matched within ${timeoutMs} ms; last lines:\n${this.raw.slice(-8).join('\n')}`),
+          ),
+        timeoutMs,
+      );
       this.waiters.push({
         pred,
         resolve: (l) => {
@@ -76,7 +82,12 @@ export interface Running {
 }
 
 /** The real service in-process; `timers` lets a test run it on a fake or skewed clock. */
-export async function startController(databaseUrl: string, kube: FakeKube | null, env: Record<string, string> = {}, timers: Timers = realTimers): Promise<Running> {
+export async function startController(
+  databaseUrl: string,
+  kube: FakeKube | null,
+  env: Record<string, string> = {},
+  timers: Timers = realTimers,
+): Promise<Running> {
   const logs = new LogCapture();
   const config = loadConfig({ ...FAST, DATABASE_URL: databaseUrl, KUBECONFIG: kube?.kubeconfigPath ?? '', ...env });
   const service = await startService(config, createLogger(config.logLevel, logs), timers);
@@ -86,7 +97,12 @@ export async function startController(databaseUrl: string, kube: FakeKube | null
 }
 
 /** Polls `fn` until it returns a truthy value; rejects with `what` after `timeoutMs`. */
-export async function eventually<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 10_000, everyMs = 20): Promise<T> {
+export async function eventually<T>(
+  fn: () => T | Promise<T>,
+  what: string,
+  timeoutMs = 10_000,
+  everyMs = 20,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -140,7 +156,13 @@ export function useStack(env: Record<string, string> = {}): Stack {
 type CounterName = { [K in keyof Metrics]: Metrics[K] extends Counter<string> ? K : never }[keyof Metrics];
 
 /** A counter of a running controller, summed over the series whose labels match. */
-export async function counterValue(c: Running, name: CounterName, labels: Record<string, string> = {}): Promise<number> {
+export async function counterValue(
+  c: Running,
+  name: CounterName,
+  labels: Record<string, string> = {},
+): Promise<number> {
   const { values } = await (c.service.metrics[name] as Counter<string>).get();
-  return values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((sum, v) => sum + v.value, 0);
+  return values
+    .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .reduce((sum, v) => sum + v.value, 0);
 }

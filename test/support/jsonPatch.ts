@@ -16,7 +16,8 @@ export class BadPatch extends Error {}
 /** An operation could not be applied to the object: the real server answers 422. */
 export class PatchFailed extends Error {}
 
-const isObject = (v: Json | undefined): v is { [key: string]: Json } => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isObject = (v: Json | undefined): v is { [key: string]: Json } =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 export function mergePatch(target: Json, patch: Json): Json {
   if (!isObject(patch)) throw new BadPatch('Invalid JSON Patch');
@@ -35,7 +36,8 @@ function merge(target: Json | undefined, patch: Json): Json {
 
 export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
   if (a === b) return true;
-  if (Array.isArray(a) || Array.isArray(b)) return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => jsonEqual(v, b[i]));
+  if (Array.isArray(a) || Array.isArray(b))
+    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((v, i) => jsonEqual(v, b[i]));
   if (!isObject(a) || !isObject(b)) return false;
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => k in b && jsonEqual(a[k], b[k]));
@@ -84,7 +86,10 @@ function remove(doc: Json, path: string): Json {
   if (!at) throw new PatchFailed(`remove operation does not apply: doc is missing path: "${path}": ${missing}`);
   if (Array.isArray(at.con)) return at.con.splice(index(at.key, at.con.length), 1)[0] as Json;
   const old = at.con[at.key];
-  if (old === undefined) throw new PatchFailed(`error in remove for path: '${path}': Unable to remove nonexistent key: ${at.key}: ${missing}`);
+  if (old === undefined)
+    throw new PatchFailed(
+      `error in remove for path: '${path}': Unable to remove nonexistent key: ${at.key}: ${missing}`,
+    );
   delete at.con[at.key];
   return old;
 }
@@ -93,15 +98,20 @@ function read(doc: Json, path: string, op: string): Json {
   if (path === '') return doc;
   const at = findObject(doc, path);
   const v = at ? get(at.con, at.key) : undefined;
-  if (v === undefined) throw new PatchFailed(`${op} operation does not apply: doc is missing from path: ${path}: ${missing}`);
+  if (v === undefined)
+    throw new PatchFailed(`${op} operation does not apply: doc is missing from path: ${path}: ${missing}`);
   return v;
 }
 
 export function applyJsonPatch(original: Json, ops: unknown): Json {
-  if (!Array.isArray(ops)) throw new BadPatch(`json: cannot unmarshal ${ops === null ? 'null' : typeof ops} into Go value of type jsonpatch.Patch`);
+  if (!Array.isArray(ops))
+    throw new BadPatch(
+      `json: cannot unmarshal ${ops === null ? 'null' : typeof ops} into Go value of type jsonpatch.Patch`,
+    );
   let doc = structuredClone(original);
   for (const raw of ops as unknown[]) {
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new BadPatch('json: cannot unmarshal into Go value of type jsonpatch.Operation');
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+      throw new BadPatch('json: cannot unmarshal into Go value of type jsonpatch.Operation');
     const op = raw as { op?: unknown; path?: unknown; from?: unknown; value?: Json };
     if (typeof op.path !== 'string') throw new PatchFailed(`operation missing path field: ${missing}`);
     const path = op.path;
@@ -120,14 +130,16 @@ export function applyJsonPatch(original: Json, ops: unknown): Json {
       case 'replace': {
         const v = needValue();
         if (path === '') {
-          if (v === null || typeof v !== 'object') throw new PatchFailed('replace operation value must be object or array');
+          if (v === null || typeof v !== 'object')
+            throw new PatchFailed('replace operation value must be object or array');
           doc = v;
           break;
         }
         const at = findObject(doc, path);
         if (!at) throw new PatchFailed(`replace operation does not apply: doc is missing path: ${path}: ${missing}`);
         if (Array.isArray(at.con)) {
-          if (!/^\d+$/.test(at.key) || Number(at.key) >= at.con.length) throw new PatchFailed(`replace operation does not apply: doc is missing key: ${path}: ${missing}`);
+          if (!/^\d+$/.test(at.key) || Number(at.key) >= at.con.length)
+            throw new PatchFailed(`replace operation does not apply: doc is missing key: ${path}: ${missing}`);
           at.con[Number(at.key)] = v;
         } else at.con[at.key] = v; // a missing member is added, as evanphx v4 does
         break;
@@ -135,7 +147,10 @@ export function applyJsonPatch(original: Json, ops: unknown): Json {
       case 'move':
       case 'copy': {
         if (typeof op.from !== 'string') throw new PatchFailed(`operation, missing from field: ${missing}`);
-        const v = op.op === 'move' ? (read(doc, op.from, 'move'), remove(doc, op.from)) : structuredClone(read(doc, op.from, 'copy'));
+        const v =
+          op.op === 'move'
+            ? (read(doc, op.from, 'move'), remove(doc, op.from))
+            : structuredClone(read(doc, op.from, 'copy'));
         add(doc, path, v);
         break;
       }
@@ -147,7 +162,10 @@ export function applyJsonPatch(original: Json, ops: unknown): Json {
           if (!at) throw new PatchFailed(`test operation does not apply: is missing path: ${path}: ${missing}`);
           actual = get(at.con, at.key);
         }
-        const passes = actual === undefined ? value === undefined || value === null : value !== undefined && jsonEqual(actual, value);
+        const passes =
+          actual === undefined
+            ? value === undefined || value === null
+            : value !== undefined && jsonEqual(actual, value);
         if (!passes) throw new PatchFailed(`testing value ${path} failed: test failed`);
         break;
       }

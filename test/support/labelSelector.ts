@@ -22,7 +22,9 @@ export function parseSelector(selector: string): Requirement[] {
     if ((m = /^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(p))) {
       const [, key, op, list] = m as unknown as [string, string, string, string];
       const values = list.split(',').map((v) => v.trim());
-      return op === 'in' ? (l) => key in l && values.includes(l[key] as string) : (l) => !(key in l) || !values.includes(l[key] as string);
+      return op === 'in'
+        ? (l) => key in l && values.includes(l[key] as string)
+        : (l) => !(key in l) || !values.includes(l[key] as string);
     }
     if ((m = /^([\w./-]+)\s*(==|=|!=)\s*([\w.-]*)$/.exec(p))) {
       const [, key, op, value] = m as unknown as [string, string, string, string];

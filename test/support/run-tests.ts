@@ -28,7 +28,10 @@ const env = { ...process.env };
 if (!env.DATABASE_URL) {
   try {
     const prepared = await prepareEmbedded();
-    if (prepared?.staged) process.stdout.write(`# the postgres user cannot reach node_modules: PostgreSQL runs from a copy in ${prepared.staged}\n`);
+    if (prepared?.staged)
+      process.stdout.write(
+        `# the postgres user cannot reach node_modules: PostgreSQL runs from a copy in ${prepared.staged}\n`,
+      );
     own = await startOwnPostgres();
   } catch (err: unknown) {
     // One line saying what to do, not a stack trace (each message names the fix).
@@ -36,14 +39,19 @@ if (!env.DATABASE_URL) {
     process.exit(1);
   }
   env.DATABASE_URL = own.url;
-  process.stdout.write(`# Node ${process.version}, embedded PostgreSQL on port ${own.port} (set DATABASE_URL to use another server)\n`);
+  process.stdout.write(
+    `# Node ${process.version}, embedded PostgreSQL on port ${own.port} (set DATABASE_URL to use another server)\n`,
+  );
 } else {
   process.stdout.write(`# Node ${process.version}, PostgreSQL from DATABASE_URL (${new URL(env.DATABASE_URL).host})\n`);
 }
 
 // Two files at a time on this 2-core machine: each uses its own database, and the timing-sensitive
 // assertions allow for a neighbour.
-const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=240000', ...files], { stdio: 'inherit', env });
+const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=240000', ...files], {
+  stdio: 'inherit',
+  env,
+});
 const code: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
 await own?.destroy();
 process.exit(code);

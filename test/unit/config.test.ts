@@ -66,7 +66,9 @@ describe('configuration', () => {
     [{ NODE_ENV: 'production' }, /^DATABASE_URL is required when NODE_ENV=production/],
     [{ TRAINING_TRESHOLD: '5' }, null],
   ] as const) {
-    const name = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
+    const name = Object.entries(env)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
     if (expected === null) {
       it(`ignores unknown variables (${name})`, () => assert.equal(loadConfig(env).trainingThreshold, 50));
     } else {

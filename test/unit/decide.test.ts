@@ -3,14 +3,31 @@ import { describe, it } from 'node:test';
 import { decideDispatch, type DispatchFacts } from '../../src/decide.js';
 import { backoffSeconds, backoffUntil, retryDelayMs } from '../../src/backoff.js';
 
-const base: DispatchFacts = { pending: 50, threshold: 50, openRun: null, activeJobs: [], backoffUntil: null, now: 1_000_000 };
+const base: DispatchFacts = {
+  pending: 50,
+  threshold: 50,
+  openRun: null,
+  activeJobs: [],
+  backoffUntil: null,
+  now: 1_000_000,
+};
 
 describe('dispatch decision', () => {
   const cases: [string, Partial<DispatchFacts>, string, RegExp][] = [
     ['dispatches at the threshold', {}, 'dispatch', /50 pending, threshold 50/],
     ['skips below the threshold', { pending: 49 }, 'below-threshold', /49 pending, below the threshold of 50/],
-    ['skips while a run is open', { openRun: { id: 3, jobName: 'j', state: 'running' } }, 'in-progress', /^Training already in progress: run 3 \(j\) is running$/],
-    ['skips while a Job of no run is unfinished', { activeJobs: ['manual'] }, 'in-progress', /^Training already in progress: Job manual/],
+    [
+      'skips while a run is open',
+      { openRun: { id: 3, jobName: 'j', state: 'running' } },
+      'in-progress',
+      /^Training already in progress: run 3 \(j\) is running$/,
+    ],
+    [
+      'skips while a Job of no run is unfinished',
+      { activeJobs: ['manual'] },
+      'in-progress',
+      /^Training already in progress: Job manual/,
+    ],
     ['skips during back-off and says how long', { backoffUntil: 1_060_000 }, 'backoff', /next run in 60 s/],
     ['dispatches once the back-off has passed', { backoffUntil: 999_999 }, 'dispatch', /pending/],
   ];
@@ -23,14 +40,21 @@ describe('dispatch decision', () => {
   }
 
   it('checks the open run before the back-off: "in progress" is the more useful answer', () => {
-    const d = decideDispatch({ ...base, openRun: { id: 1, jobName: 'j', state: 'submitting' }, backoffUntil: 2_000_000 });
+    const d = decideDispatch({
+      ...base,
+      openRun: { id: 1, jobName: 'j', state: 'submitting' },
+      backoffUntil: 2_000_000,
+    });
     assert.equal(d.action === 'skip' && d.reason, 'in-progress');
   });
 });
 
 describe('back-off', () => {
   it('doubles per consecutive failure from RETRY_BACKOFF_SECONDS up to the cap', () => {
-    assert.deepEqual([0, 1, 2, 3, 6, 7, 8, 100].map((n) => backoffSeconds(n, 60, 3600)), [0, 60, 120, 240, 1920, 3600, 3600, 3600]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 6, 7, 8, 100].map((n) => backoffSeconds(n, 60, 3600)),
+      [0, 60, 120, 240, 1920, 3600, 3600, 3600],
+    );
   });
 
   it('runs from the last failure', () => {

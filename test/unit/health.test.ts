@@ -18,7 +18,11 @@ describe('readiness', () => {
     h.cluster = { okAt: 0, error: 'create Job x: timed out' };
     const r = readiness(h, 100_000, limits);
     assert.equal(r.ready, false);
-    assert.deepEqual(r.reasons, ['listener not connected to PostgreSQL', 'last recount 100 s ago', 'cluster unreachable: create Job x: timed out']);
+    assert.deepEqual(r.reasons, [
+      'listener not connected to PostgreSQL',
+      'last recount 100 s ago',
+      'cluster unreachable: create Job x: timed out',
+    ]);
   });
 
   it('does not require a cluster when none is configured', () => {

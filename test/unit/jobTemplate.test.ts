@@ -3,7 +3,18 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { baseName, buildJob, defaultTemplate, freeName, jobName, jobSummary, loadJobTemplate, RUN_ID_LABEL, validateJob, SETTLE_FINALIZER } from '../../src/jobTemplate.js';
+import {
+  baseName,
+  buildJob,
+  defaultTemplate,
+  freeName,
+  jobName,
+  jobSummary,
+  loadJobTemplate,
+  RUN_ID_LABEL,
+  validateJob,
+  SETTLE_FINALIZER,
+} from '../../src/jobTemplate.js';
 
 const run = { name: 'sentinel-training-20261126-195426', namespace: 'ml', runId: 42, annotationCount: 57 };
 
@@ -43,7 +54,14 @@ describe('building the Job', () => {
 
   it('gives every container TRAINING_RUN_ID and TRAINING_ANNOTATION_COUNT, replacing template values', () => {
     const template = defaultTemplate('alpine', 3600);
-    template.spec!.template.spec!.containers.push({ name: 'sidecar', image: 'busybox', env: [{ name: 'TRAINING_RUN_ID', value: 'stale' }, { name: 'KEEP', value: '1' }] });
+    template.spec!.template.spec!.containers.push({
+      name: 'sidecar',
+      image: 'busybox',
+      env: [
+        { name: 'TRAINING_RUN_ID', value: 'stale' },
+        { name: 'KEEP', value: '1' },
+      ],
+    });
     const built = buildJob(template, run);
     for (const c of built.spec?.template.spec?.containers ?? []) {
       const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
@@ -74,13 +92,21 @@ describe('what a log says about a Job', () => {
   // Issue 10, item 2: an S3 secret key from a template's env appeared in the print-mode log.
   it('names the Job, its containers, images and env variables, never an env value', () => {
     const template = defaultTemplate('alpine', 3600);
-    template.spec!.template.spec!.containers[0]!.env = [{ name: 'AWS_SECRET_ACCESS_KEY', value: 'wJalrXUtnFEMI-K7MDENG' }];
+    template.spec!.template.spec!.containers[0]!.env = [
+      { name: 'AWS_SECRET_ACCESS_KEY', value: 'wJalrXUtnFEMI-K7MDENG' },
+    ];
     template.spec!.template.spec!.initContainers = [{ name: 'fetch', image: 'busybox:1.36' }];
     const summary = jobSummary(buildJob(template, run));
     assert.deepEqual(summary, {
       name: run.name,
       namespace: 'ml',
-      containers: [{ name: 'train', image: 'alpine', env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
+      containers: [
+        {
+          name: 'train',
+          image: 'alpine',
+          env: ['AWS_SECRET_ACCESS_KEY', 'TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'],
+        },
+      ],
       initContainers: [{ name: 'fetch', image: 'busybox:1.36', env: ['TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT'] }],
     });
     assert.ok(!JSON.stringify(summary).includes('wJalr'));
@@ -90,14 +116,38 @@ describe('what a log says about a Job', () => {
 describe('validating a Job like the API server', () => {
   const valid = () => buildJob(defaultTemplate('alpine', 3600), run);
   const cases: [string, (j: ReturnType<typeof valid>) => void, RegExp][] = [
-    ['restartPolicy Always', (j) => (j.spec!.template.spec!.restartPolicy = 'Always'), /^spec\.template\.spec\.restartPolicy: must be Never or OnFailure/],
-    ['no containers', (j) => (j.spec!.template.spec!.containers = []), /^spec\.template\.spec\.containers: Required value/],
-    ['a container without image', (j) => (j.spec!.template.spec!.containers[0]!.image = ''), /^spec\.template\.spec\.containers\[0\]\.image: Required value/],
-    ['an upper-case container name', (j) => (j.spec!.template.spec!.containers[0]!.name = 'Train'), /containers\[0\]\.name: "Train" must be a DNS-1123 label/],
-    ['a bad label value', (j) => (j.metadata!.labels!.team = 'ML team'), /^metadata\.labels\.team: invalid label value/],
+    [
+      'restartPolicy Always',
+      (j) => (j.spec!.template.spec!.restartPolicy = 'Always'),
+      /^spec\.template\.spec\.restartPolicy: must be Never or OnFailure/,
+    ],
+    [
+      'no containers',
+      (j) => (j.spec!.template.spec!.containers = []),
+      /^spec\.template\.spec\.containers: Required value/,
+    ],
+    [
+      'a container without image',
+      (j) => (j.spec!.template.spec!.containers[0]!.image = ''),
+      /^spec\.template\.spec\.containers\[0\]\.image: Required value/,
+    ],
+    [
+      'an upper-case container name',
+      (j) => (j.spec!.template.spec!.containers[0]!.name = 'Train'),
+      /containers\[0\]\.name: "Train" must be a DNS-1123 label/,
+    ],
+    [
+      'a bad label value',
+      (j) => (j.metadata!.labels!.team = 'ML team'),
+      /^metadata\.labels\.team: invalid label value/,
+    ],
     ['a name over 63 characters', (j) => (j.metadata!.name = 'x'.repeat(64)), /^metadata\.name/],
     ['a negative backoffLimit', (j) => (j.spec!.backoffLimit = -1), /^spec\.backoffLimit/],
-    ['a TTL that deletes a finished Job within minutes', (j) => (j.spec!.ttlSecondsAfterFinished = 0), /^spec\.ttlSecondsAfterFinished: at least 600/],
+    [
+      'a TTL that deletes a finished Job within minutes',
+      (j) => (j.spec!.ttlSecondsAfterFinished = 0),
+      /^spec\.ttlSecondsAfterFinished: at least 600/,
+    ],
   ];
   for (const [name, mutate, expected] of cases) {
     it(`rejects ${name}`, () => {
@@ -146,13 +196,19 @@ spec:
       containers: [{ name: train, image: alpine }]
 `);
     await assert.rejects(loadJobTemplate(path), (err: Error) => {
-      assert.match(err.message, new RegExp(`^JOB_TEMPLATE_FILE ${path}: spec\\.template\\.spec\\.restartPolicy: must be Never or OnFailure`));
+      assert.match(
+        err.message,
+        new RegExp(`^JOB_TEMPLATE_FILE ${path}: spec\\.template\\.spec\\.restartPolicy: must be Never or OnFailure`),
+      );
       return true;
     });
   });
 
   it('rejects a file that is not YAML or not a Job', async () => {
-    await assert.rejects(loadJobTemplate(await write('spec: [unclosed')), /^TemplateError: JOB_TEMPLATE_FILE .*job\.yaml: /);
+    await assert.rejects(
+      loadJobTemplate(await write('spec: [unclosed')),
+      /^TemplateError: JOB_TEMPLATE_FILE .*job\.yaml: /,
+    );
     await assert.rejects(loadJobTemplate(await write('kind: Deployment\nspec: {}\n')), /kind: must be Job/);
   });
 });

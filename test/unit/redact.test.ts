@@ -6,17 +6,26 @@ import { safeUrl, scrubSecrets } from '../../src/redact.js';
 
 describe('safeUrl', () => {
   it('masks the userinfo password and keeps the rest', () => {
-    assert.equal(safeUrl('postgres://app:hunter2@db.internal:5432/annotations'), 'postgres://app:***@db.internal:5432/annotations');
+    assert.equal(
+      safeUrl('postgres://app:hunter2@db.internal:5432/annotations'),
+      'postgres://app:***@db.internal:5432/annotations',
+    );
   });
 
   it('masks password, sslpassword and sslkey given as query parameters, and keeps the others as written', () => {
-    const printed = safeUrl('postgres://app@db/annotations?sslmode=verify-full&password=hunter2&sslrootcert=/etc/ca.pem&sslpassword=pass%20phrase&sslkey=/etc/key.pem&application_name=a%20b');
-    assert.equal(printed, 'postgres://app@db/annotations?sslmode=verify-full&password=***&sslrootcert=/etc/ca.pem&sslpassword=***&sslkey=***&application_name=a%20b');
+    const printed = safeUrl(
+      'postgres://app@db/annotations?sslmode=verify-full&password=hunter2&sslrootcert=/etc/ca.pem&sslpassword=pass%20phrase&sslkey=/etc/key.pem&application_name=a%20b',
+    );
+    assert.equal(
+      printed,
+      'postgres://app@db/annotations?sslmode=verify-full&password=***&sslrootcert=/etc/ca.pem&sslpassword=***&sslkey=***&application_name=a%20b',
+    );
   });
 
   it('masks a password in both places, a repeated parameter, and any case of the name', () => {
     const printed = safeUrl('postgresql://app:one@db/x?password=two&PASSWORD=three&password=four');
-    for (const secret of ['one', 'two', 'three', 'four']) assert.ok(!printed.includes(secret), `${secret} in ${printed}`);
+    for (const secret of ['one', 'two', 'three', 'four'])
+      assert.ok(!printed.includes(secret), `${secret} in ${printed}`);
     assert.equal(printed, 'postgresql://app:***@db/x?password=***&PASSWORD=***&password=***');
   });
 
@@ -25,7 +34,10 @@ describe('safeUrl', () => {
   });
 
   it('masks parameters pg ignores but whose name says secret', () => {
-    assert.equal(safeUrl('postgres://app@db/x?db_password=a&api_token=b&client_secret=c&connect_timeout=5'), 'postgres://app@db/x?db_password=***&api_token=***&client_secret=***&connect_timeout=5');
+    assert.equal(
+      safeUrl('postgres://app@db/x?db_password=a&api_token=b&client_secret=c&connect_timeout=5'),
+      'postgres://app@db/x?db_password=***&api_token=***&client_secret=***&connect_timeout=5',
+    );
   });
 
   it('leaves a URL without secrets unchanged, and never prints one it cannot parse', () => {
@@ -43,7 +55,14 @@ describe('scrubSecrets', () => {
 
   it('masks the passwords of every URL given, raw or decoded', () => {
     const text = 'failed: hunter2 / p@ss w0rd / pass%20w0rd';
-    assert.equal(scrubSecrets(text, 'postgres://a:hunter2@db/x', 'postgres://a@db/x?password=p%40ss%20w0rd&sslpassword=pass%20w0rd'), 'failed: *** / *** / ***');
+    assert.equal(
+      scrubSecrets(
+        text,
+        'postgres://a:hunter2@db/x',
+        'postgres://a@db/x?password=p%40ss%20w0rd&sslpassword=pass%20w0rd',
+      ),
+      'failed: *** / *** / ***',
+    );
   });
 
   it('keeps a password that equals the user name, which the message names as the user anyway', () => {
@@ -56,6 +75,9 @@ describe('scrubSecrets', () => {
   });
 
   it('changes nothing without secrets or without a parseable URL', () => {
-    assert.equal(scrubSecrets('connect ECONNREFUSED 127.0.0.1:1', 'postgres://app@127.0.0.1:1/x', ''), 'connect ECONNREFUSED 127.0.0.1:1');
+    assert.equal(
+      scrubSecrets('connect ECONNREFUSED 127.0.0.1:1', 'postgres://app@127.0.0.1:1/x', ''),
+      'connect ECONNREFUSED 127.0.0.1:1',
+    );
   });
 });

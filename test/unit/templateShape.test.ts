@@ -37,38 +37,134 @@ spec:
 `);
 
 const cases: [string, (t: any) => void, string][] = [
-  ['a containers map', (t) => (t.spec.template.spec.containers = { train: { image: 'x' } }), 'spec.template.spec.containers: must be an array (got an object)'],
-  ['an env map', (t) => (t.spec.template.spec.containers[0].env = { EPOCHS: '3' }), 'spec.template.spec.containers[0].env: must be an array (got an object)'],
-  ['a numeric image', (t) => (t.spec.template.spec.containers[0].image = 5), 'spec.template.spec.containers[0].image: must be a string (got an integer; quote it)'],
-  ['an initContainers map', (t) => (t.spec.template.spec.initContainers = { fetch: { image: 'x' } }), 'spec.template.spec.initContainers: must be an array (got an object)'],
+  [
+    'a containers map',
+    (t) => (t.spec.template.spec.containers = { train: { image: 'x' } }),
+    'spec.template.spec.containers: must be an array (got an object)',
+  ],
+  [
+    'an env map',
+    (t) => (t.spec.template.spec.containers[0].env = { EPOCHS: '3' }),
+    'spec.template.spec.containers[0].env: must be an array (got an object)',
+  ],
+  [
+    'a numeric image',
+    (t) => (t.spec.template.spec.containers[0].image = 5),
+    'spec.template.spec.containers[0].image: must be a string (got an integer; quote it)',
+  ],
+  [
+    'an initContainers map',
+    (t) => (t.spec.template.spec.initContainers = { fetch: { image: 'x' } }),
+    'spec.template.spec.initContainers: must be an array (got an object)',
+  ],
   ['no spec.template', (t) => delete t.spec.template, 'spec.template: Required value'],
   ['no spec', (t) => delete t.spec, 'spec: Required value'],
   ['no pod spec', (t) => (t.spec.template = { metadata: {} }), 'spec.template.spec: Required value'],
   ['no containers', (t) => delete t.spec.template.spec.containers, 'spec.template.spec.containers: Required value'],
   ['metadata as a string', (t) => (t.metadata = 'hello'), 'metadata: must be an object (got a string)'],
-  ['a numeric label value', (t) => (t.metadata.labels.version = 1.1), 'metadata.labels.version: must be a string (got a number; quote it)'],
-  ['a boolean label value under a prefixed key', (t) => (t.metadata.labels['example.com/gpu'] = true), 'metadata.labels["example.com/gpu"]: must be a string (got a boolean; quote it)'],
-  ['an empty pod label value', (t) => (t.spec.template.metadata.labels.gpu = null), 'spec.template.metadata.labels.gpu: must be a string (got null)'],
+  [
+    'a numeric label value',
+    (t) => (t.metadata.labels.version = 1.1),
+    'metadata.labels.version: must be a string (got a number; quote it)',
+  ],
+  [
+    'a boolean label value under a prefixed key',
+    (t) => (t.metadata.labels['example.com/gpu'] = true),
+    'metadata.labels["example.com/gpu"]: must be a string (got a boolean; quote it)',
+  ],
+  [
+    'an empty pod label value',
+    (t) => (t.spec.template.metadata.labels.gpu = null),
+    'spec.template.metadata.labels.gpu: must be a string (got null)',
+  ],
   ['labels as a list', (t) => (t.metadata.labels = ['team=ml']), 'metadata.labels: must be an object (got an array)'],
-  ['a numeric annotation', (t) => (t.metadata.annotations.cost = 12), 'metadata.annotations.cost: must be a string (got an integer; quote it)'],
-  ['finalizers as a string', (t) => (t.metadata.finalizers = 'example.com/keep'), 'metadata.finalizers: must be an array (got a string)'],
+  [
+    'a numeric annotation',
+    (t) => (t.metadata.annotations.cost = 12),
+    'metadata.annotations.cost: must be a string (got an integer; quote it)',
+  ],
+  [
+    'finalizers as a string',
+    (t) => (t.metadata.finalizers = 'example.com/keep'),
+    'metadata.finalizers: must be an array (got a string)',
+  ],
   ['a numeric name', (t) => (t.metadata.name = 7), 'metadata.name: must be a string (got an integer; quote it)'],
-  ['an object generateName', (t) => (t.metadata.generateName = { prefix: 'x' }), 'metadata.generateName: must be a string (got an object)'],
-  ['a TTL as text', (t) => (t.spec.ttlSecondsAfterFinished = '3600'), 'spec.ttlSecondsAfterFinished: must be an integer (got a string)'],
-  ['a fractional deadline', (t) => (t.spec.activeDeadlineSeconds = 1.5), 'spec.activeDeadlineSeconds: must be an integer (got a number)'],
-  ['a backoffLimit as text', (t) => (t.spec.backoffLimit = 'none'), 'spec.backoffLimit: must be an integer (got a string)'],
-  ['spec.suspend: true', (t) => (t.spec.suspend = true), 'spec.suspend: must not be set (a suspended Job never finishes, and its open run would block every later run)'],
+  [
+    'an object generateName',
+    (t) => (t.metadata.generateName = { prefix: 'x' }),
+    'metadata.generateName: must be a string (got an object)',
+  ],
+  [
+    'a TTL as text',
+    (t) => (t.spec.ttlSecondsAfterFinished = '3600'),
+    'spec.ttlSecondsAfterFinished: must be an integer (got a string)',
+  ],
+  [
+    'a fractional deadline',
+    (t) => (t.spec.activeDeadlineSeconds = 1.5),
+    'spec.activeDeadlineSeconds: must be an integer (got a number)',
+  ],
+  [
+    'a backoffLimit as text',
+    (t) => (t.spec.backoffLimit = 'none'),
+    'spec.backoffLimit: must be an integer (got a string)',
+  ],
+  [
+    'spec.suspend: true',
+    (t) => (t.spec.suspend = true),
+    'spec.suspend: must not be set (a suspended Job never finishes, and its open run would block every later run)',
+  ],
   ['spec.suspend as text', (t) => (t.spec.suspend = 'false'), 'spec.suspend: must not be set'],
-  ['a container written as a string', (t) => (t.spec.template.spec.containers = ['train']), 'spec.template.spec.containers[0]: must be an object (got a string)'],
-  ['an env entry as NAME=value', (t) => (t.spec.template.spec.containers[0].env = ['EPOCHS=3']), 'spec.template.spec.containers[0].env[0]: must be an object (got a string)'],
-  ['a numeric env value', (t) => (t.spec.template.spec.containers[0].env[0].value = 3), 'spec.template.spec.containers[0].env[0].value: must be a string (got an integer; quote it)'],
-  ['an env entry without a name', (t) => delete t.spec.template.spec.containers[0].env[0].name, 'spec.template.spec.containers[0].env[0].name: Required value'],
-  ['a valueFrom as a string', (t) => (t.spec.template.spec.containers[0].env[1].valueFrom = 'training-db'), 'spec.template.spec.containers[0].env[1].valueFrom: must be an object (got a string)'],
-  ['an init container env map', (t) => (t.spec.template.spec.initContainers[0].env = { A: 'b' }), 'spec.template.spec.initContainers[0].env: must be an array (got an object)'],
-  ['a command as one string', (t) => (t.spec.template.spec.initContainers[0].command = 'sh -c true'), 'spec.template.spec.initContainers[0].command: must be an array (got a string)'],
-  ['a numeric argument', (t) => (t.spec.template.spec.containers[0].args = ['--epochs', 3]), 'spec.template.spec.containers[0].args[1]: must be a string (got an integer; quote it)'],
-  ['a numeric container name', (t) => (t.spec.template.spec.containers[0].name = 1), 'spec.template.spec.containers[0].name: must be a string (got an integer; quote it)'],
-  ['a restartPolicy list', (t) => (t.spec.template.spec.restartPolicy = ['Never']), 'spec.template.spec.restartPolicy: must be a string (got an array)'],
+  [
+    'a container written as a string',
+    (t) => (t.spec.template.spec.containers = ['train']),
+    'spec.template.spec.containers[0]: must be an object (got a string)',
+  ],
+  [
+    'an env entry as NAME=value',
+    (t) => (t.spec.template.spec.containers[0].env = ['EPOCHS=3']),
+    'spec.template.spec.containers[0].env[0]: must be an object (got a string)',
+  ],
+  [
+    'a numeric env value',
+    (t) => (t.spec.template.spec.containers[0].env[0].value = 3),
+    'spec.template.spec.containers[0].env[0].value: must be a string (got an integer; quote it)',
+  ],
+  [
+    'an env entry without a name',
+    (t) => delete t.spec.template.spec.containers[0].env[0].name,
+    'spec.template.spec.containers[0].env[0].name: Required value',
+  ],
+  [
+    'a valueFrom as a string',
+    (t) => (t.spec.template.spec.containers[0].env[1].valueFrom = 'training-db'),
+    'spec.template.spec.containers[0].env[1].valueFrom: must be an object (got a string)',
+  ],
+  [
+    'an init container env map',
+    (t) => (t.spec.template.spec.initContainers[0].env = { A: 'b' }),
+    'spec.template.spec.initContainers[0].env: must be an array (got an object)',
+  ],
+  [
+    'a command as one string',
+    (t) => (t.spec.template.spec.initContainers[0].command = 'sh -c true'),
+    'spec.template.spec.initContainers[0].command: must be an array (got a string)',
+  ],
+  [
+    'a numeric argument',
+    (t) => (t.spec.template.spec.containers[0].args = ['--epochs', 3]),
+    'spec.template.spec.containers[0].args[1]: must be a string (got an integer; quote it)',
+  ],
+  [
+    'a numeric container name',
+    (t) => (t.spec.template.spec.containers[0].name = 1),
+    'spec.template.spec.containers[0].name: must be a string (got an integer; quote it)',
+  ],
+  [
+    'a restartPolicy list',
+    (t) => (t.spec.template.spec.restartPolicy = ['Never']),
+    'spec.template.spec.restartPolicy: must be a string (got an array)',
+  ],
   ['kind as a number', (t) => (t.kind = 1), 'kind: must be a string (got an integer; quote it)'],
 ];
 
@@ -108,6 +204,9 @@ describe('the shape of a Job template', () => {
     const t = valid();
     t.metadata = 'hello';
     t.spec.template.spec.containers[0].image = 5;
-    assert.deepEqual(templateShapeErrors(t), ['metadata: must be an object (got a string)', 'spec.template.spec.containers[0].image: must be a string (got an integer; quote it)']);
+    assert.deepEqual(templateShapeErrors(t), [
+      'metadata: must be an object (got a string)',
+      'spec.template.spec.containers[0].image: must be a string (got an integer; quote it)',
+    ]);
   });
 });

@@ -53,7 +53,7 @@ async function metricValue(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return text
     .split('\n')
-    .filter((l) => l.startsWith(name + ' ') || l.startsWith(name + '{'))
+    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
     .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
 }
 
@@ -493,7 +493,7 @@ function table(info: Record<string, string>): string {
       return `| ${r.case} | ${r.metric} | ${r.value.toLocaleString('en')} ${r.unit} | ${base} | ${target} |`;
     }),
   ];
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 async function main(): Promise<void> {
@@ -532,7 +532,7 @@ async function main(): Promise<void> {
   const file = join(dir, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
     file,
-    JSON.stringify({ machine: info, seconds: round((Date.now() - began) / 1000, 1), rows }, null, 2) + '\n',
+    `${JSON.stringify({ machine: info, seconds: round((Date.now() - began) / 1000, 1), rows }, null, 2)}\n`,
   );
   log(`wrote ${file} after ${round((Date.now() - began) / 1000, 1)} s`);
 }

@@ -41,6 +41,7 @@ export class AwaitWriters {
   settleable(): bigint {
     return this.records
       .filter((r) => r.writers.size === 0)
+      // biome-ignore lint/complexity/useMathMinMax: bigints; Math.max takes numbers only
       .reduce((max, r) => (r.gate > max ? r.gate : max), this.settledUpTo);
   }
 

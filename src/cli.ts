@@ -73,7 +73,7 @@ async function withPool(
 }
 
 async function run(config: Config, logger: Logger): Promise<void> {
-  let service;
+  let service: Awaited<ReturnType<typeof startService>>;
   try {
     service = await startService(config, logger);
   } catch (err: unknown) {
@@ -132,7 +132,7 @@ function baselineArgs(args: string[]): { yes: boolean; before: Date | null } {
 async function main(argv: string[]): Promise<void> {
   const [command = 'run', ...args] = argv;
   if (command === '--help' || command === '-h' || command === 'help') {
-    process.stdout.write(USAGE + '\n');
+    process.stdout.write(`${USAGE}\n`);
     return;
   }
   // Before the configuration: a typo must get the usage, not a complaint about a setting it would never use.
@@ -161,7 +161,7 @@ async function main(argv: string[]): Promise<void> {
     case 'status':
       return withPool(config, logger, 'status', async (pool) => {
         const status = await readStatus(pool, config);
-        process.stdout.write(args.includes('--json') ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+        process.stdout.write(args.includes('--json') ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
       });
     case 'render-job': {
       try {
@@ -182,7 +182,7 @@ async function main(argv: string[]): Promise<void> {
       const options = baselineArgs(args);
       return withPool(config, logger, 'baseline', async (pool) => {
         const deps = { pool, tables: tables(config.annotationsSchema), logger, chunkRows: config.chunkRows };
-        let plan;
+        let plan: Awaited<ReturnType<typeof planBaseline>>;
         try {
           plan = await planBaseline(deps, options.before);
         } catch (err: unknown) {
@@ -191,9 +191,9 @@ async function main(argv: string[]): Promise<void> {
         }
         if (!options.yes || (plan.count === 0 && !plan.resumes)) {
           process.stdout.write(
-            (plan.count === 0 && !plan.resumes
+            `${plan.count === 0 && !plan.resumes
               ? 'Nothing pending: no baseline needed.'
-              : describePlan(plan, deps.tables.annotations)) + '\n',
+              : describePlan(plan, deps.tables.annotations)}\n`,
           );
           return;
         }

@@ -213,7 +213,7 @@ function describeConvictError(err: unknown, env: Record<string, string>): string
   const first = (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
   // convict says: `trainingThreshold: must be an integer >= 1: value was "0"`
   const match = /^([A-Za-z]+): (.*?)(?:: value was (.*))?$/.exec(first);
-  if (match && match[1] && match[1] in schema) {
+  if (match?.[1] && match[1] in schema) {
     const key = match[1] as Key;
     const s = schema[key];
     const shown = 'sensitive' in s && s.sensitive ? '"<redacted>"' : JSON.stringify(env[s.env] ?? '');

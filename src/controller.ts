@@ -169,7 +169,7 @@ export class Controller {
     if (this.stopped) return;
     metrics.recounts.inc({ cause });
     const settles = this.writers.settleable();
-    let count;
+    let count: Awaited<ReturnType<typeof recount>>;
     const started = timers.now();
     try {
       count = await recount(pool, this.deps.dispatcher.tables, config.trainingThreshold);

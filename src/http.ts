@@ -31,7 +31,7 @@ export async function startHttp(
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === PATHS.ready) {
       const r = readiness(health, now(), limits);
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(r) + '\n');
+      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
     } else if (path === PATHS.metrics) {
       metrics.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),

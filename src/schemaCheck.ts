@@ -13,18 +13,18 @@ export async function missingSchema(pool: Pool, t: Tables): Promise<string[]> {
       ${L(t.annotations)}, ${L(t.runs)}, ${L(t.pendingIndex)}, ${L(t.runClaimsIndex)}, ${L(t.verifiedSeq)}, ${L(t.notifyAtSeq)}]) AS x
     WHERE to_regclass(x) IS NULL
     UNION ALL
-    SELECT ${L(t.annotations + '.training_run_id')} WHERE to_regclass(${L(t.annotations)}) IS NOT NULL AND NOT EXISTS (
+    SELECT ${L(`${t.annotations}.training_run_id`)} WHERE to_regclass(${L(t.annotations)}) IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.annotations)}) AND attname = 'training_run_id' AND NOT attisdropped)
     UNION ALL
-    SELECT ${L(t.runs + '.')} || c FROM unnest(ARRAY['trained_count', 'claim_pending', 'settle_pending']) AS c
+    SELECT ${L(`${t.runs}.`)} || c FROM unnest(ARRAY['trained_count', 'claim_pending', 'settle_pending']) AS c
      WHERE to_regclass(${L(t.runs)}) IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.runs)}) AND attname = c AND NOT attisdropped)
     UNION ALL
     SELECT 'trigger training_controller_verified_update on ' || ${L(t.annotations)} WHERE NOT EXISTS (
       SELECT 1 FROM pg_trigger WHERE tgname = 'training_controller_verified_update' AND tgrelid = to_regclass(${L(t.annotations)}))
     UNION ALL
-    SELECT ${L(t.triggerFunction + '() with a pinned search_path (migration 006)')} WHERE NOT EXISTS (
-      SELECT 1 FROM pg_proc WHERE oid = to_regprocedure(${L(t.triggerFunction + '()')}) AND prosecdef
+    SELECT ${L(`${t.triggerFunction}() with a pinned search_path (migration 006)`)} WHERE NOT EXISTS (
+      SELECT 1 FROM pg_proc WHERE oid = to_regprocedure(${L(`${t.triggerFunction}()`)}) AND prosecdef
          AND EXISTS (SELECT 1 FROM unnest(proconfig) c WHERE c LIKE 'search_path=%'))`);
   return rows.map((r) => r.missing);
 }

@@ -95,14 +95,14 @@ export async function readStatus(pool: Pool, config: Config): Promise<Status> {
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return (
-    rows
+    `${rows
       .map((r) =>
         r
           .map((c, i) => c.padEnd(widths[i] ?? 0))
           .join('  ')
           .trimEnd(),
       )
-      .join('\n') + '\n'
+      .join('\n')}\n`
   );
 }
 
@@ -134,7 +134,7 @@ export function formatStatus(s: Status): string {
     ...s.warnings.map((w) => `warning:             ${w}`),
     '',
   ];
-  if (s.recentRuns.length === 0) return lines.join('\n') + 'no runs yet\n';
+  if (s.recentRuns.length === 0) return `${lines.join('\n')}no runs yet\n`;
   const rows = [['RUN', 'JOB', 'STATE', 'ANNOTATIONS', 'CREATED', 'FINISHED', 'REASON']];
   for (const r of s.recentRuns)
     rows.push([

@@ -76,7 +76,7 @@ class Checker {
 
   strings(path: string, value: unknown): void {
     const list = this.field(path, value, 'array') as unknown[] | undefined;
-    (list ?? []).forEach((item, i) => this.item(`${path}[${i}]`, item, 'string'));
+    for (const [i, item] of (list ?? []).entries()) this.item(`${path}[${i}]`, item, 'string');
   }
 
   /** A map of strings (labels, annotations): the API server takes no other value. */

@@ -118,7 +118,7 @@ describe('deploy/', () => {
     const [d] = byKind('Deployment') as V1Deployment[];
     const c = d!.spec!.template.spec!.containers[0]!;
     const file = c.env?.find((e) => e.name === 'JOB_TEMPLATE_FILE')?.value ?? '';
-    const mount = c.volumeMounts?.find((m) => file.startsWith(m.mountPath + '/'));
+    const mount = c.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
     assert.ok(mount, `a volume mounted at the directory of ${file}`);
     assert.equal(file.slice(mount.mountPath.length + 1), 'job.yaml');
   });
@@ -144,6 +144,7 @@ describe('docker-compose.yml', () => {
     // The long syntax: with the short one, a kubeconfig missing on the host becomes a directory Docker creates.
     const volumes = s.controller?.volumes as { type: string; source: string; target: string; read_only: boolean }[];
     assert.deepEqual(volumes, [
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: a compose variable, read by docker-compose
       { type: 'bind', source: '${KUBECONFIG_HOST:-~/.kube/config}', target: env.KUBECONFIG, read_only: true },
     ]);
     // Every variable it sets is one the config knows.

@@ -117,6 +117,6 @@ describe('HTTP endpoints', () => {
 
   it('answers 404 elsewhere and 405 to writes', async () => {
     assert.equal((await get('/nope')).status, 404);
-    assert.equal((await fetch(base + '/readyz', { method: 'POST' })).status, 405);
+    assert.equal((await fetch(`${base}/readyz`, { method: 'POST' })).status, 405);
   });
 });

@@ -24,7 +24,7 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildCont
   const logs = new LogCapture();
   const stderr: string[] = [];
   createInterface({ input: proc.stdout! }).on('line', (l) => {
-    if (l.startsWith('{')) logs.write(l + '\n');
+    if (l.startsWith('{')) logs.write(`${l}\n`);
   });
   createInterface({ input: proc.stderr! }).on('line', (l) => stderr.push(l));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>

@@ -312,7 +312,7 @@ current-context: fake
     if (this.history.length > 1000) this.history.shift();
     for (const w of this.watchers) {
       if (w.namespace === job.metadata.namespace && matches(w.selector, job.metadata.labels))
-        w.res.write(JSON.stringify({ type, object: { kind: 'Job', apiVersion: 'batch/v1', ...job } }) + '\n');
+        w.res.write(`${JSON.stringify({ type, object: { kind: 'Job', apiVersion: 'batch/v1', ...job } })}\n`);
     }
   }
 
@@ -665,16 +665,16 @@ current-context: fake
     const oldest = this.history[0]?.rv ?? this.rv + 1;
     if ((from < this.rv && from + 1 < oldest) || from < this.expiredBefore) {
       res.end(
-        JSON.stringify({
+        `${JSON.stringify({
           type: 'ERROR',
           object: status(410, 'Expired', `too old resource version: ${from} (${oldest})`),
-        }) + '\n',
+        })}\n`,
       );
       return;
     }
     for (const e of this.history) {
       if (e.rv > from && e.job.metadata?.namespace === namespace && matches(selector, e.job.metadata?.labels)) {
-        res.write(JSON.stringify({ type: e.type, object: { kind: 'Job', apiVersion: 'batch/v1', ...e.job } }) + '\n');
+        res.write(`${JSON.stringify({ type: e.type, object: { kind: 'Job', apiVersion: 'batch/v1', ...e.job } })}\n`);
       }
     }
     const watcher: Watcher = { namespace, selector, res };

@@ -18,7 +18,7 @@ const { values } = parseArgs({
   },
 });
 
-const print = (line: Record<string, unknown>): void => void process.stdout.write(JSON.stringify(line) + '\n');
+const print = (line: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify(line)}\n`);
 
 const kube = await FakeKube.start({ host: values.listen });
 const port = new URL(kube.url).port;

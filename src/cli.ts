@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // training-controller run | migrate | status [--json] | render-job | baseline [--before TIMESTAMP] [--yes]
+//   | pause [--reason TEXT] | resume | cancel [--reason TEXT] | trigger [--reason TEXT]
 // Exit codes: 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
 import { dump } from 'js-yaml';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -13,6 +14,7 @@ import { migrate } from './migrate.js';
 import { safeUrl, scrubSecrets } from './redact.js';
 import { tables } from './tables.js';
 import { formatStatus, readStatus } from './status.js';
+import { reasonArg, runOperatorCommand, UsageError, type OperatorCommand } from './operator.js';
 import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
 
 const USAGE = `usage: training-controller <command>
@@ -22,7 +24,11 @@ const USAGE = `usage: training-controller <command>
   render-job          print the Job manifest the controller would submit, as YAML
   baseline [--before TIMESTAMP] [--yes]
                       first deployment: mark the annotations pending now (or verified before TIMESTAMP) as
-                      used without training them; without --yes, only say how many`;
+                      used without training them; without --yes, only say how many
+  pause [--reason TEXT]    no new run starts until resume (an open run continues)
+  resume                   runs may start again
+  cancel [--reason TEXT]   end the open run: its Job is deleted, its annotations pending again
+  trigger [--reason TEXT]  start a run now with whatever is pending (below the threshold, through a back-off)`;
 
 function fail(message: string, code: number): never {
   process.stderr.write(`training-controller: ${message}\n`);
@@ -46,6 +52,10 @@ const COMMANDS: Record<string, { database: boolean }> = {
   status: { database: true },
   'render-job': { database: false },
   baseline: { database: true },
+  pause: { database: true },
+  resume: { database: true },
+  cancel: { database: true },
+  trigger: { database: true },
 };
 
 /** DATABASE_URL, or the embedded server that `npm start` runs (the commands below never start one). */
@@ -70,6 +80,21 @@ async function withPool(
   } finally {
     await pool.end();
   }
+}
+
+async function operatorCommand(config: Config, logger: Logger, command: OperatorCommand, args: string[]) {
+  let reason: string | null;
+  try {
+    reason = reasonArg(command, args);
+  } catch (err: unknown) {
+    if (err instanceof UsageError) fail(err.message, 2);
+    throw err;
+  }
+  return withPool(config, logger, command, async (pool) => {
+    const outcome = await runOperatorCommand(pool, tables(config.annotationsSchema), command, reason);
+    if (outcome.code !== 0) fail(outcome.text, outcome.code);
+    process.stdout.write(`${outcome.text}\n`);
+  });
 }
 
 async function run(config: Config, logger: Logger): Promise<void> {
@@ -178,6 +203,11 @@ async function main(argv: string[]): Promise<void> {
       }
       return;
     }
+    case 'pause':
+    case 'resume':
+    case 'cancel':
+    case 'trigger':
+      return operatorCommand(config, logger, command, args);
     case 'baseline': {
       const options = baselineArgs(args);
       return withPool(config, logger, 'baseline', async (pool) => {
@@ -191,9 +221,11 @@ async function main(argv: string[]): Promise<void> {
         }
         if (!options.yes || (plan.count === 0 && !plan.resumes)) {
           process.stdout.write(
-            `${plan.count === 0 && !plan.resumes
-              ? 'Nothing pending: no baseline needed.'
-              : describePlan(plan, deps.tables.annotations)}\n`,
+            `${
+              plan.count === 0 && !plan.resumes
+                ? 'Nothing pending: no baseline needed.'
+                : describePlan(plan, deps.tables.annotations)
+            }\n`,
           );
           return;
         }

@@ -16,6 +16,10 @@ export interface Config {
   embeddedDataDir: string;
   embeddedPort: number;
   trainingThreshold: number;
+  /** A run also starts once the oldest pending annotation waited this long (0: off) … */
+  trainingMaxWaitSeconds: number;
+  /** … and at least this many are pending (1 ≤ it ≤ the threshold). */
+  trainingMinBatch: number;
   debounceMs: number;
   debounceMaxWaitMs: number;
   /** 0 turns the fallback poll off (tests prove the gate alone suffices). */
@@ -112,6 +116,8 @@ const schema = {
   embeddedDataDir: { env: 'EMBEDDED_DATA_DIR', default: '.data', format: nonEmpty },
   embeddedPort: { env: 'EMBEDDED_PORT', ...int(54329, 1, 65535) },
   trainingThreshold: { env: 'TRAINING_THRESHOLD', ...int(50, 1, 1_000_000_000) },
+  trainingMaxWaitSeconds: { env: 'TRAINING_MAX_WAIT_SECONDS', ...int(0, 0, 31_536_000) },
+  trainingMinBatch: { env: 'TRAINING_MIN_BATCH', ...int(1, 1, 1_000_000_000) },
   debounceMs: { env: 'DEBOUNCE_MS', ...int(1000, 0, 3_600_000) },
   debounceMaxWaitMs: { env: 'DEBOUNCE_MAX_WAIT_MS', ...int(5000, 0, 3_600_000) },
   pollIntervalSeconds: { env: 'POLL_INTERVAL_SECONDS', ...int(300, 0, 86_400) },
@@ -173,6 +179,8 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     embeddedDataDir: str('embeddedDataDir'),
     embeddedPort: num('embeddedPort'),
     trainingThreshold: num('trainingThreshold'),
+    trainingMaxWaitSeconds: num('trainingMaxWaitSeconds'),
+    trainingMinBatch: num('trainingMinBatch'),
     debounceMs: num('debounceMs'),
     debounceMaxWaitMs: num('debounceMaxWaitMs'),
     pollIntervalSeconds: num('pollIntervalSeconds'),
@@ -196,6 +204,11 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   if (config.debounceMaxWaitMs < config.debounceMs) {
     throw new ConfigError(
       `DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS (${config.debounceMs}) (got "${config.debounceMaxWaitMs}")`,
+    );
+  }
+  if (config.trainingMinBatch > config.trainingThreshold) {
+    throw new ConfigError(
+      `TRAINING_MIN_BATCH must be <= TRAINING_THRESHOLD (${config.trainingThreshold}) (got "${config.trainingMinBatch}")`,
     );
   }
   if (config.production && config.databaseUrl === '' && options.needsDatabase !== false) {

@@ -24,7 +24,10 @@ import type { Health } from './health.js';
 import { KubeError } from './kubeErrors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { publishNotifyAt, recount, stillWriting } from './pending.js';
+import { publishNotifyAt, recount, stillWriting, type Recount } from './pending.js';
+import { notePending } from './control.js';
+import { ControlLog } from './controlLog.js';
+import { firedTrigger, maxWaitDueAt, maxWaitOf, wakeAtCount, type Control, type MaxWait } from './triggers.js';
 import { reconcile, type ReconcilerDeps } from './reconciler.js';
 import { OneShot, type Timers } from './timers.js';
 import { WorkQueue } from './workQueue.js';
@@ -59,6 +62,9 @@ export class Controller {
   private readonly recountRetry: OneShot;
   private readonly backoffEnd: OneShot;
   private readonly reconcileRetry: OneShot;
+  private readonly maxWaitTimer: OneShot;
+  private readonly maxWait: MaxWait;
+  private readonly controlLog: ControlLog;
   private readonly intervals: unknown[] = [];
   private stopped = false;
   private recountFailures = 0;
@@ -85,6 +91,9 @@ export class Controller {
     this.recountRetry = new OneShot(timers, () => this.requestRecount('retry'));
     this.backoffEnd = new OneShot(timers, () => this.requestRecount('backoff-ended'));
     this.reconcileRetry = new OneShot(timers, () => this.requestReconcile());
+    this.maxWaitTimer = new OneShot(timers, () => this.requestRecount('max-wait'));
+    this.maxWait = maxWaitOf(config);
+    this.controlLog = new ControlLog(logger, deps.metrics);
     deps.metrics.threshold.set(config.trainingThreshold);
   }
 
@@ -107,7 +116,7 @@ export class Controller {
     await this.writers.stop();
     await this.queue.idle();
     // After the queue: the last step may have scheduled a retry or the end of a back-off.
-    for (const t of [this.recountRetry, this.backoffEnd, this.reconcileRetry]) t.cancel();
+    for (const t of [this.recountRetry, this.backoffEnd, this.reconcileRetry, this.maxWaitTimer]) t.cancel();
   }
 
   /** True once stop() was called: chunked work (chunks.ts) stops between chunks. */
@@ -124,6 +133,12 @@ export class Controller {
     this.deps.metrics.noteNotification();
     this.deps.logger.debug(NOTIFIED); // the bench times delivery from it; free unless LOG_LEVEL=debug
     this.requestRecount('notification');
+  }
+
+  /** A NOTIFY on the control channel (pause, resume, trigger, cancel): look at once, and at the open run. */
+  control(): void {
+    this.requestRecount('control');
+    this.requestReconcile();
   }
 
   requestRecount(cause: RecountCause): void {
@@ -165,61 +180,91 @@ export class Controller {
   }
 
   private async recountStep(cause: RecountCause): Promise<void> {
-    const { config, pool, metrics, health, timers } = this.deps;
     if (this.stopped) return;
-    metrics.recounts.inc({ cause });
+    this.deps.metrics.recounts.inc({ cause });
+    const seen = await this.count(cause);
+    if (!seen) return;
+    const { count, control } = seen;
+    const { config } = this.deps;
+    this.scheduleMaxWait(control, count.pending);
+    let quiet = control.paused;
+    // A manual request is always handed to the dispatcher: it starts the run or says why not, and drops it.
+    if (firedTrigger(count.pending, config.trainingThreshold, control, this.maxWait, control.dbNow) || control.triggerAt) {
+      const after = await this.dispatchStep(count.pending);
+      if (after === 'done') return;
+      quiet = after;
+    } else {
+      this.ok('dispatch'); // nothing to dispatch now: an earlier failure no longer holds anything back
+    }
+    const wake = wakeAtCount(count.pending, config.trainingThreshold, control, this.maxWait, control.dbNow);
+    await this.publishGate(count, wake, quiet || wake === null);
+  }
+
+  /** The recount and the operator state; null when it failed (a retry is scheduled). */
+  private async count(cause: RecountCause): Promise<{ count: Recount; control: Control & { dbNow: number } } | null> {
+    const { config, pool, health, timers } = this.deps;
     const settles = this.writers.settleable();
-    let count: Awaited<ReturnType<typeof recount>>;
     const started = timers.now();
+    let count: Recount;
+    let control: Control & { dbNow: number };
     try {
       count = await recount(pool, this.deps.dispatcher.tables, config.trainingThreshold);
+      control = await notePending(pool, this.deps.dispatcher.tables, count.pending > 0);
     } catch (err: unknown) {
-      return this.recountFailed('recount', 'Recount', err);
+      this.recountFailed('recount', 'Recount', err);
+      return null;
     }
     this.ok('recount');
     // The recount read pg_locks just as the writer wait does: that read works again too.
     this.ok('writers');
     health.lastRecountAt = timers.now();
-    metrics.pending.set(count.pending);
-    this.deps.logger.debug(
-      { cause, pending: count.pending, writers: count.writers.length, ms: timers.now() - started },
-      RECOUNTED,
-    );
+    this.deps.metrics.pending.set(count.pending);
+    this.controlLog.observe(control);
+    const ms = timers.now() - started;
+    this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length, ms }, RECOUNTED);
     this.writers.recounted(settles, count.gateBefore, count.writers);
+    return { count, control };
+  }
 
-    let quiet = false;
-    if (count.pending >= config.trainingThreshold) {
-      let result: DispatchResult;
-      try {
-        result = await dispatch(this.deps.dispatcher, count.pending);
-      } catch (err: unknown) {
-        if (err instanceof ChunkInterrupted) return this.deps.logger.info(err.message);
-        if (health.cluster && err instanceof KubeError) health.cluster.error = err.message;
-        return this.recountFailed('dispatch', 'Dispatch', err);
-      }
-      this.ok('dispatch');
-      this.recountFailures = 0;
-      // The count was already stale: publish the gate from what is true now, not from it.
-      if (result.kind === 'claim-race') {
-        // Once at once; again only after a growing delay: a pending row the claim can never take (or a row a
-        // Triage transaction keeps locked) must not turn the loop into thousands of dispatches a second.
-        if (++this.claimRaces === 1) return this.requestRecount('claim-race');
-        return this.recountRetry.schedule(retryDelayMs(this.claimRaces - 1));
-      }
-      this.claimRaces = 0;
-      quiet = this.afterDispatch(result);
-      if (result.kind === 'dispatched') return; // the 'dispatched' recount publishes the gate
-    } else {
-      this.ok('dispatch'); // nothing to dispatch now: an earlier failure no longer holds anything back
-    }
-
+  /** Returns 'done' when a later recount publishes the gate, else whether the gate may go quiet. */
+  private async dispatchStep(pending: number): Promise<'done' | boolean> {
+    let result: DispatchResult;
     try {
-      const target = notifyAt({
-        gateBefore: count.gateBefore,
-        pending: count.pending,
-        threshold: config.trainingThreshold,
-        quiet,
-      });
+      result = await dispatch(this.deps.dispatcher, pending);
+    } catch (err: unknown) {
+      if (err instanceof ChunkInterrupted) this.deps.logger.info(err.message);
+      else {
+        if (this.deps.health.cluster && err instanceof KubeError) this.deps.health.cluster.error = err.message;
+        this.recountFailed('dispatch', 'Dispatch', err);
+      }
+      return 'done';
+    }
+    this.ok('dispatch');
+    this.recountFailures = 0;
+    // The count was already stale: publish the gate from what is true now, not from it.
+    if (result.kind === 'claim-race') {
+      // Once at once; again only after a growing delay: a pending row the claim can never take (or a row a
+      // Triage transaction keeps locked) must not turn the loop into thousands of dispatches a second.
+      if (++this.claimRaces === 1) this.requestRecount('claim-race');
+      else this.recountRetry.schedule(retryDelayMs(this.claimRaces - 1));
+      return 'done';
+    }
+    this.claimRaces = 0;
+    const quiet = this.afterDispatch(result);
+    return result.kind === 'dispatched' ? 'done' : quiet; // the 'dispatched' recount publishes the gate
+  }
+
+  /** The max wait's timer: a recount when it runs out (the dispatcher checks TRAINING_MIN_BATCH then). */
+  private scheduleMaxWait(control: Control & { dbNow: number }, pending: number): void {
+    const due = maxWaitDueAt(control, this.maxWait);
+    if (due === null || control.paused || pending === 0 || due <= control.dbNow) return;
+    this.maxWaitTimer.schedule(due - control.dbNow);
+  }
+
+  private async publishGate(count: Recount, wakeAt: number | null, quiet: boolean): Promise<void> {
+    const { pool } = this.deps;
+    try {
+      const target = notifyAt({ gateBefore: count.gateBefore, pending: count.pending, threshold: wakeAt ?? 0, quiet });
       const gateAfter = await publishNotifyAt(pool, this.deps.dispatcher.tables, target);
       if (missedWhilePublishing(target, gateAfter)) this.requestRecount('gate');
     } catch (err: unknown) {

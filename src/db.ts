@@ -28,13 +28,27 @@ export function createPool(connectionString: string, logger: Logger, options: Po
   return pool;
 }
 
-/** BEGIN … COMMIT around fn; ROLLBACK on any error, which is rethrown. */
-export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+/** What fn returns to end its transaction with ROLLBACK instead of COMMIT, and still answer `value`. */
+export class Rollback<T> {
+  constructor(readonly value: T) {}
+}
+
+export const rollback = <T>(value: T): Rollback<T> => new Rollback(value);
+
+/**
+ * BEGIN … COMMIT around fn (ROLLBACK when fn returns rollback(value)); ROLLBACK on any error, which is rethrown.
+ * A client whose ROLLBACK fails is discarded, not handed back to the pool: its connection is gone or unusable.
+ */
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T | Rollback<T>>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
   try {
     await client.query('BEGIN');
     const result = await fn(client);
+    if (result instanceof Rollback) {
+      await client.query('ROLLBACK');
+      return result.value;
+    }
     await client.query('COMMIT');
     return result;
   } catch (err: unknown) {

@@ -1,9 +1,16 @@
 // The dispatch decision, pure: the dispatcher gathers the facts (under the advisory lock) and this says
 // what to do and why. The "why" is what the log prints.
+import type { TriggerKind } from './triggers.js';
 
 export interface DispatchFacts {
   pending: number;
   threshold: number;
+  /** What would start a run now (triggers.ts), null when nothing would. */
+  trigger: TriggerKind | null;
+  /** Paused by `training-controller pause`: no run starts, whatever the trigger. */
+  paused: boolean;
+  /** Who asked for a manual run and why, for its log line. */
+  manual?: { by: string | null; reason: string | null };
   /** The open run in training_runs, if any. */
   openRun: { id: number; jobName: string; state: string } | null;
   /** Unfinished Jobs labelled app=sentinel-training, whoever created them. */
@@ -14,7 +21,9 @@ export interface DispatchFacts {
   now: number;
 }
 
-export type SkipReason = 'below-threshold' | 'in-progress' | 'backoff';
+export type SkipReason = 'below-threshold' | 'in-progress' | 'backoff' | 'paused';
+
+export const SKIP_REASONS: readonly SkipReason[] = ['below-threshold', 'in-progress', 'backoff', 'paused'];
 
 export type Decision =
   | { action: 'dispatch'; why: string }
@@ -22,8 +31,11 @@ export type Decision =
 
 export const IN_PROGRESS = 'Training already in progress';
 
+export const PAUSED = 'Paused: no run starts until `training-controller resume`';
+
 export function decideDispatch(f: DispatchFacts): Decision {
-  if (f.pending < f.threshold) {
+  if (f.paused) return { action: 'skip', reason: 'paused', why: PAUSED };
+  if (f.trigger === null) {
     return {
       action: 'skip',
       reason: 'below-threshold',
@@ -44,7 +56,8 @@ export function decideDispatch(f: DispatchFacts): Decision {
       why: `${IN_PROGRESS}: Job ${f.activeJobs.join(', ')} has not finished`,
     };
   }
-  if (f.backoffUntil !== null && f.now < f.backoffUntil) {
+  // A person asking for a run now has read why the last ones failed: the back-off is for the automatic triggers.
+  if (f.trigger !== 'manual' && f.backoffUntil !== null && f.now < f.backoffUntil) {
     const seconds = Math.ceil((f.backoffUntil - f.now) / 1000);
     return {
       action: 'skip',
@@ -53,5 +66,15 @@ export function decideDispatch(f: DispatchFacts): Decision {
       retryInMs: f.backoffUntil - f.now,
     };
   }
-  return { action: 'dispatch', why: `${f.pending} pending, threshold ${f.threshold}` };
+  return { action: 'dispatch', why: dispatchWhy(f) };
+}
+
+function dispatchWhy(f: DispatchFacts): string {
+  if (f.trigger === 'manual') {
+    const reason = f.manual?.reason ? `: ${f.manual.reason}` : '';
+    return `triggered by ${f.manual?.by ?? 'an operator'}${reason} (${f.pending} pending)`;
+  }
+  if (f.trigger === 'max-wait')
+    return `${f.pending} pending (below the threshold of ${f.threshold}) waited TRAINING_MAX_WAIT_SECONDS`;
+  return `${f.pending} pending, threshold ${f.threshold}`;
 }

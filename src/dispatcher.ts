@@ -1,16 +1,18 @@
-// Dispatch: the one transaction that turns "enough pending" into a run.
-//   pg_try_advisory_xact_lock → open run? unfinished app=sentinel-training Job? back-off? (decide.ts)
+// Dispatch: the one transaction that turns "a trigger fired" (triggers.ts) into a run.
+//   pg_try_advisory_xact_lock → paused? open run? unfinished app=sentinel-training Job? back-off? (decide.ts)
 //   → insert the run (`submitting`, name fixed now) and claim the pending annotations → commit → create the Job.
 // The claim commits before the create, so a crash in between leaves a `submitting` run that the reconciler
 // creates under the same name: never a Job without its annotations, never annotations in two runs.
 import type { V1Job } from '@kubernetes/client-node';
 import { backoffUntil } from './backoff.js';
+import { finishClaim, LOCK_NOT_AVAILABLE } from './chunks.js';
 import type { Config } from './config.js';
-import { decideDispatch, IN_PROGRESS, type Decision } from './decide.js';
+import { dropTrigger, readControl, runStarted } from './control.js';
+import { rollback, withTransaction, type PoolClient, type Rollback } from './db.js';
+import { decideDispatch, IN_PROGRESS, type Decision, type DispatchFacts } from './decide.js';
 import { buildJob, freeName, jobName, jobSummary } from './jobTemplate.js';
 import { unfinishedJobs, type JobsApi } from './kubeJobs.js';
 import { LOCK_KEYS, tryXactLock } from './locks.js';
-import { finishClaim, LOCK_NOT_AVAILABLE } from './chunks.js';
 import {
   countPendingExact,
   failureHistory,
@@ -22,6 +24,7 @@ import {
   type Run,
 } from './runs.js';
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
+import { firedTrigger, type Control, type MaxWait } from './triggers.js';
 
 /** kubernetes: create Jobs. dry-run: the API server validates (dryRun=All), nothing is claimed. print: no cluster, log only. */
 export type Mode = 'kubernetes' | 'dry-run' | 'print';
@@ -39,7 +42,138 @@ export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
   jobs: JobsApi | null;
   mode: Mode;
   namespace: string;
+  maxWait: MaxWait;
   now(): number;
+}
+
+type Facts = DispatchFacts & { control: Control };
+/** What the dispatch transaction ends with; a claim goes on after the commit (the rest of it, then the Job). */
+type Locked = Exclude<DispatchResult, { kind: 'dispatched' }> | { kind: 'claimed'; run: Run; complete: boolean };
+
+/** Logged when a claim takes more than one chunk. */
+export const CLAIMING_IN_CHUNKS = 'Claiming a large batch in chunks before the Job is created';
+/** Logged when a `training-controller trigger` request cannot be served (the CLI refuses these cases up front). */
+export const TRIGGER_DROPPED = 'Manual trigger request dropped';
+
+export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
+  let facts: Facts | null = null;
+  const locked = await withTransaction(deps.pool, async (client) => {
+    if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) return rollback<Locked>({ kind: 'locked' });
+    facts = await gatherFacts(deps, client, pending);
+    return decideLocked(deps, client, facts);
+  });
+  const manualRequest = (facts as Facts | null)?.control.triggerAt;
+  if (manualRequest && (locked.kind === 'skipped' || locked.kind === 'rehearsed')) {
+    await dropTrigger(deps.pool, deps.tables);
+    const why = locked.kind === 'skipped' ? locked.decision.why : `DISPATCH_MODE is ${deps.mode}`;
+    deps.logger.warn({ requestedAt: manualRequest, why }, TRIGGER_DROPPED);
+  }
+  if (locked.kind === 'locked') deps.logger.debug('Another controller holds the dispatch lock');
+  if (locked.kind !== 'claimed') return locked;
+  const run = locked.complete ? locked.run : await claimTheRest(deps, locked.run);
+  deps.metrics.dispatches.inc();
+  const why = run.triggerKind === 'threshold' ? '' : ` (${run.triggerKind}: ${run.triggerReason ?? ''})`;
+  deps.logger.info(
+    { runId: run.id, job: run.jobName, namespace: run.namespace, trigger: run.triggerKind },
+    `Triggering training with ${run.annotationCount} new images${why}`,
+  );
+  if (!deps.jobs) throw new Error('kubernetes mode without a cluster');
+  const submit = await submitRun({ ...deps, jobs: deps.jobs }, run);
+  return { kind: 'dispatched', run, submit };
+}
+
+/** Under the dispatch lock: everything decide.ts weighs, read in this transaction. */
+async function gatherFacts(deps: DispatcherDeps, client: PoolClient, pending: number): Promise<Facts> {
+  const { config, tables } = deps;
+  const open = (await openRun(client, tables)) ?? busy(await unfinishedRun(client, tables));
+  let activeJobs: string[] = [];
+  if (!open && deps.jobs) {
+    const jobs = await unfinishedJobs(deps.jobs, [deps.namespace]);
+    activeJobs = jobs.map((j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`);
+    deps.onClusterAnswer(null);
+  }
+  const history = await failureHistory(client, tables);
+  const control = await readControl(client, tables);
+  return {
+    pending,
+    threshold: config.trainingThreshold,
+    trigger: firedTrigger(pending, config.trainingThreshold, control, deps.maxWait, control.dbNow),
+    paused: control.paused,
+    manual: { by: control.triggerBy, reason: control.triggerReason },
+    openRun: open,
+    activeJobs,
+    backoffUntil: backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds),
+    now: history.now,
+    control,
+  };
+}
+
+async function decideLocked(deps: DispatcherDeps, client: PoolClient, f: Facts): Promise<Locked | Rollback<Locked>> {
+  const decision = decideDispatch(f);
+  if (decision.action === 'skip') {
+    deps.metrics.skips.inc({ reason: decision.reason });
+    if (decision.reason === 'in-progress') deps.logger.info({ detail: decision.why }, IN_PROGRESS);
+    else deps.logger.info({ reason: decision.reason }, decision.why);
+    return rollback({ kind: 'skipped', decision, foreignJob: !f.openRun && f.activeJobs.length > 0 });
+  }
+  const base = jobName(new Date(deps.now()));
+  const name = freeName(base, await namesLike(client, deps.tables, base));
+  if (deps.mode !== 'kubernetes') return rollback(await rehearse(deps, client, name));
+  return claim(deps, client, name, f);
+}
+
+/** DISPATCH_MODE=dry-run or no cluster: the Job is built (and validated by the API server), nothing claimed. */
+async function rehearse(deps: DispatcherDeps, client: PoolClient, name: string): Promise<Locked> {
+  const count = await countPendingExact(client, deps.tables);
+  const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
+  if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
+  const how = deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured';
+  deps.logger.info(
+    { mode: deps.mode, job: jobSummary(job) },
+    `Would trigger training with ${count} new images (${how}; nothing claimed)`,
+  );
+  return { kind: 'rehearsed', job };
+}
+
+async function claim(
+  deps: DispatcherDeps,
+  client: PoolClient,
+  name: string,
+  f: Facts,
+): Promise<Locked | Rollback<Locked>> {
+  const { config, tables } = deps;
+  let claimed: { run: Run; complete: boolean };
+  try {
+    claimed = await insertAndClaim(client, tables, name, deps.namespace, config.chunkRows, triggerOf(f));
+  } catch (err: unknown) {
+    if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
+    // A table-level lock (a migration, a LOCK TABLE) outlasted the first chunk's lock_timeout (chunks.ts): locked
+    // rows are skipped, not waited for. Let it end, then recount and retry (repeated races back off).
+    return rollback({ kind: 'claim-race' });
+  }
+  const { run, complete } = claimed;
+  const needed = f.trigger === 'threshold' ? config.trainingThreshold : f.trigger === 'max-wait' ? deps.maxWait.minBatch : 1;
+  if (complete && run.annotationCount < needed) {
+    // Annotations were un-verified or claimed between the recount and now: nothing to do after all.
+    deps.metrics.skips.inc({ reason: 'below-threshold' });
+    deps.logger.info(
+      { pending: f.pending, claimed: run.annotationCount },
+      `Only ${run.annotationCount} pending at claim time (the recount saw ${f.pending}): recounting`,
+    );
+    return rollback({ kind: 'claim-race' });
+  }
+  await runStarted(client, tables);
+  return { kind: 'claimed', run, complete };
+}
+
+function triggerOf(f: Facts): { kind: NonNullable<Facts['trigger']>; reason: string | null } {
+  const kind = f.trigger ?? 'threshold';
+  if (kind === 'manual') return { kind, reason: [f.manual?.by, f.manual?.reason].filter(Boolean).join(': ') || null };
+  if (kind === 'max-wait') {
+    const since = f.control.pendingSince?.toISOString() ?? '?';
+    return { kind, reason: `${f.pending} pending since ${since}, below the threshold of ${f.threshold}` };
+  }
+  return { kind, reason: null };
 }
 
 /**
@@ -63,93 +197,4 @@ function busy(run: Run | null): Run | null {
       ? 'a baseline still marking annotations'
       : `${run.state}, its annotations still being settled`) as Run['state'],
   };
-}
-
-/** Logged when a claim takes more than one chunk. */
-export const CLAIMING_IN_CHUNKS = 'Claiming a large batch in chunks before the Job is created';
-
-export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
-  const { pool, config, logger, metrics } = deps;
-  const client = await pool.connect();
-  let run: Run;
-  let complete: boolean;
-  try {
-    await client.query('BEGIN');
-    if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) {
-      await client.query('ROLLBACK');
-      logger.debug('Another controller holds the dispatch lock');
-      return { kind: 'locked' };
-    }
-    const open = (await openRun(client, deps.tables)) ?? busy(await unfinishedRun(client, deps.tables));
-    let activeJobs: string[] = [];
-    if (!open && deps.jobs) {
-      activeJobs = (await unfinishedJobs(deps.jobs, [deps.namespace])).map(
-        (j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`,
-      );
-      deps.onClusterAnswer(null);
-    }
-    const history = await failureHistory(client, deps.tables);
-    const decision = decideDispatch({
-      pending,
-      threshold: config.trainingThreshold,
-      openRun: open,
-      activeJobs,
-      backoffUntil: backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds),
-      now: history.now,
-    });
-    if (decision.action === 'skip') {
-      await client.query('ROLLBACK');
-      metrics.skips.inc({ reason: decision.reason });
-      if (decision.reason === 'in-progress') logger.info({ detail: decision.why }, IN_PROGRESS);
-      else logger.info({ reason: decision.reason }, decision.why);
-      return { kind: 'skipped', decision, foreignJob: !open && activeJobs.length > 0 };
-    }
-    const base = jobName(new Date(deps.now()));
-    const name = freeName(base, await namesLike(client, deps.tables, base));
-    if (deps.mode !== 'kubernetes') {
-      const count = await countPendingExact(client, deps.tables);
-      await client.query('ROLLBACK');
-      const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
-      if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
-      logger.info(
-        { mode: deps.mode, job: jobSummary(job) },
-        `Would trigger training with ${count} new images (${deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured'}; nothing claimed)`,
-      );
-      return { kind: 'rehearsed', job };
-    }
-    try {
-      ({ run, complete } = await insertAndClaim(client, deps.tables, name, deps.namespace, config.chunkRows));
-    } catch (err: unknown) {
-      if ((err as { code?: unknown }).code !== LOCK_NOT_AVAILABLE) throw err;
-      // A table-level lock (a migration, a LOCK TABLE) outlasted the first chunk's lock_timeout (chunks.ts): locked
-      // rows are skipped, not waited for. Let it end, then recount and retry (repeated races back off).
-      await client.query('ROLLBACK');
-      return { kind: 'claim-race' };
-    }
-    if (complete && run.annotationCount < config.trainingThreshold) {
-      // Annotations were un-verified or claimed between the recount and now: nothing to do after all.
-      await client.query('ROLLBACK');
-      metrics.skips.inc({ reason: 'below-threshold' });
-      logger.info(
-        { pending, claimed: run.annotationCount },
-        `Only ${run.annotationCount} pending at claim time (the recount saw ${pending}): recounting`,
-      );
-      return { kind: 'claim-race' };
-    }
-    await client.query('COMMIT');
-  } catch (err: unknown) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
-  if (!complete) run = await claimTheRest(deps, run);
-  metrics.dispatches.inc();
-  logger.info(
-    { runId: run.id, job: run.jobName, namespace: run.namespace },
-    `Triggering training with ${run.annotationCount} new images`,
-  );
-  if (!deps.jobs) throw new Error('kubernetes mode without a cluster');
-  const submit = await submitRun({ ...deps, jobs: deps.jobs }, run);
-  return { kind: 'dispatched', run, submit };
 }

@@ -1,6 +1,6 @@
-// The Kubernetes port: the calls the controller makes on batch/v1 Jobs (create, get, list, watch, and a patch
-// that removes our finalizer), each with a timeout, and errors turned into outcomes (kubeErrors.ts). Every call
-// names its namespace: a run is followed in the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
+// The Kubernetes port: the calls the controller makes on batch/v1 Jobs (create, get, list, watch, a patch that
+// removes our finalizer, and a delete for a cancelled run), each with a timeout, and errors turned into
+// outcomes (kubeErrors.ts). Every call names its namespace: a run is followed in the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
 // The Role in deploy/ grants exactly RBAC_VERBS.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -13,7 +13,8 @@ import { APP_SELECTOR, SETTLE_FINALIZER } from './jobTemplate.js';
 import { toKubeError } from './kubeErrors.js';
 import { openWatch, type WatchEvent, type WatchHandle } from './kubeWatch.js';
 
-export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch'] as const;
+// delete: `training-controller cancel` (issue #11); the service deletes the Job, the CLI never talks to the cluster.
+export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch', 'delete'] as const;
 
 export interface JobsApi {
   /** The configured namespace (TRAINING_NAMESPACE or its fallbacks): where new runs go. */
@@ -35,6 +36,8 @@ export interface JobsApi {
    * concurrent change fails instead of removing someone else's). 'gone': the Job no longer exists.
    */
   removeFinalizer(job: V1Job): Promise<'removed' | 'absent' | 'gone'>;
+  /** Deletes the Job with propagationPolicy Background (its pods go too). 'gone': it did not exist. */
+  delete(namespace: string, name: string): Promise<'deleted' | 'gone'>;
   /** Aborts every request in flight and fails every later one at once (shutdown must not wait on a slow server). */
   close(): void;
 }
@@ -125,96 +128,137 @@ function loadKubeconfigFile(kc: KubeConfig, path: string, label: string): void {
 }
 
 export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsApi {
-  const { kc, namespace } = cluster;
-  const api = kc.makeApiClient(BatchV1Api);
-  const closed = new AbortController();
-  // client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever.
-  type Options = Parameters<typeof api.readNamespacedJob>[1];
-  const withTimeout = (): Options =>
-    ({
+  return new KubeJobs(cluster, timeoutMs);
+}
+
+type Api = BatchV1Api;
+type Options = Parameters<Api['readNamespacedJob']>[1];
+
+class KubeJobs implements JobsApi {
+  readonly namespace: string;
+  readonly server: string;
+  private readonly api: Api;
+  private readonly kc: KubeConfig;
+  private readonly closed = new AbortController();
+
+  constructor(
+    cluster: ClusterConfig,
+    private readonly timeoutMs: number,
+  ) {
+    this.kc = cluster.kc;
+    this.namespace = cluster.namespace;
+    this.api = cluster.kc.makeApiClient(BatchV1Api);
+    this.server = cluster.kc.getCurrentCluster()?.server ?? '';
+  }
+
+  /** client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever. */
+  private withTimeout(): Options {
+    const signal = () => AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closed.signal]);
+    return {
       middleware: [
         {
           pre: (ctx: { setSignal(s: AbortSignal): void }) => {
-            ctx.setSignal(AbortSignal.any([AbortSignal.timeout(timeoutMs), closed.signal]));
+            ctx.setSignal(signal());
             return new Observable(Promise.resolve(ctx));
           },
           post: <T>(rsp: T) => new Observable(Promise.resolve(rsp)),
         },
       ],
       middlewareMergeStrategy: 'append' as const,
-    }) as unknown as Options;
-  const server = kc.getCurrentCluster()?.server ?? '';
+    } as unknown as Options;
+  }
 
-  const get = async (ns: string, name: string): Promise<V1Job | null> => {
+  async create(job: V1Job, options: { dryRun?: boolean } = {}): Promise<V1Job> {
+    const ns = job.metadata?.namespace ?? this.namespace;
     try {
-      return await api.readNamespacedJob({ name, namespace: ns }, withTimeout());
+      const dryRun = options.dryRun ? 'All' : undefined;
+      return await this.api.createNamespacedJob({ namespace: ns, body: job, dryRun }, this.withTimeout());
+    } catch (err: unknown) {
+      throw toKubeError(err, `create Job ${ns}/${job.metadata?.name ?? ''}`);
+    }
+  }
+
+  async get(ns: string, name: string): Promise<V1Job | null> {
+    try {
+      return await this.api.readNamespacedJob({ name, namespace: ns }, this.withTimeout());
     } catch (err: unknown) {
       const e = toKubeError(err, `get Job ${ns}/${name}`);
       if (e.status === 404) return null;
       throw e;
     }
-  };
+  }
 
-  return {
-    namespace,
-    server,
-    async create(job, options = {}) {
-      const ns = job.metadata?.namespace ?? namespace;
+  async list(ns: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }> {
+    try {
+      const list: V1JobList = await this.api.listNamespacedJob({ namespace: ns, labelSelector }, this.withTimeout());
+      return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
+    } catch (err: unknown) {
+      throw toKubeError(err, `list Jobs ${ns} ${labelSelector}`);
+    }
+  }
+
+  watch(
+    ns: string,
+    labelSelector: string,
+    resourceVersion: string,
+    onEvent: (type: WatchEvent, obj: unknown) => void,
+  ): Promise<WatchHandle> {
+    const { kc, server } = this;
+    return openWatch({
+      kc,
+      server,
+      closed: this.closed.signal,
+      namespace: ns,
+      labelSelector,
+      resourceVersion,
+      onEvent,
+    });
+  }
+
+  async delete(ns: string, name: string): Promise<'deleted' | 'gone'> {
+    try {
+      // Background: the Job goes at once (once our finalizer is off) and the garbage collector removes its pods.
+      await this.api.deleteNamespacedJob({ name, namespace: ns, propagationPolicy: 'Background' }, this.withTimeout());
+      return 'deleted';
+    } catch (err: unknown) {
+      const e = toKubeError(err, `delete Job ${ns}/${name}`);
+      if (e.status === 404) return 'gone';
+      throw e;
+    }
+  }
+
+  async removeFinalizer(job: V1Job): Promise<'removed' | 'absent' | 'gone'> {
+    const ns = job.metadata?.namespace ?? this.namespace;
+    const name = job.metadata?.name ?? '';
+    let current: V1Job | null = job;
+    for (let attempt = 1; ; attempt++) {
+      const index = (current.metadata?.finalizers ?? []).indexOf(SETTLE_FINALIZER);
+      if (index < 0) return 'absent';
       try {
-        return await api.createNamespacedJob(
-          { namespace: ns, body: job, dryRun: options.dryRun ? 'All' : undefined },
-          withTimeout(),
-        );
+        await this.patchOutFinalizer(ns, name, index);
+        return 'removed';
       } catch (err: unknown) {
-        throw toKubeError(err, `create Job ${ns}/${job.metadata?.name ?? ''}`);
+        const e = toKubeError(err, `remove finalizer from Job ${ns}/${name}`);
+        if (e.status === 404) return 'gone';
+        // The finalizers changed since the read (the test op failed): read again and try once more.
+        if (attempt > 1 || (e.kind !== 'conflict' && e.status !== 422)) throw e;
+        current = await this.get(ns, name);
+        if (!current) return 'gone';
       }
-    },
-    get,
-    async list(ns, labelSelector) {
-      try {
-        const list: V1JobList = await api.listNamespacedJob({ namespace: ns, labelSelector }, withTimeout());
-        return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
-      } catch (err: unknown) {
-        throw toKubeError(err, `list Jobs ${ns} ${labelSelector}`);
-      }
-    },
-    watch(ns, labelSelector, resourceVersion, onEvent) {
-      return openWatch({ kc, server, closed: closed.signal, namespace: ns, labelSelector, resourceVersion, onEvent });
-    },
-    async removeFinalizer(job) {
-      const ns = job.metadata?.namespace ?? namespace;
-      const name = job.metadata?.name ?? '';
-      let current: V1Job | null = job;
-      for (let attempt = 1; ; attempt++) {
-        const index = (current.metadata?.finalizers ?? []).indexOf(SETTLE_FINALIZER);
-        if (index < 0) return 'absent';
-        const path = `/metadata/finalizers/${index}`;
-        try {
-          // client-node's default patch content type is application/json-patch+json.
-          await api.patchNamespacedJob(
-            {
-              name,
-              namespace: ns,
-              body: [
-                { op: 'test', path, value: SETTLE_FINALIZER },
-                { op: 'remove', path },
-              ],
-            },
-            withTimeout(),
-          );
-          return 'removed';
-        } catch (err: unknown) {
-          const e = toKubeError(err, `remove finalizer from Job ${ns}/${name}`);
-          if (e.status === 404) return 'gone';
-          // The finalizers changed since the read (the test op failed): read again and try once more.
-          if (attempt > 1 || (e.kind !== 'conflict' && e.status !== 422)) throw e;
-          current = await get(ns, name);
-          if (!current) return 'gone';
-        }
-      }
-    },
-    close() {
-      closed.abort();
-    },
-  };
+    }
+  }
+
+  /** A JSON patch that tests the entry before removing it (client-node's default patch type is json-patch). */
+  private async patchOutFinalizer(ns: string, name: string, index: number): Promise<void> {
+    const path = `/metadata/finalizers/${index}`;
+    const body = [
+      { op: 'test', path, value: SETTLE_FINALIZER },
+      { op: 'remove', path },
+    ];
+    await this.api.patchNamespacedJob({ name, namespace: ns, body }, this.withTimeout());
+  }
+
+  close(): void {
+    this.closed.abort();
+  }
 }

@@ -13,6 +13,7 @@
 import pg from 'pg';
 import pgListen from 'pg-listen';
 import { retryDelayMs } from './backoff.js';
+import { CONTROL_CHANNEL } from './control.js';
 import { errorMessage } from './errors.js';
 import { scrubSecrets } from './redact.js';
 import { interruptibleSleep, type Timers } from './timers.js';
@@ -29,6 +30,8 @@ const PING_PREFIX = 'ping:';
 
 export interface ListenerHandlers {
   notification(): void;
+  /** A NOTIFY on CONTROL_CHANNEL: the CLI changed the operator state (control.ts). */
+  control(): void;
   /** LISTEN is active: `initial` on the first connection, false after a reconnect. */
   connected(initial: boolean): void;
   disconnected(reason: string): void;
@@ -177,9 +180,11 @@ export class Listener {
       }
       this.handlers.notification();
     });
+    subscriber.notifications.on(CONTROL_CHANNEL, () => this.handlers.control());
     try {
       await subscriber.connect();
       await subscriber.listenTo(CHANNEL);
+      await subscriber.listenTo(CONTROL_CHANNEL);
     } catch (err: unknown) {
       await subscriber.close().catch(() => undefined);
       throw err;

@@ -24,6 +24,7 @@ import { migrate } from './migrate.js';
 import { safeUrl } from './redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
 import { tables } from './tables.js';
+import { maxWaitOf } from './triggers.js';
 
 export interface Service {
   config: Config;
@@ -131,7 +132,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       timers,
       metrics,
       health,
-      dispatcher: { ...submitDeps, config, jobs, mode, namespace, now: () => timers.now() },
+      dispatcher: { ...submitDeps, config, jobs, mode, namespace, maxWait: maxWaitOf(config), now: () => timers.now() },
       // A create attempt may be in flight for the whole request timeout (+250 ms for the clocks of two
       // replicas). Should a slow server still create the Job after that, the retry's 409 adopts it by its label.
       reconciler: jobs ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250 } : null,
@@ -153,6 +154,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       timers,
       {
         notification: () => controller.notification(),
+        control: () => controller.control(),
         connected: (initial) => {
           health.listenerConnected = true;
           metrics.listenerConnected.set(1);

@@ -1,14 +1,13 @@
 // Prometheus metrics, one registry per controller instance (no prom-client global), so tests can run several.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { RECOUNT_CAUSES } from './recountCauses.js';
-import type { SkipReason } from './decide.js';
+import { SKIP_REASONS } from './decide.js';
 import type { RunState } from './runs.js';
 
 // Every label value a counter can take, created at 0 with the registry: a series that appears only at its
 // first increment makes `increase(runs_finished_total{state="failed"}[10m]) > 0` miss the first failure after
 // a restart (issue #15).
-const SKIP_REASONS: readonly SkipReason[] = ['below-threshold', 'in-progress', 'backoff'];
-const FINISHED_STATES: readonly RunState[] = ['succeeded', 'failed', 'lost'];
+const FINISHED_STATES: readonly RunState[] = ['succeeded', 'failed', 'lost', 'cancelled'];
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -25,6 +24,11 @@ export function createMetrics(now: () => number = Date.now) {
       registers: [registry],
     }),
     threshold: new Gauge({ name: 'training_controller_threshold', help: 'TRAINING_THRESHOLD', registers: [registry] }),
+    paused: new Gauge({
+      name: 'training_controller_paused',
+      help: '1 while paused by `training-controller pause` (as of the last recount: a pause NOTIFYs one at once)',
+      registers: [registry],
+    }),
     notifications: new Counter({
       name: 'training_controller_notifications_total',
       help: 'NOTIFY messages received',

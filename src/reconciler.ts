@@ -6,6 +6,7 @@
 //                failed and released, but only on a definite 404, read GIVE_UP_QUIET_MS after the last attempt.
 //   running    → Complete: succeeded (its still-verified annotations used) · Failed: failed, released ·
 //                deleted before it finished: lost, released. Then our finalizer comes off the Job.
+//   either, with a cancel requested (`training-controller cancel`) → cancelled, released; its Job deleted.
 // Runs on every watch event that finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
 import type { V1Job } from '@kubernetes/client-node';
 import { errorMessage } from './errors.js';
@@ -75,8 +76,9 @@ export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> 
     )
     .map((j) => j.metadata?.name ?? '?');
   if (!run) return { ...WAITING, finished: finishedWork, foreignJobs, namespaces };
-  const outcome =
-    run.state === 'submitting'
+  const outcome = run.cancelRequestedAt
+    ? await cancel(deps, run)
+    : run.state === 'submitting'
       ? await resubmit(deps, run)
       : await follow(deps, run, await deps.jobs.get(run.namespace, run.jobName));
   return { ...outcome, finished: outcome.finished || finishedWork, foreignJobs: [], namespaces };
@@ -103,6 +105,38 @@ export const FINISHING_CLAIM = 'Finishing an interrupted claim before the Job is
 
 /** Logged when a restart finds chunked work half done. */
 export const FINISHING_UNFINISHED = 'Finishing the chunked work of a run that was interrupted';
+
+/** Logged (warn) when a run ends by `training-controller cancel`. */
+export const CANCELLED = 'Training run cancelled';
+
+/**
+ * `training-controller cancel`: the outcome is recorded first (its annotations pending again), then the Job is
+ * deleted, propagation Background, and our finalizer removed. A crash or an API error in between leaves a Job
+ * of a cancelled run, which every later pass deletes (releaseSettledFinalizers). Not a failure: no back-off.
+ */
+async function cancel(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
+  const by = run.cancelBy ?? 'an operator';
+  const reason = `cancelled by ${by}${run.cancelReason ? `: ${run.cancelReason}` : ''}`;
+  if (!(await settleReleased(deps, run.id, 'cancelled', reason))) return WAITING; // another replica recorded it
+  deps.metrics.runsFinished.inc({ state: 'cancelled' });
+  const job = await deps.jobs.get(run.namespace, run.jobName);
+  const deleted = job !== null && isOurs(job, run) && (await deleteCancelled(deps, job));
+  deps.logger.warn(
+    { runId: run.id, job: run.jobName, namespace: run.namespace, jobDeleted: deleted, reason },
+    `${CANCELLED}: ${run.annotationCount} annotations released`,
+  );
+  return { finished: true, retrySubmit: false };
+}
+
+/** Deletes a cancelled run's Job (its pods go too) and lets it go. True when a Job was there to delete. */
+async function deleteCancelled(deps: ReconcilerDeps, job: V1Job): Promise<boolean> {
+  const ns = job.metadata?.namespace ?? deps.jobs.namespace;
+  const found = job.metadata?.deletionTimestamp
+    ? true
+    : (await deps.jobs.delete(ns, job.metadata?.name ?? '')) === 'deleted';
+  await releaseFinalizer(deps, job);
+  return found;
+}
 
 async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promise<Outcome> {
   if (!job || !isOurs(job, run)) {
@@ -222,6 +256,12 @@ async function releaseSettledFinalizers(deps: ReconcilerDeps, jobs: V1Job[], ope
     const state = states.get(Number(job.metadata?.labels?.[RUN_ID_LABEL]));
     // A run id this database does not know may belong to another installation sharing the namespace: not ours.
     if (state === undefined || OPEN.has(state)) continue;
+    // A cancelled run's Job still there: its delete failed, or a replica created it as the cancel was recorded.
+    if (state === 'cancelled' && !job.metadata?.deletionTimestamp) {
+      await deleteCancelled(deps, job);
+      released.add(job);
+      continue;
+    }
     if ((await releaseFinalizer(deps, job)) && job.metadata?.deletionTimestamp) released.add(job);
   }
   return released;

@@ -1,5 +1,6 @@
 // Why a recount ran: the label values of training_controller_recounts_total (each exported at 0 from the start)
-// and the causes the controller's loop knows (controller.ts says which are debounced).
+// and the causes the controller's loop knows (controller.ts says which are debounced). `control`: a pause,
+// resume, trigger or cancel NOTIFY (control.ts); `max-wait`: TRAINING_MAX_WAIT_SECONDS ran out (triggers.ts).
 export const RECOUNT_CAUSES = [
   'startup',
   'notification',
@@ -12,5 +13,7 @@ export const RECOUNT_CAUSES = [
   'claim-race',
   'gate',
   'writers-ended',
+  'control',
+  'max-wait',
 ] as const;
 export type RecountCause = (typeof RECOUNT_CAUSES)[number];

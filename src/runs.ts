@@ -8,10 +8,14 @@ import { withTransaction } from './db.js';
 import { PENDING } from './pending.js';
 import type { FailureHistory } from './backoff.js';
 import type { Tables } from './tables.js';
+import type { TriggerKind } from './triggers.js';
 
 type Queryable = Pool | PoolClient;
 
-export type RunState = 'submitting' | 'running' | 'succeeded' | 'failed' | 'lost' | 'baseline';
+export type RunState = 'submitting' | 'running' | 'succeeded' | 'failed' | 'lost' | 'baseline' | 'cancelled';
+
+/** How a run ended when it did not succeed: its annotations are pending again. */
+export type ReleasedState = 'failed' | 'lost' | 'cancelled';
 
 export interface Run {
   id: number;
@@ -32,10 +36,18 @@ export interface Run {
   settlePending: boolean;
   trainedCount: number | null;
   releasedCount: number | null;
+  /** What started it (triggers.ts) and, for a manual or max-wait run, why. */
+  triggerKind: TriggerKind;
+  triggerReason: string | null;
+  /** `training-controller cancel` asked for this run to end: the service deletes its Job and releases it. */
+  cancelRequestedAt: Date | null;
+  cancelBy: string | null;
+  cancelReason: string | null;
 }
 
 const COLUMNS = `id::int, job_name, namespace, state, annotation_count, create_attempts, created_at, submitted_at, finished_at, reason,
-  claim_pending, claim_cursor, claim_through, settle_pending, trained_count, released_count`;
+  claim_pending, claim_cursor, claim_through, settle_pending, trained_count, released_count,
+  coalesce(trigger_kind, 'threshold') AS trigger_kind, trigger_reason, cancel_requested_at, cancel_by, cancel_reason`;
 
 interface RunRow {
   id: number;
@@ -54,6 +66,11 @@ interface RunRow {
   settle_pending: boolean;
   trained_count: number | null;
   released_count: number | null;
+  trigger_kind: TriggerKind;
+  trigger_reason: string | null;
+  cancel_requested_at: Date | null;
+  cancel_by: string | null;
+  cancel_reason: string | null;
 }
 
 const toRun = (r: RunRow): Run => ({
@@ -73,6 +90,11 @@ const toRun = (r: RunRow): Run => ({
   settlePending: r.settle_pending,
   trainedCount: r.trained_count,
   releasedCount: r.released_count,
+  triggerKind: r.trigger_kind,
+  triggerReason: r.trigger_reason,
+  cancelRequestedAt: r.cancel_requested_at,
+  cancelBy: r.cancel_by,
+  cancelReason: r.cancel_reason,
 });
 
 export async function openRun(q: Queryable, t: Tables): Promise<Run | null> {
@@ -126,12 +148,14 @@ export async function insertAndClaim(
   jobName: string,
   namespace: string,
   chunkRows: number,
+  trigger: { kind: TriggerKind; reason: string | null } = { kind: 'threshold', reason: null },
 ): Promise<{ run: Run; complete: boolean }> {
   const inserted = await client.query<{ id: number; through: string | null }>(
-    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_pending)
-     VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT id::text AS top FROM ${t.annotations} WHERE ${PENDING} ORDER BY id DESC LIMIT 1), true)
+    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_pending,
+                            trigger_kind, trigger_reason)
+     VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT id::text AS top FROM ${t.annotations} WHERE ${PENDING} ORDER BY id DESC LIMIT 1), true, $3, $4)
      RETURNING id::int, claim_through::text AS through`,
-    [jobName, namespace],
+    [jobName, namespace, trigger.kind, trigger.reason],
   );
   const row = inserted.rows[0];
   if (row === undefined) throw new Error('insert into training_runs returned no id');
@@ -188,7 +212,7 @@ export async function leaseCreateAttempt(q: Queryable, t: Tables, id: number, le
 async function settle(
   deps: ChunkDeps,
   id: number,
-  state: 'succeeded' | 'failed' | 'lost',
+  state: 'succeeded' | ReleasedState,
   reason: string,
   guard: ReleaseGuard = {},
 ): Promise<SettleStep | null> {
@@ -241,7 +265,7 @@ export interface ReleaseGuard {
 export async function settleReleased(
   deps: ChunkDeps,
   id: number,
-  state: 'failed' | 'lost',
+  state: ReleasedState,
   reason: string,
   guard: ReleaseGuard = {},
 ): Promise<boolean> {

@@ -10,13 +10,13 @@ export async function missingSchema(pool: Pool, t: Tables): Promise<string[]> {
   const L = quoteLiteral;
   const { rows } = await pool.query<{ missing: string }>(`
     SELECT x AS missing FROM unnest(ARRAY[
-      ${L(t.annotations)}, ${L(t.runs)}, ${L(t.pendingIndex)}, ${L(t.runClaimsIndex)}, ${L(t.verifiedSeq)}, ${L(t.notifyAtSeq)}]) AS x
+      ${L(t.annotations)}, ${L(t.runs)}, ${L(t.control)}, ${L(t.pendingIndex)}, ${L(t.runClaimsIndex)}, ${L(t.verifiedSeq)}, ${L(t.notifyAtSeq)}]) AS x
     WHERE to_regclass(x) IS NULL
     UNION ALL
     SELECT ${L(`${t.annotations}.training_run_id`)} WHERE to_regclass(${L(t.annotations)}) IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.annotations)}) AND attname = 'training_run_id' AND NOT attisdropped)
     UNION ALL
-    SELECT ${L(`${t.runs}.`)} || c FROM unnest(ARRAY['trained_count', 'claim_pending', 'settle_pending']) AS c
+    SELECT ${L(`${t.runs}.`)} || c FROM unnest(ARRAY['trained_count', 'claim_pending', 'settle_pending', 'trigger_kind', 'cancel_requested_at']) AS c
      WHERE to_regclass(${L(t.runs)}) IS NOT NULL AND NOT EXISTS (
       SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(${L(t.runs)}) AND attname = c AND NOT attisdropped)
     UNION ALL
@@ -40,6 +40,8 @@ export async function missingPrivileges(pool: Pool, t: Tables): Promise<string[]
         has_column_privilege(${L(t.annotations)}, 'used_for_training', 'UPDATE') AND has_column_privilege(${L(t.annotations)}, 'training_run_id', 'UPDATE')),
       ('SELECT, INSERT, UPDATE on ' || ${L(t.runs)},
         has_table_privilege(${L(t.runs)}, 'SELECT') AND has_table_privilege(${L(t.runs)}, 'INSERT') AND has_table_privilege(${L(t.runs)}, 'UPDATE')),
+      ('SELECT, UPDATE on ' || ${L(t.control)},
+        has_table_privilege(${L(t.control)}, 'SELECT') AND has_table_privilege(${L(t.control)}, 'UPDATE')),
       ('USAGE on sequence ' || pg_get_serial_sequence(${L(t.runs)}, 'id'), has_sequence_privilege(pg_get_serial_sequence(${L(t.runs)}, 'id'), 'USAGE')),
       ('SELECT on sequence ' || ${L(t.verifiedSeq)}, has_sequence_privilege(${L(t.verifiedSeq)}, 'SELECT')),
       ('UPDATE on sequence ' || ${L(t.notifyAtSeq)}, has_sequence_privilege(${L(t.notifyAtSeq)}, 'UPDATE'))

@@ -7,6 +7,8 @@ export interface Tables {
   schema: string;
   annotations: string;
   runs: string;
+  /** The one row of operator state (pause, trigger request, max-wait clock, published settings). */
+  control: string;
   verifiedSeq: string;
   notifyAtSeq: string;
   migrations: string;
@@ -32,6 +34,7 @@ export function tables(schema: string): Tables {
     schema,
     annotations: q('annotations'),
     runs: q('training_runs'),
+    control: q('training_control'),
     verifiedSeq: q('training_controller_verified_seq'),
     notifyAtSeq: q('training_controller_notify_at_seq'),
     migrations: q('training_controller_migrations'),

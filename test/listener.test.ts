@@ -152,6 +152,7 @@ describe('listener: a key pasted in place of the sslkey path of LISTEN_DATABASE_
       realTimers,
       {
         notification: () => undefined,
+        control: () => undefined,
         connected: () => undefined,
         disconnected: (reason) => reasons.push(reason),
         ping: async () => undefined,

@@ -179,7 +179,7 @@ describe("the Triage API's database, shaped its own way", () => {
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
     assert.match(
       r.stderr,
-      /lacks privileges the service needs: UPDATE \(used_for_training, training_run_id\) on "public".annotations; SELECT, INSERT, UPDATE on "public".training_runs; USAGE on sequence public.training_runs_id_seq; UPDATE on sequence "public".training_controller_notify_at_seq/,
+      /lacks privileges the service needs: UPDATE \(used_for_training, training_run_id\) on "public".annotations; SELECT, INSERT, UPDATE on "public".training_runs; SELECT, UPDATE on "public".training_control; USAGE on sequence public.training_runs_id_seq; UPDATE on sequence "public".training_controller_notify_at_seq/,
     );
   });
 
@@ -189,6 +189,7 @@ describe("the Triage API's database, shaped its own way", () => {
     const ctl = await createRole(db, (r) => [
       `GRANT SELECT, UPDATE (used_for_training, training_run_id) ON annotations TO ${r}`,
       `GRANT SELECT, INSERT, UPDATE ON training_runs TO ${r}`,
+      `GRANT SELECT, UPDATE ON training_control TO ${r}`,
       `GRANT USAGE ON SEQUENCE training_runs_id_seq TO ${r}`,
       `GRANT SELECT ON SEQUENCE ${t.verifiedSeq} TO ${r}`,
       `GRANT SELECT, UPDATE ON SEQUENCE ${t.notifyAtSeq} TO ${r}`,

@@ -6,6 +6,8 @@ import { backoffSeconds, backoffUntil, retryDelayMs } from '../../src/backoff.js
 const base: DispatchFacts = {
   pending: 50,
   threshold: 50,
+  trigger: 'threshold',
+  paused: false,
   openRun: null,
   activeJobs: [],
   backoffUntil: null,
@@ -15,7 +17,37 @@ const base: DispatchFacts = {
 describe('dispatch decision', () => {
   const cases: [string, Partial<DispatchFacts>, string, RegExp][] = [
     ['dispatches at the threshold', {}, 'dispatch', /50 pending, threshold 50/],
-    ['skips below the threshold', { pending: 49 }, 'below-threshold', /49 pending, below the threshold of 50/],
+    [
+      'skips below the threshold',
+      { pending: 49, trigger: null },
+      'below-threshold',
+      /49 pending, below the threshold of 50/,
+    ],
+    ['skips while paused, whatever the trigger', { trigger: 'manual' }, 'paused', /^Paused: .*resume/],
+    [
+      'a manual trigger goes through a back-off and names who asked',
+      { trigger: 'manual', pending: 3, backoffUntil: 1_060_000, manual: { by: 'ana@ops', reason: 'labels fixed' } },
+      'dispatch',
+      /^triggered by ana@ops: labels fixed \(3 pending\)$/,
+    ],
+    [
+      'a manual trigger still waits for the open run',
+      { trigger: 'manual', openRun: { id: 3, jobName: 'j', state: 'running' } },
+      'in-progress',
+      /run 3/,
+    ],
+    [
+      'the max wait respects the back-off',
+      { trigger: 'max-wait', pending: 4, backoffUntil: 1_060_000 },
+      'backoff',
+      /60 s/,
+    ],
+    [
+      'the max wait says why below the threshold',
+      { trigger: 'max-wait', pending: 4 },
+      'dispatch',
+      /waited TRAINING_MAX_WAIT_SECONDS/,
+    ],
     [
       'skips while a run is open',
       { openRun: { id: 3, jobName: 'j', state: 'running' } },
@@ -33,7 +65,7 @@ describe('dispatch decision', () => {
   ];
   for (const [name, facts, expected, why] of cases) {
     it(name, () => {
-      const d = decideDispatch({ ...base, ...facts });
+      const d = decideDispatch({ ...base, paused: name.includes('paused'), ...facts });
       assert.equal(d.action === 'dispatch' ? 'dispatch' : d.reason, expected);
       assert.match(d.why, why);
     });

@@ -1,0 +1,192 @@
+// Operator controls (issue #11): pause, resume, cancel and trigger from the CLI, carried out by a running
+// service against real PostgreSQL and the test API server; the README's worked example end to end.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { PAUSED_LOG, RESUMED_LOG } from '../src/controlLog.js';
+import { CANCELLED } from '../src/reconciler.js';
+import { cliPath } from './support/child.js';
+import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { counterValue, eventually, startController, type Running } from './support/harness.js';
+
+const exec = promisify(execFile);
+
+/** The CLI as an operator runs it, beside the service, on the same database. */
+async function operator(db: TestDb, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await exec(process.execPath, [cliPath(), ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', DATABASE_URL: db.url, LOG_LEVEL: 'warn' },
+      timeout: 30_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err: unknown) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const gauge = async (c: Running, name: 'paused'): Promise<number> =>
+  (await c.service.metrics[name].get()).values[0]?.value ?? Number.NaN;
+
+/** A recount now, then the loop quiet: "nothing started" is then a fact, not a guess after a sleep. */
+async function settled(c: Running): Promise<void> {
+  c.service.controller.requestRecount('poll');
+  await c.service.controller.idle();
+}
+
+describe('operator controls', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  let c: Running | null = null;
+
+  beforeEach(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+  });
+  afterEach(async () => {
+    await c?.stop();
+    c = null;
+    assert.deepEqual(await invariantViolations(db.pool), []);
+    await kube.stop();
+    await db.drop();
+  });
+
+  it('pause holds every run, survives a restart, is harmless twice; resume starts one within a second', async () => {
+    c = await startController(db.url, kube);
+    const first = await operator(db, 'pause', '--reason', 'cluster maintenance');
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^Paused since \S+ by \S+@\S+: cluster maintenance\. No new run starts/);
+    await c.logs.waitForMsg(PAUSED_LOG);
+    await verifyNew(db.pool, 60);
+    await settled(c);
+    assert.equal(kube.creates.length, 0, 'paused: 60 pending start nothing');
+    assert.equal(await gauge(c, 'paused'), 1);
+
+    const again = await operator(db, 'pause');
+    assert.equal(again.code, 0);
+    assert.match(again.stdout, /cluster maintenance/, 'a second pause keeps the first reason');
+    const since = (await db.pool.query('SELECT paused_at FROM training_control')).rows[0].paused_at;
+    assert.match(first.stdout, new RegExp(`since ${since.toISOString()}`), 'and the first instant');
+
+    await c.stop();
+    c = await startController(db.url, kube);
+    await c.logs.waitForMsg(PAUSED_LOG);
+    await settled(c);
+    assert.equal(kube.creates.length, 0, 'still paused after a restart');
+
+    const resumedAt = Date.now();
+    const resumed = await operator(db, 'resume');
+    assert.equal(resumed.code, 0);
+    assert.equal(resumed.stdout, 'Resumed: runs may start again.\n');
+    await eventually(() => kube.creates.length === 1, 'the run after resume', 5_000);
+    const ms = Date.now() - resumedAt;
+    assert.ok(ms < 2_000, `the run started ${ms} ms after resume (the CLI's own start included)`);
+    await c.logs.waitForMsg(RESUMED_LOG);
+    assert.equal(await gauge(c, 'paused'), 0);
+    assert.equal((await operator(db, 'resume')).stdout, 'Not paused: nothing to resume.\n');
+  });
+
+  it('cancel deletes the Job (Background), releases its annotations, and starts no back-off', async () => {
+    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '600' });
+    const none = await operator(db, 'cancel');
+    assert.deepEqual([none.code, none.stderr], [1, 'training-controller: no open run to cancel\n']);
+
+    await verifyNew(db.pool, 50);
+    await eventually(() => kube.creates.length === 1, 'the first Job');
+    const job = kube.creates[0]!.name;
+    kube.setPhase(job, 'running');
+    const r = await operator(db, 'cancel', '--reason', 'wrong image');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Cancelled run #1 \(sentinel-training-[\d-]+\): its Job is deleted and its 50 annotations/);
+    assert.deepEqual(kube.deletes, [{ name: job, namespace: 'default', propagationPolicy: 'Background' }]);
+    assert.equal(
+      kube.jobs.size >= 1 && [...kube.jobs.keys()].includes(`default/${job}`),
+      false,
+      'finalizer off, Job gone',
+    );
+    const [run] = await runRows(db.pool);
+    assert.equal(run?.state, 'cancelled');
+    assert.match(run?.reason ?? '', /^cancelled by \S+@\S+: wrong image$/);
+    const line = await c.logs.waitForMsg(`${CANCELLED}: 50 annotations released`);
+    assert.equal(line.jobDeleted, true);
+    assert.equal(await counterValue(c, 'runsFinished', { state: 'cancelled' }), 1);
+    assert.equal(await counterValue(c, 'runsFinished', { state: 'failed' }), 0);
+
+    // Not a failure, and not a pause: the 50 are pending again and train at once, despite a 600 s back-off.
+    await eventually(() => kube.creates.length === 2, 'the next run, with no back-off', 5_000);
+    const [cancelled, next] = await runRows(db.pool);
+    assert.deepEqual([cancelled?.state, cancelled?.annotation_count, next?.annotation_count], ['cancelled', 50, 50]);
+  });
+
+  it('trigger starts a run below the threshold and through a back-off, and refuses in one line when it cannot', async () => {
+    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '600' });
+    const empty = await operator(db, 'trigger');
+    assert.deepEqual(
+      [empty.code, empty.stderr],
+      [1, 'training-controller: nothing pending: a run needs at least one verified annotation not yet trained on\n'],
+    );
+
+    await verifyNew(db.pool, 3);
+    const t = await operator(db, 'trigger', '--reason', 'labels fixed');
+    assert.equal(t.code, 0, t.stderr);
+    assert.match(t.stdout, /^Started run #1 \(sentinel-training-[\d-]+\) with 3 annotations\.\n$/);
+    const run = (await db.pool.query('SELECT trigger_kind, trigger_reason FROM training_runs WHERE id = 1')).rows[0];
+    assert.equal(run.trigger_kind, 'manual');
+    assert.match(run.trigger_reason, /^\S+@\S+: labels fixed$/);
+    await c.logs.waitForMsg(/^Triggering training with 3 new images \(manual: \S+@\S+: labels fixed\)$/);
+
+    await eventually(() => kube.creates.length === 1, 'its Job');
+    const open = await operator(db, 'trigger');
+    assert.equal(open.code, 1);
+    assert.match(
+      open.stderr,
+      /^training-controller: run #1 \(sentinel-training-[\d-]+\) is (submitting|running): wait for it to end, or `training-controller cancel` it\n$/,
+    );
+
+    kube.setPhase(kube.creates[0]!.name, 'failed');
+    await c.logs.waitForMsg('Training run failed: 3 annotations released');
+    await settled(c);
+    assert.equal(kube.creates.length, 1, 'the threshold alone would wait: 3 pending, and a 600 s back-off');
+    const retry = await operator(db, 'trigger');
+    assert.equal(retry.code, 0, retry.stderr);
+    assert.match(retry.stdout, /^Started run #2 .* with 3 annotations/);
+
+    await operator(db, 'pause', '--reason', 'bad image');
+    kube.setPhase(kube.creates[1]!.name, 'complete');
+    await eventually(async () => (await runRows(db.pool))[1]?.state === 'succeeded', 'run 2 to succeed');
+    await verifyNew(db.pool, 1);
+    const paused = await operator(db, 'trigger');
+    assert.equal(paused.code, 1);
+    assert.match(
+      paused.stderr,
+      /^training-controller: paused since \S+ by \S+@\S+ \(bad image\): `training-controller resume` first\n$/,
+    );
+  });
+
+  it('the README example: pause, cancel the bad run, fix, resume', async () => {
+    c = await startController(db.url, kube);
+    await verifyNew(db.pool, 50);
+    await eventually(() => kube.creates.length === 1, 'a run with the bad image');
+    assert.equal((await operator(db, 'pause', '--reason', 'bad training image')).code, 0);
+    assert.equal((await operator(db, 'cancel', '--reason', 'bad training image')).code, 0);
+    await settled(c);
+    assert.equal(kube.creates.length, 1, 'paused first: the cancelled 50 do not start a run');
+    assert.equal((await operator(db, 'resume')).code, 0);
+    await eventually(() => kube.creates.length === 2, 'the run after resume', 5_000);
+    assert.deepEqual((await runRows(db.pool)).map((r) => [r.state, r.annotation_count]).slice(0, 1), [
+      ['cancelled', 50],
+    ]);
+  });
+
+  it('bad usage is exit 2 and one line', async () => {
+    const r = await operator(db, 'pause', '--bogus');
+    assert.deepEqual(
+      [r.code, r.stderr],
+      [2, 'training-controller: pause: unexpected argument "--bogus" (only --reason TEXT)\n'],
+    );
+    const s = await operator(db, 'resume', '--reason', 'x');
+    assert.equal(s.code, 2);
+  });
+});

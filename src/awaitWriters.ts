@@ -39,10 +39,12 @@ export class AwaitWriters {
 
   /** Before a recount: the gate number the recount settles if it completes (records whose writers all ended). */
   settleable(): bigint {
-    return this.records
-      .filter((r) => r.writers.size === 0)
-      // biome-ignore lint/complexity/useMathMinMax: bigints; Math.max takes numbers only
-      .reduce((max, r) => (r.gate > max ? r.gate : max), this.settledUpTo);
+    return (
+      this.records
+        .filter((r) => r.writers.size === 0)
+        // biome-ignore lint/complexity/useMathMinMax: bigints; Math.max takes numbers only
+        .reduce((max, r) => (r.gate > max ? r.gate : max), this.settledUpTo)
+    );
   }
 
   /** After a completed recount that read the gate at `gate` and saw `writers`; `settles` from settleable(). */

@@ -9,32 +9,31 @@
 // Recount causes and their timing:
 //   notification, gate, writers-ended → debounced (at once when quiet, else one trailing recount DEBOUNCE_MS
 //                                        after the last, DEBOUNCE_MAX_WAIT_MS cap: debounce.ts)
-//   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry, claim-race → at once
+//   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry, claim-race, control, max-wait
+//                                     → at once
+// The recount itself (count → trigger → dispatch → gate) is recountStep.ts; this class owns its timers.
 import { AwaitWriters } from './awaitWriters.js';
-import { ChunkInterrupted } from './chunks.js';
-import type { RecountCause } from './recountCauses.js';
 import { retryDelayMs } from './backoff.js';
+import { ChunkInterrupted } from './chunks.js';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
 import { Debouncer } from './debounce.js';
-import { dispatch, type DispatchResult, type DispatcherDeps } from './dispatcher.js';
+import type { DispatcherDeps } from './dispatcher.js';
 import { errorMessage } from './errors.js';
-import { missedWhilePublishing, notifyAt } from './gate.js';
 import type { Health } from './health.js';
 import { KubeError } from './kubeErrors.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
-import { publishNotifyAt, recount, stillWriting, type Recount } from './pending.js';
-import { notePending } from './control.js';
-import { ControlLog } from './controlLog.js';
-import { firedTrigger, maxWaitDueAt, maxWaitOf, wakeAtCount, type Control, type MaxWait } from './triggers.js';
+import { stillWriting } from './pending.js';
+import type { RecountCause } from './recountCauses.js';
+import { RecountStep, type RecountHooks } from './recountStep.js';
 import { reconcile, type ReconcilerDeps } from './reconciler.js';
 import { OneShot, type Timers } from './timers.js';
 import { WorkQueue } from './workQueue.js';
 
-/** Debug log lines the benchmark reads to split the trigger latency. */
+/** Debug log line the benchmark reads to split the trigger latency (RECOUNTED is in recountStep.ts). */
 export const NOTIFIED = 'Notification received';
-export const RECOUNTED = 'Recounted';
+export { RECOUNTED } from './recountStep.js';
 
 const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'writers-ended']);
 
@@ -54,8 +53,6 @@ export interface ControllerDeps {
 
 export class Controller {
   private readonly debouncer: Debouncer;
-  /** Claim races in a row (dispatch found fewer to claim than the recount counted). */
-  private claimRaces = 0;
   private debouncedCause: RecountCause | null = null;
   private readonly queue: WorkQueue<'recount' | 'reconcile'>;
   private readonly writers: AwaitWriters;
@@ -63,8 +60,7 @@ export class Controller {
   private readonly backoffEnd: OneShot;
   private readonly reconcileRetry: OneShot;
   private readonly maxWaitTimer: OneShot;
-  private readonly maxWait: MaxWait;
-  private readonly controlLog: ControlLog;
+  private readonly recount: RecountStep;
   private readonly intervals: unknown[] = [];
   private stopped = false;
   private recountFailures = 0;
@@ -92,8 +88,11 @@ export class Controller {
     this.backoffEnd = new OneShot(timers, () => this.requestRecount('backoff-ended'));
     this.reconcileRetry = new OneShot(timers, () => this.requestReconcile());
     this.maxWaitTimer = new OneShot(timers, () => this.requestRecount('max-wait'));
-    this.maxWait = maxWaitOf(config);
-    this.controlLog = new ControlLog(logger, deps.metrics);
+    this.recount = new RecountStep(
+      { ...deps, createLeaseMs: deps.reconciler?.createLeaseMs ?? null },
+      this.writers,
+      this.recountHooks(),
+    );
     deps.metrics.threshold.set(config.trainingThreshold);
   }
 
@@ -160,7 +159,25 @@ export class Controller {
 
   private enqueueRecount(cause: RecountCause): void {
     if (this.stopped) return;
-    this.queue.push('recount', () => this.recountStep(cause));
+    this.queue.push('recount', () => (this.stopped ? Promise.resolve() : this.recount.run(cause)));
+  }
+
+  private recountHooks(): RecountHooks {
+    return {
+      ok: (step) => this.ok(step),
+      retryAfterFailure: (step, what, err) => this.recountFailed(step, what, err),
+      succeeded: () => {
+        this.recountFailures = 0;
+      },
+      requestRecount: (cause) => this.requestRecount(cause),
+      retryIn: (ms) => this.recountRetry.schedule(ms),
+      backoffEndsIn: (ms) => this.backoffEnd.schedule(ms),
+      reconcileIn: (ms) => this.reconcileRetry.schedule(ms),
+      maxWaitIn: (ms) => this.maxWaitTimer.schedule(ms),
+      foreignJob: (blocking) => {
+        this.blockedByForeignJob = blocking;
+      },
+    };
   }
 
   private ok(step: string): void {
@@ -177,124 +194,6 @@ export class Controller {
       `${what} failed; retrying`,
     );
     this.recountRetry.schedule(delay);
-  }
-
-  private async recountStep(cause: RecountCause): Promise<void> {
-    if (this.stopped) return;
-    this.deps.metrics.recounts.inc({ cause });
-    const seen = await this.count(cause);
-    if (!seen) return;
-    const { count, control } = seen;
-    const { config } = this.deps;
-    this.scheduleMaxWait(control, count.pending);
-    let quiet = control.paused;
-    // A manual request is always handed to the dispatcher: it starts the run or says why not, and drops it.
-    if (firedTrigger(count.pending, config.trainingThreshold, control, this.maxWait, control.dbNow) || control.triggerAt) {
-      const after = await this.dispatchStep(count.pending);
-      if (after === 'done') return;
-      quiet = after;
-    } else {
-      this.ok('dispatch'); // nothing to dispatch now: an earlier failure no longer holds anything back
-    }
-    const wake = wakeAtCount(count.pending, config.trainingThreshold, control, this.maxWait, control.dbNow);
-    await this.publishGate(count, wake, quiet || wake === null);
-  }
-
-  /** The recount and the operator state; null when it failed (a retry is scheduled). */
-  private async count(cause: RecountCause): Promise<{ count: Recount; control: Control & { dbNow: number } } | null> {
-    const { config, pool, health, timers } = this.deps;
-    const settles = this.writers.settleable();
-    const started = timers.now();
-    let count: Recount;
-    let control: Control & { dbNow: number };
-    try {
-      count = await recount(pool, this.deps.dispatcher.tables, config.trainingThreshold);
-      control = await notePending(pool, this.deps.dispatcher.tables, count.pending > 0);
-    } catch (err: unknown) {
-      this.recountFailed('recount', 'Recount', err);
-      return null;
-    }
-    this.ok('recount');
-    // The recount read pg_locks just as the writer wait does: that read works again too.
-    this.ok('writers');
-    health.lastRecountAt = timers.now();
-    this.deps.metrics.pending.set(count.pending);
-    this.controlLog.observe(control);
-    const ms = timers.now() - started;
-    this.deps.logger.debug({ cause, pending: count.pending, writers: count.writers.length, ms }, RECOUNTED);
-    this.writers.recounted(settles, count.gateBefore, count.writers);
-    return { count, control };
-  }
-
-  /** Returns 'done' when a later recount publishes the gate, else whether the gate may go quiet. */
-  private async dispatchStep(pending: number): Promise<'done' | boolean> {
-    let result: DispatchResult;
-    try {
-      result = await dispatch(this.deps.dispatcher, pending);
-    } catch (err: unknown) {
-      if (err instanceof ChunkInterrupted) this.deps.logger.info(err.message);
-      else {
-        if (this.deps.health.cluster && err instanceof KubeError) this.deps.health.cluster.error = err.message;
-        this.recountFailed('dispatch', 'Dispatch', err);
-      }
-      return 'done';
-    }
-    this.ok('dispatch');
-    this.recountFailures = 0;
-    // The count was already stale: publish the gate from what is true now, not from it.
-    if (result.kind === 'claim-race') {
-      // Once at once; again only after a growing delay: a pending row the claim can never take (or a row a
-      // Triage transaction keeps locked) must not turn the loop into thousands of dispatches a second.
-      if (++this.claimRaces === 1) this.requestRecount('claim-race');
-      else this.recountRetry.schedule(retryDelayMs(this.claimRaces - 1));
-      return 'done';
-    }
-    this.claimRaces = 0;
-    const quiet = this.afterDispatch(result);
-    return result.kind === 'dispatched' ? 'done' : quiet; // the 'dispatched' recount publishes the gate
-  }
-
-  /** The max wait's timer: a recount when it runs out (the dispatcher checks TRAINING_MIN_BATCH then). */
-  private scheduleMaxWait(control: Control & { dbNow: number }, pending: number): void {
-    const due = maxWaitDueAt(control, this.maxWait);
-    if (due === null || control.paused || pending === 0 || due <= control.dbNow) return;
-    this.maxWaitTimer.schedule(due - control.dbNow);
-  }
-
-  private async publishGate(count: Recount, wakeAt: number | null, quiet: boolean): Promise<void> {
-    const { pool } = this.deps;
-    try {
-      const target = notifyAt({ gateBefore: count.gateBefore, pending: count.pending, threshold: wakeAt ?? 0, quiet });
-      const gateAfter = await publishNotifyAt(pool, this.deps.dispatcher.tables, target);
-      if (missedWhilePublishing(target, gateAfter)) this.requestRecount('gate');
-    } catch (err: unknown) {
-      return this.recountFailed('gate', 'Publishing the notification gate', err);
-    }
-    this.ok('gate');
-    this.recountFailures = 0;
-  }
-
-  /** Returns whether the gate may go quiet: the controller will recount on its own when it can act. */
-  private afterDispatch(result: Exclude<DispatchResult, { kind: 'claim-race' }>): boolean {
-    switch (result.kind) {
-      case 'dispatched':
-        this.blockedByForeignJob = false;
-        this.requestRecount('dispatched');
-        if (result.submit === 'retry') this.reconcileRetry.schedule(this.deps.reconciler?.createLeaseMs ?? 10_000);
-        if (result.submit === 'failed') this.requestRecount('run-finished');
-        return true;
-      case 'skipped':
-        if (result.decision.reason === 'backoff' && result.decision.retryInMs !== undefined)
-          this.backoffEnd.schedule(Math.max(0, result.decision.retryInMs));
-        this.blockedByForeignJob = result.foreignJob;
-        return result.decision.reason !== 'below-threshold';
-      case 'locked':
-        // Another replica is dispatching; look again shortly in case it dies before finishing.
-        this.recountRetry.schedule(1000);
-        return false;
-      case 'rehearsed':
-        return true;
-    }
   }
 
   private async reconcileStep(): Promise<void> {

@@ -152,7 +152,8 @@ async function claim(
     return rollback({ kind: 'claim-race' });
   }
   const { run, complete } = claimed;
-  const needed = f.trigger === 'threshold' ? config.trainingThreshold : f.trigger === 'max-wait' ? deps.maxWait.minBatch : 1;
+  const needed =
+    f.trigger === 'threshold' ? config.trainingThreshold : f.trigger === 'max-wait' ? deps.maxWait.minBatch : 1;
   if (complete && run.annotationCount < needed) {
     // Annotations were un-verified or claimed between the recount and now: nothing to do after all.
     deps.metrics.skips.inc({ reason: 'below-threshold' });

@@ -28,15 +28,6 @@ export interface WatchRequest {
 }
 
 export async function openWatch(w: WatchRequest): Promise<WatchHandle> {
-  const url = new URL(`${w.server}/apis/batch/v1/namespaces/${encodeURIComponent(w.namespace)}/jobs`);
-  const params = {
-    watch: 'true',
-    labelSelector: w.labelSelector,
-    resourceVersion: w.resourceVersion,
-    allowWatchBookmarks: 'true',
-    timeoutSeconds: '300',
-  };
-  for (const [k, v] of Object.entries(params)) if (v) url.searchParams.set(k, v);
   const options: https.RequestOptions = {};
   await w.kc.applyToHTTPSOptions(options);
   const abort = new AbortController();
@@ -54,42 +45,55 @@ export async function openWatch(w: WatchRequest): Promise<WatchHandle> {
       resolve(err);
     };
   });
+  const url = watchUrl(w);
   const request = (url.protocol === 'https:' ? https : http).request(
     url,
     { ...options, method: 'GET', signal: abort.signal },
-    (res) => {
-      if (res.statusCode !== 200) {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () =>
-          finish(
-            new KubeError(
-              `watch Jobs: HTTP ${res.statusCode ?? '?'} ${body.slice(0, 200)}`,
-              res.statusCode ?? null,
-              '',
-              errorKind(res.statusCode ?? null),
-            ),
-          ),
-        );
-        res.on('error', finish);
-        return;
-      }
-      const lines = createInterface({ input: res });
-      lines.on('error', finish);
-      lines.on('line', (line) => {
-        let event: { type?: string; object?: unknown };
-        try {
-          event = JSON.parse(line) as typeof event;
-        } catch {
-          return; // a torn line at an abort
-        }
-        if (event.type) w.onEvent(event.type as WatchEvent, event.object);
-      });
-      res.on('error', finish);
-      res.on('close', () => finish(null));
-    },
+    (res) => (res.statusCode === 200 ? readEvents(res, w.onEvent, finish) : readError(res, finish)),
   );
   request.on('error', finish);
   request.end();
   return { done, abort: () => abort.abort() };
+}
+
+function watchUrl(w: WatchRequest): URL {
+  const url = new URL(`${w.server}/apis/batch/v1/namespaces/${encodeURIComponent(w.namespace)}/jobs`);
+  const params = {
+    watch: 'true',
+    labelSelector: w.labelSelector,
+    resourceVersion: w.resourceVersion,
+    allowWatchBookmarks: 'true',
+    timeoutSeconds: '300',
+  };
+  for (const [k, v] of Object.entries(params)) if (v) url.searchParams.set(k, v);
+  return url;
+}
+
+/** One event per line; the stream's end (server timeout, abort) finishes the watch cleanly. */
+function readEvents(res: http.IncomingMessage, onEvent: WatchRequest['onEvent'], finish: (err: unknown) => void): void {
+  const lines = createInterface({ input: res });
+  lines.on('error', finish);
+  lines.on('line', (line) => {
+    let event: { type?: string; object?: unknown };
+    try {
+      event = JSON.parse(line) as typeof event;
+    } catch {
+      return; // a torn line at an abort
+    }
+    if (event.type) onEvent(event.type as WatchEvent, event.object);
+  });
+  res.on('error', finish);
+  res.on('close', () => finish(null));
+}
+
+function readError(res: http.IncomingMessage, finish: (err: unknown) => void): void {
+  let body = '';
+  res.on('data', (c: Buffer) => {
+    body += c.toString();
+  });
+  res.on('end', () => {
+    const status = res.statusCode ?? null;
+    finish(new KubeError(`watch Jobs: HTTP ${status ?? '?'} ${body.slice(0, 200)}`, status, '', errorKind(status)));
+  });
+  res.on('error', finish);
 }

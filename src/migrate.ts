@@ -55,6 +55,7 @@ export function serverTooOld(versionNum: number, version: string): string | null
 export async function migrate(pool: Pool, logger: Logger, t: Tables, options: MigrateOptions = {}): Promise<string[]> {
   const migrations = await readMigrations(options.dir);
   const client = await pool.connect();
+  let failed = false;
   try {
     const { rows: v } = await client.query<{ num: string; version: string }>(
       "SELECT current_setting('server_version_num') AS num, current_setting('server_version') AS version",
@@ -96,8 +97,13 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
       }
       return applied;
     });
+  } catch (err: unknown) {
+    failed = true;
+    throw err;
   } finally {
-    client.release();
+    // After an error the session may still hold the migrate lock or a lock_timeout (an unlock that failed on
+    // a broken connection): discard it rather than hand it to the pool's next user.
+    client.release(failed);
   }
 }
 

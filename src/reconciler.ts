@@ -9,7 +9,6 @@
 //   either, with a cancel requested (`training-controller cancel`) → cancelled, released; its Job deleted.
 // Runs on every watch event that finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
 import type { V1Job } from '@kubernetes/client-node';
-import { errorMessage } from './errors.js';
 import { deletedOutcome, jobOutcome } from './jobOutcome.js';
 import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
@@ -19,21 +18,21 @@ import {
   markRunning,
   openRun,
   recentNamespaces,
-  runStates,
   settleReleased,
   settleSucceeded,
   unfinishedRun,
   type Run,
 } from './runs.js';
 import { ADOPTED, submitRun, type SubmitDeps } from './submit.js';
+import { cancel, releaseFinalizer, releaseSettledFinalizers } from './jobRelease.js';
+
+export { CANCELLED } from './jobRelease.js';
 
 // Attempts are at least the create lease apart (KUBE_REQUEST_TIMEOUT_MS + 250 ms, ~10 s by default).
 export const MAX_CREATE_ATTEMPTS = 5;
 // kube-apiserver's default --request-timeout: a create still unanswered after 60 s has been abandoned by the
 // server too, so a 404 read after that is definite. Before it, a slow admission webhook may still persist it.
 export const GIVE_UP_QUIET_MS = 60_000;
-
-const OPEN: ReadonlySet<string> = new Set(['submitting', 'running']);
 
 export interface ReconcileResult {
   /** A run ended: recount now (annotations were released, or verified ones piled up during training). */
@@ -77,7 +76,7 @@ export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> 
     .map((j) => j.metadata?.name ?? '?');
   if (!run) return { ...WAITING, finished: finishedWork, foreignJobs, namespaces };
   const outcome = run.cancelRequestedAt
-    ? await cancel(deps, run)
+    ? { ...WAITING, finished: await cancel(deps, run) }
     : run.state === 'submitting'
       ? await resubmit(deps, run)
       : await follow(deps, run, await deps.jobs.get(run.namespace, run.jobName));
@@ -105,38 +104,6 @@ export const FINISHING_CLAIM = 'Finishing an interrupted claim before the Job is
 
 /** Logged when a restart finds chunked work half done. */
 export const FINISHING_UNFINISHED = 'Finishing the chunked work of a run that was interrupted';
-
-/** Logged (warn) when a run ends by `training-controller cancel`. */
-export const CANCELLED = 'Training run cancelled';
-
-/**
- * `training-controller cancel`: the outcome is recorded first (its annotations pending again), then the Job is
- * deleted, propagation Background, and our finalizer removed. A crash or an API error in between leaves a Job
- * of a cancelled run, which every later pass deletes (releaseSettledFinalizers). Not a failure: no back-off.
- */
-async function cancel(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
-  const by = run.cancelBy ?? 'an operator';
-  const reason = `cancelled by ${by}${run.cancelReason ? `: ${run.cancelReason}` : ''}`;
-  if (!(await settleReleased(deps, run.id, 'cancelled', reason))) return WAITING; // another replica recorded it
-  deps.metrics.runsFinished.inc({ state: 'cancelled' });
-  const job = await deps.jobs.get(run.namespace, run.jobName);
-  const deleted = job !== null && isOurs(job, run) && (await deleteCancelled(deps, job));
-  deps.logger.warn(
-    { runId: run.id, job: run.jobName, namespace: run.namespace, jobDeleted: deleted, reason },
-    `${CANCELLED}: ${run.annotationCount} annotations released`,
-  );
-  return { finished: true, retrySubmit: false };
-}
-
-/** Deletes a cancelled run's Job (its pods go too) and lets it go. True when a Job was there to delete. */
-async function deleteCancelled(deps: ReconcilerDeps, job: V1Job): Promise<boolean> {
-  const ns = job.metadata?.namespace ?? deps.jobs.namespace;
-  const found = job.metadata?.deletionTimestamp
-    ? true
-    : (await deps.jobs.delete(ns, job.metadata?.name ?? '')) === 'deleted';
-  await releaseFinalizer(deps, job);
-  return found;
-}
 
 async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promise<Outcome> {
   if (!job || !isOurs(job, run)) {
@@ -224,45 +191,4 @@ async function settle(
   // Recorded: the Job may go now. A failure here is retried by the next pass (releaseSettledFinalizers).
   if (job) await releaseFinalizer(deps, job);
   return { finished: true, retrySubmit: false };
-}
-
-async function releaseFinalizer(deps: ReconcilerDeps, job: V1Job): Promise<boolean> {
-  try {
-    const result = await deps.jobs.removeFinalizer(job);
-    if (result === 'removed')
-      deps.logger.debug({ job: job.metadata?.name, namespace: job.metadata?.namespace }, 'Finalizer removed');
-    return result !== 'absent';
-  } catch (err: unknown) {
-    deps.logger.warn(
-      { job: job.metadata?.name, namespace: job.metadata?.namespace, err: errorMessage(err) },
-      'Could not remove the finalizer; will retry',
-    );
-    return false;
-  }
-}
-
-/** Jobs still carrying our finalizer whose run is no longer open (its outcome is recorded): let them go. */
-async function releaseSettledFinalizers(deps: ReconcilerDeps, jobs: V1Job[], open: Run | null): Promise<Set<V1Job>> {
-  const held = jobs.filter(
-    (j) =>
-      j.metadata?.finalizers?.includes(SETTLE_FINALIZER) &&
-      j.metadata.labels?.[RUN_ID_LABEL] !== String(open?.id ?? ''),
-  );
-  const ids = held.map((j) => Number(j.metadata?.labels?.[RUN_ID_LABEL])).filter(Number.isSafeInteger);
-  if (ids.length === 0) return new Set();
-  const states = await runStates(deps.pool, deps.tables, ids);
-  const released = new Set<V1Job>();
-  for (const job of held) {
-    const state = states.get(Number(job.metadata?.labels?.[RUN_ID_LABEL]));
-    // A run id this database does not know may belong to another installation sharing the namespace: not ours.
-    if (state === undefined || OPEN.has(state)) continue;
-    // A cancelled run's Job still there: its delete failed, or a replica created it as the cancel was recorded.
-    if (state === 'cancelled' && !job.metadata?.deletionTimestamp) {
-      await deleteCancelled(deps, job);
-      released.add(job);
-      continue;
-    }
-    if ((await releaseFinalizer(deps, job)) && job.metadata?.deletionTimestamp) released.add(job);
-  }
-  return released;
 }

@@ -94,16 +94,14 @@ export async function readStatus(pool: Pool, config: Config): Promise<Status> {
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return (
-    `${rows
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n')}\n`
-  );
+  return `${rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n')}\n`;
 }
 
 /** A count, or an id: thousands separators for numbers, other ids (uuid, text) as they are. */

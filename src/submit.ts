@@ -35,83 +35,84 @@ export interface SubmitDeps {
 const MAX_RENAMES = 3;
 
 export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitResult> {
-  const { jobs, logger, metrics } = deps;
   let run = initial;
   // Bounded: a server that answers 409 to the create and 404 to the read forever would otherwise spin here.
   for (let renames = 0, round = 0; round < 2 * MAX_RENAMES + 2; round++) {
-    const job = buildJob(deps.template, {
-      name: run.jobName,
-      namespace: run.namespace,
-      runId: run.id,
-      annotationCount: run.annotationCount,
+    const answer = await createOnce(deps, run);
+    if (answer !== 'conflict') return answer;
+    // 409: a Job of this name exists. Ours (a retry after a lost answer) only if it carries our run id.
+    const existing = await deps.jobs.get(run.namespace, run.jobName).catch((e: unknown) => {
+      throw e instanceof KubeError ? e : new KubeError(String(e), null, 'Unreachable', 'transient');
     });
-    const started = performance.now();
-    try {
-      const created = await jobs.create(job);
-      metrics.createLatency.observe((performance.now() - started) / 1000);
-      deps.onClusterAnswer(null);
-      await markRunning(deps.pool, deps.tables, run.id, created.metadata?.uid);
-      logger.info(
-        { runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount },
-        'Training Job created',
-      );
+    if (existing?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id)) {
+      await markRunning(deps.pool, deps.tables, run.id, existing.metadata?.uid);
+      deps.logger.info({ runId: run.id, job: run.jobName }, ADOPTED);
       return 'running';
-    } catch (err: unknown) {
-      if (!(err instanceof KubeError)) throw err;
-      metrics.createLatency.observe((performance.now() - started) / 1000);
-      deps.onClusterAnswer(err.kind === 'transient' ? err.message : null);
-      if (err.kind === 'transient') {
-        logger.warn(
-          { runId: run.id, job: run.jobName, err: err.message },
-          'Job create failed, will retry the same name',
-        );
-        return 'retry';
-      }
-      if (err.kind === 'permanent') {
-        await settleReleased(deps, run.id, 'failed', err.message);
-        metrics.runsFinished.inc({ state: 'failed' });
-        logger.error(
-          { runId: run.id, job: run.jobName, status: err.status, err: err.message },
-          'Job rejected by the API server; run failed, annotations released',
-        );
-        return 'failed';
-      }
-      // 409: a Job of this name exists. Ours (a retry after a lost answer) only if it carries our run id.
-      const existing = await jobs.get(run.namespace, run.jobName).catch((e: unknown) => {
-        throw e instanceof KubeError ? e : new KubeError(String(e), null, 'Unreachable', 'transient');
-      });
-      if (existing && existing.metadata?.labels?.[RUN_ID_LABEL] === String(run.id)) {
-        await markRunning(deps.pool, deps.tables, run.id, existing.metadata?.uid);
-        logger.info({ runId: run.id, job: run.jobName }, ADOPTED);
-        return 'running';
-      }
-      if (existing === null) continue; // deleted between the 409 and the read: create again
-      if (++renames > MAX_RENAMES) {
-        await settleReleased(
-          deps,
-          run.id,
-          'failed',
-          `Job names ${run.jobName} and before are taken by Jobs of other runs`,
-        );
-        metrics.runsFinished.inc({ state: 'failed' });
-        logger.error({ runId: run.id, job: run.jobName }, 'Job names keep colliding; run failed, annotations released');
-        return 'failed';
-      }
-      const base = baseName(run.jobName);
-      const taken = await namesLike(deps.pool, deps.tables, base);
-      taken.add(run.jobName);
-      const next = freeName(base, taken);
-      logger.warn(
-        { runId: run.id, job: run.jobName, owner: existing.metadata?.labels?.[RUN_ID_LABEL] ?? 'none', renamed: next },
-        'Job name taken by another Job (one-second names): renaming',
-      );
-      if (!(await rename(deps.pool, deps.tables, run.id, next))) return 'retry';
-      run = { ...run, jobName: next };
     }
+    if (!existing) continue; // deleted between the 409 and the read: create again
+    if (++renames > MAX_RENAMES) {
+      const why = `Job names ${run.jobName} and before are taken by Jobs of other runs`;
+      return failRun(deps, run, why, 'Job names keep colliding; run failed, annotations released');
+    }
+    const next = await renamed(deps, run, existing);
+    if (!next) return 'retry';
+    run = { ...run, jobName: next };
   }
-  logger.warn(
+  deps.logger.warn(
     { runId: run.id, job: run.jobName },
     'Job create keeps conflicting with a Job that is not there; will retry',
   );
   return 'retry';
+}
+
+/** One create, its answer turned into a run state; 'conflict' (409) is for the caller to resolve. */
+async function createOnce(deps: SubmitDeps, run: Run): Promise<SubmitResult | 'conflict'> {
+  const { jobs, logger, metrics } = deps;
+  const job = buildJob(deps.template, {
+    name: run.jobName,
+    namespace: run.namespace,
+    runId: run.id,
+    annotationCount: run.annotationCount,
+  });
+  const started = performance.now();
+  try {
+    const created = await jobs.create(job);
+    metrics.createLatency.observe((performance.now() - started) / 1000);
+    deps.onClusterAnswer(null);
+    await markRunning(deps.pool, deps.tables, run.id, created.metadata?.uid);
+    const fields = { runId: run.id, job: run.jobName, namespace: run.namespace, annotations: run.annotationCount };
+    logger.info(fields, 'Training Job created');
+    return 'running';
+  } catch (err: unknown) {
+    if (!(err instanceof KubeError)) throw err;
+    metrics.createLatency.observe((performance.now() - started) / 1000);
+    deps.onClusterAnswer(err.kind === 'transient' ? err.message : null);
+    if (err.kind === 'transient') {
+      logger.warn({ runId: run.id, job: run.jobName, err: err.message }, 'Job create failed, will retry the same name');
+      return 'retry';
+    }
+    if (err.kind === 'permanent')
+      return failRun(deps, run, err.message, 'Job rejected by the API server; run failed, annotations released');
+    return 'conflict';
+  }
+}
+
+async function failRun(deps: SubmitDeps, run: Run, reason: string, message: string): Promise<'failed'> {
+  await settleReleased(deps, run.id, 'failed', reason);
+  deps.metrics.runsFinished.inc({ state: 'failed' });
+  deps.logger.error({ runId: run.id, job: run.jobName, err: reason }, message);
+  return 'failed';
+}
+
+/** A Job of another run holds the name (one-second names): the run takes the next free one. null: it moved on. */
+async function renamed(deps: SubmitDeps, run: Run, existing: V1Job): Promise<string | null> {
+  const base = baseName(run.jobName);
+  const taken = await namesLike(deps.pool, deps.tables, base);
+  taken.add(run.jobName);
+  const next = freeName(base, taken);
+  deps.logger.warn(
+    { runId: run.id, job: run.jobName, owner: existing.metadata?.labels?.[RUN_ID_LABEL] ?? 'none', renamed: next },
+    'Job name taken by another Job (one-second names): renaming',
+  );
+  return (await rename(deps.pool, deps.tables, run.id, next)) ? next : null;
 }

@@ -35,9 +35,7 @@ function job(
 }
 
 /** The status code and the parsed Status body of a rejected call. */
-async function rejection(
-  call: Promise<unknown>,
-): Promise<{
+async function rejection(call: Promise<unknown>): Promise<{
   code: number;
   body: { reason?: string; message?: string; code?: number; details?: { causes?: { field?: string }[] } };
 }> {

@@ -425,6 +425,31 @@ describe('status, render-job and dry-run', () => {
   });
 });
 
+// Issue 15: status cut the reason at 60 characters, and the 403 the troubleshooting section says to read in
+// status was cut with it. The last failure's reason is shown whole; the table's column still fits a terminal.
+describe('status shows the last failure whole', () => {
+  let db: TestDb;
+  before(async () => (db = await freshDatabase()));
+  after(async () => db?.drop());
+
+  it('the whole reason of the last failed run, in the table and as JSON', async () => {
+    const reason =
+      'jobs.batch is forbidden: User "system:serviceaccount:ml-training:training-controller" cannot create resource "jobs" in API group "batch" in the namespace "ml-training"';
+    await db.pool.query(
+      `INSERT INTO training_runs (job_name, namespace, state, annotation_count, reason, finished_at)
+       VALUES ('sentinel-training-20260101-000000', 'ml-training', 'failed', 50, $1, now())`,
+      [reason],
+    );
+    const table = await cli(['status'], { DATABASE_URL: db.url });
+    assert.equal(table.code, 0, table.stderr);
+    assert.ok(table.stdout.includes(`failed at `), table.stdout);
+    assert.match(table.stdout, /^last failure: +#\d+ sentinel-training-20260101-000000 failed at \S+: (.*)$/m);
+    assert.equal(/^last failure: .*?Z: (.*)$/m.exec(table.stdout)?.[1], reason);
+    const json = await cli(['status', '--json'], { DATABASE_URL: db.url });
+    assert.equal(JSON.parse(json.stdout).lastFailure.reason, reason);
+  });
+});
+
 // Issue 10, item 2: print and dry-run modes logged the whole Job, and an S3 secret key from the template's env
 // appeared in the log. They log names and images only; render-job still prints everything (asked for).
 describe('the Job in print and dry-run logs', () => {

@@ -1,7 +1,7 @@
 // The only module that reads the environment. Everything else receives a Config.
 import convict from 'convict';
 import { dnsLabel, int, nonEmpty, oneOf, postgresUrl, sqlIdentifier } from './configRules.js';
-import { MIN_JOB_TTL_SECONDS } from './jobTemplate.js';
+import { MIN_JOB_TTL_SECONDS } from './jobValidation.js';
 
 export type DispatchMode = 'kubernetes' | 'dry-run';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';

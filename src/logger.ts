@@ -1,4 +1,5 @@
-import { build as prettyStream, type PrettyOptions } from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type { PrettyOptions } from 'pino-pretty';
 import { pino, type DestinationStream, type Logger } from 'pino';
 import type { LogFormat } from './config.js';
 
@@ -40,6 +41,10 @@ function prettyOptions(destination: DestinationStream | number): PrettyOptions {
  */
 export function createLogger(level: string, destination?: DestinationStream, format: LogFormat = 'json'): Logger {
   const options = { level, base: { service: 'training-controller' }, redact: { paths: REDACT, censor: '[redacted]' } };
-  if (format === 'pretty') return pino(options, prettyStream(prettyOptions(destination ?? 1)));
+  if (format === 'pretty') {
+    // Loaded only when asked for (CommonJS, so synchronously): JSON mode, the image's, keeps its ~2 MB.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    return pino(options, pretty.build(prettyOptions(destination ?? 1)));
+  }
   return destination ? pino(options, destination) : pino(options);
 }

@@ -359,6 +359,23 @@ describe('migrate', () => {
     assert.match(again.stdout, /Database is up to date/);
   });
 
+  // Issue 15: during `npm start` a person reads the log; LOG_FORMAT=pretty gives pino-pretty's lines.
+  it('LOG_FORMAT=pretty: readable lines, not JSON, with the message and each field on its own line', async () => {
+    const r = await cli(['migrate'], { DATABASE_URL: db.url, LOG_FORMAT: 'pretty' });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.ok(lines.length >= 2, r.stdout);
+    assert.ok(!lines.some((l) => l.startsWith('{')), `no JSON record: ${r.stdout}`);
+    assert.match(r.stdout, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: (Database is up to date|Applied \d+ migration\(s\))$/m);
+    assert.match(r.stdout, /^ {4}database: "postgres:\/\/.*"$/m);
+    const json = await cli(['migrate'], { DATABASE_URL: db.url });
+    assert.equal(
+      JSON.parse(json.stdout.trim().split('\n').at(-1)!).msg,
+      'Database is up to date',
+      'json by default off a terminal',
+    );
+  });
+
   it('never prints the database password', async () => {
     const r = await cli(['migrate'], {
       DATABASE_URL: db.url.replace('postgres@', 'postgres:topsecret@'),

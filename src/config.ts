@@ -1,9 +1,12 @@
 // The only module that reads the environment. Everything else receives a Config.
 import convict from 'convict';
-import { MIN_JOB_TTL_SECONDS } from './jobTemplate.js';
+import { dnsLabel, int, nonEmpty, oneOf, postgresUrl, sqlIdentifier } from './configRules.js';
+import { MIN_JOB_TTL_SECONDS } from './jobValidation.js';
 
 export type DispatchMode = 'kubernetes' | 'dry-run';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** `pretty`: pino-pretty, for a person at a terminal; `json`: one JSON object a line, for a log pipeline. */
+export type LogFormat = 'json' | 'pretty';
 
 export interface Config {
   production: boolean;
@@ -42,6 +45,8 @@ export interface Config {
   dispatchMode: DispatchMode;
   httpPort: number;
   logLevel: LogLevel;
+  /** LOG_FORMAT resolved: `auto` is `pretty` on a terminal outside production, else `json`. */
+  logFormat: LogFormat;
   shutdownTimeoutMs: number;
 }
 
@@ -53,63 +58,9 @@ export class ConfigError extends Error {
 // alpine 3.20.3 is ~3.5 MB: the default Job only proves the loop works, real training comes from JOB_TEMPLATE_FILE.
 export const DEFAULT_TRAINING_IMAGE = 'docker.io/library/alpine:3.20.3';
 
-function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
-  return (value: unknown): void => {
-    const n = typeof value === 'number' ? value : /^\s*-?\d+\s*$/.test(String(value)) ? Number(value) : NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new Error(
-        max === Number.MAX_SAFE_INTEGER ? `must be an integer >= ${min}` : `must be an integer from ${min} to ${max}`,
-      );
-    }
-  };
-}
-
-// Integer defaults are given to convict as strings: with a number default convict coerces the environment
-// value with parseFloat first, which would accept "50abc" as 50. As strings, the rule above sees the raw text.
-function int(defaultValue: number, min: number, max?: number) {
-  return { default: String(defaultValue), format: integer(min, max) };
-}
-
-function oneOf(...allowed: string[]) {
-  return (value: unknown): void => {
-    if (!allowed.includes(String(value))) throw new Error(`must be one of ${allowed.join(', ')}`);
-  };
-}
-
-function postgresUrl(value: unknown): void {
-  const s = String(value);
-  if (s === '') return;
-  let url: URL;
-  try {
-    url = new URL(s);
-  } catch {
-    throw new Error('must be a postgres:// or postgresql:// URL');
-  }
-  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw new Error('must be a postgres:// or postgresql:// URL');
-  }
-}
-
-function dnsLabel(value: unknown): void {
-  const s = String(value);
-  if (s !== '' && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(s)) {
-    throw new Error('must be a DNS-1123 label (lowercase letters, digits and -, at most 63 characters)');
-  }
-}
-
-function sqlIdentifier(value: unknown): void {
-  if (!/^[A-Za-z_][A-Za-z0-9_$]{0,62}$/.test(String(value))) {
-    throw new Error('must be a schema name (a letter or _, then letters, digits, _ or $, at most 63 characters)');
-  }
-}
-
-function nonEmpty(value: unknown): void {
-  if (String(value).trim() === '') throw new Error('must not be empty');
-}
-
 // Each key maps to exactly one environment variable; the README's configuration table lists the same rows.
 const schema = {
-  nodeEnv: { env: 'NODE_ENV', default: 'development', format: String },
+  nodeEnv: { env: 'NODE_ENV', default: 'development', format: oneOf('production', 'development', 'test') },
   databaseUrl: { env: 'DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
   listenDatabaseUrl: { env: 'LISTEN_DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
   annotationsSchema: { env: 'ANNOTATIONS_SCHEMA', default: 'public', format: sqlIdentifier },
@@ -140,6 +91,7 @@ const schema = {
     default: 'info',
     format: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   },
+  logFormat: { env: 'LOG_FORMAT', default: 'auto', format: oneOf('auto', 'json', 'pretty') },
   shutdownTimeoutMs: { env: 'SHUTDOWN_TIMEOUT_MS', ...int(10_000, 100, 600_000) },
 } as const;
 
@@ -150,29 +102,48 @@ export const ENV_DEFAULTS: Record<string, string> = Object.fromEntries(
   Object.values(schema).map((s) => [s.env, String(s.default)]),
 );
 
+export interface LoadOptions {
+  /**
+   * false for a command that never connects (render-job): production then does not demand DATABASE_URL.
+   */
+  needsDatabase?: boolean;
+  /** Whether stdout is a terminal: decides LOG_FORMAT=auto. Default false (json), as under a test runner. */
+  stdoutIsTty?: boolean;
+}
+
 /**
  * Reads and validates the settings. Throws ConfigError whose message is one line:
  * `TRAINING_THRESHOLD must be an integer >= 1 (got "0")`. Never echoes a sensitive value.
- * `needsDatabase: false` is for a command that never connects (render-job): production then does not demand
- * DATABASE_URL.
  */
-export function loadConfig(env: Record<string, string | undefined>, options: { needsDatabase?: boolean } = {}): Config {
+export function loadConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): Config {
+  const config = toConfig(readSettings(env), options.stdoutIsTty === true);
+  crossCheck(config, options);
+  return config;
+}
+
+type Raw = Record<Key, unknown>;
+
+/** Each setting checked on its own, by its rule in `schema`. */
+function readSettings(env: Record<string, string | undefined>): Raw {
   // An empty variable means "unset": `TRAINING_THRESHOLD=` in a compose file should not read as 0.
   const cleaned: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) if (v !== undefined && v !== '') cleaned[k] = v;
-
-  const conf = convict(schema as unknown as convict.Schema<Record<Key, unknown>>, { env: cleaned, args: [] });
+  const conf = convict(schema as unknown as convict.Schema<Raw>, { env: cleaned, args: [] });
   try {
     conf.validate({ allowed: 'strict' });
   } catch (err: unknown) {
     throw new ConfigError(describeConvictError(err, cleaned));
   }
-  const raw = conf.getProperties();
+  return conf.getProperties();
+}
+
+function toConfig(raw: Raw, stdoutIsTty: boolean): Config {
   const num = (k: Key): number => Number(raw[k]);
   const str = (k: Key): string => String(raw[k]);
-
-  const config: Config = {
-    production: str('nodeEnv') === 'production',
+  const production = str('nodeEnv') === 'production';
+  const format = str('logFormat');
+  return {
+    production,
     databaseUrl: str('databaseUrl'),
     listenDatabaseUrl: str('listenDatabaseUrl') || str('databaseUrl'),
     annotationsSchema: str('annotationsSchema'),
@@ -198,9 +169,13 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
     dispatchMode: str('dispatchMode') as DispatchMode,
     httpPort: num('httpPort'),
     logLevel: str('logLevel') as LogLevel,
+    logFormat: format === 'auto' ? (stdoutIsTty && !production ? 'pretty' : 'json') : (format as LogFormat),
     shutdownTimeoutMs: num('shutdownTimeoutMs'),
   };
+}
 
+/** Rules between settings, each one line naming both. */
+function crossCheck(config: Config, options: LoadOptions): void {
   if (config.debounceMaxWaitMs < config.debounceMs) {
     throw new ConfigError(
       `DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS (${config.debounceMs}) (got "${config.debounceMaxWaitMs}")`,
@@ -211,6 +186,12 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
       `TRAINING_MIN_BATCH must be <= TRAINING_THRESHOLD (${config.trainingThreshold}) (got "${config.trainingMinBatch}")`,
     );
   }
+  // The back-off doubles from RETRY_BACKOFF_SECONDS up to its cap: a start above the cap has no meaning.
+  if (config.retryBackoffSeconds > config.retryBackoffMaxSeconds) {
+    throw new ConfigError(
+      `RETRY_BACKOFF_SECONDS must be <= RETRY_BACKOFF_MAX_SECONDS (${config.retryBackoffMaxSeconds}) (got "${config.retryBackoffSeconds}")`,
+    );
+  }
   if (config.production && config.databaseUrl === '' && options.needsDatabase !== false) {
     throw new ConfigError(
       'DATABASE_URL is required when NODE_ENV=production (the embedded PostgreSQL is for development only)',
@@ -219,7 +200,6 @@ export function loadConfig(env: Record<string, string | undefined>, options: { n
   if (config.listenDatabaseUrl !== '' && config.databaseUrl === '') {
     throw new ConfigError('LISTEN_DATABASE_URL needs DATABASE_URL too (the embedded PostgreSQL serves both)');
   }
-  return config;
 }
 
 function describeConvictError(err: unknown, env: Record<string, string>): string {

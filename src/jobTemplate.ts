@@ -3,7 +3,9 @@
 import { readFile } from 'node:fs/promises';
 import type { V1Container, V1EnvVar, V1Job } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
-import { fieldPath, templateShapeErrors } from './templateShape.js';
+import { schemaErrors, unknownFieldErrors } from './jobSchema.js';
+import { validateJob } from './jobValidation.js';
+import { templateShapeErrors } from './templateShape.js';
 
 export const APP_LABEL = 'app';
 export const APP_VALUE = 'sentinel-training';
@@ -17,12 +19,7 @@ export const JOB_PREFIX = 'sentinel-training-';
  * and removed this entry: a Job that completed while the controller was away is still `succeeded`.
  */
 export const SETTLE_FINALIZER = 'sentinel-training.io/settle';
-/**
- * Shortest ttlSecondsAfterFinished accepted (JOB_TTL_SECONDS or the template's). The finalizer keeps a finished
- * Job's status whatever the TTL, but a Job (and its pods' logs) deleted within seconds of finishing is gone
- * before an operator can read why it failed; 10 minutes outlives a controller restart or a node drain.
- */
-export const MIN_JOB_TTL_SECONDS = 600;
+export { MIN_JOB_TTL_SECONDS, validateJob } from './jobValidation.js';
 
 export interface RunIdentity {
   name: string;
@@ -136,83 +133,6 @@ export function jobSummary(job: V1Job): Record<string, unknown> {
   };
 }
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-const LABEL_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
-
-function labelErrors(path: string, labels: Record<string, string> | undefined): string[] {
-  const errors: string[] = [];
-  for (const [key, value] of Object.entries(labels ?? {})) {
-    const slash = key.lastIndexOf('/');
-    const name = slash >= 0 ? key.slice(slash + 1) : key;
-    const prefix = slash >= 0 ? key.slice(0, slash) : '';
-    if (
-      name.length > 63 ||
-      !LABEL_NAME.test(name) ||
-      (prefix !== '' && (prefix.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix)))
-    ) {
-      errors.push(`${path}: invalid label key "${key}"`);
-    }
-    if (typeof value !== 'string' || value.length > 63 || !LABEL_VALUE.test(value))
-      errors.push(`${fieldPath(path, key)}: invalid label value "${String(value)}"`);
-  }
-  return errors;
-}
-
-/**
- * The checks the API server applies to a Job that a template can get wrong, as "field: problem" lines.
- * Catching them at startup beats a 422 at the first dispatch, hours later.
- */
-export function validateJob(job: V1Job): string[] {
-  const errors: string[] = [];
-  const name = job.metadata?.name ?? '';
-  if (name.length > 63 || !DNS_LABEL.test(name))
-    errors.push(`metadata.name: "${name}" must be a DNS-1123 label of at most 63 characters`);
-  if (job.apiVersion !== 'batch/v1') errors.push(`apiVersion: must be batch/v1, not "${job.apiVersion ?? ''}"`);
-  if (job.kind !== 'Job') errors.push(`kind: must be Job, not "${job.kind ?? ''}"`);
-  errors.push(...labelErrors('metadata.labels', job.metadata?.labels));
-  const spec = job.spec;
-  if (!spec?.template?.spec) return [...errors, 'spec.template.spec: Required value'];
-  for (const field of [
-    'backoffLimit',
-    'ttlSecondsAfterFinished',
-    'activeDeadlineSeconds',
-    'completions',
-    'parallelism',
-  ] as const) {
-    const v = spec[field];
-    if (v != null && (!Number.isInteger(v) || v < 0)) errors.push(`spec.${field}: must be a non-negative integer`);
-  }
-  const ttl = spec.ttlSecondsAfterFinished;
-  if (Number.isInteger(ttl) && (ttl as number) < MIN_JOB_TTL_SECONDS) {
-    errors.push(
-      `spec.ttlSecondsAfterFinished: at least ${MIN_JOB_TTL_SECONDS} (a shorter TTL deletes a finished Job and its logs before anyone can read them)`,
-    );
-  }
-  errors.push(...labelErrors('spec.template.metadata.labels', spec.template.metadata?.labels));
-  const pod = spec.template.spec;
-  if (pod.restartPolicy !== 'Never' && pod.restartPolicy !== 'OnFailure') {
-    errors.push(
-      `spec.template.spec.restartPolicy: must be Never or OnFailure for a Job, not "${pod.restartPolicy ?? ''}"`,
-    );
-  }
-  const containers = pod.containers ?? [];
-  if (containers.length === 0) errors.push('spec.template.spec.containers: Required value');
-  const seen = new Set<string>();
-  [
-    ...(pod.initContainers ?? []).map((c) => ['initContainers', c] as const),
-    ...containers.map((c) => ['containers', c] as const),
-  ].forEach(([kind, c], i) => {
-    const at = `spec.template.spec.${kind}[${kind === 'containers' ? i - (pod.initContainers?.length ?? 0) : i}]`;
-    if (!c.name || c.name.length > 63 || !DNS_LABEL.test(c.name))
-      errors.push(`${at}.name: "${c.name ?? ''}" must be a DNS-1123 label`);
-    else if (seen.has(c.name)) errors.push(`${at}.name: Duplicate value "${c.name}"`);
-    else seen.add(c.name);
-    if (!c.image || c.image.trim() === '') errors.push(`${at}.image: Required value`);
-  });
-  return errors;
-}
-
 export class TemplateError extends Error {
   override name = 'TemplateError';
 }
@@ -233,25 +153,38 @@ export async function loadJobTemplate(path: string): Promise<V1Job> {
   return doc;
 }
 
-/**
- * Validates a template: first the shape of every field the controller touches (so building a Job cannot
- * throw), then a sample Job built from it, so controller-owned fields are what they will be.
- */
-export function checkTemplate(template: unknown, source: string): asserts template is V1Job {
-  // A Deployment pasted by mistake: its kind is the one useful line, not the Job fields it lacks.
+/** At most this many problems on the one line; a template with more has a bigger problem than its details. */
+const SHOWN = 5;
+
+function refuse(source: string, errors: string[]): void {
+  if (errors.length === 0) return;
+  const more = errors.length > SHOWN ? `; and ${errors.length - SHOWN} more` : '';
+  throw new TemplateError(`${source}: ${errors.slice(0, SHOWN).join('; ')}${more}`);
+}
+
+/** A Deployment pasted by mistake: its kind is the one useful line, not the Job fields it lacks. */
+function typeMetaErrors(template: unknown): string[] {
   const { kind, apiVersion } = (typeof template === 'object' && template !== null ? template : {}) as Record<
     string,
     unknown
   >;
-  if (typeof kind === 'string' && kind !== 'Job')
-    throw new TemplateError(`${source}: kind: must be Job, not "${kind}"`);
+  if (typeof kind === 'string' && kind !== 'Job') return [`kind: must be Job, not "${kind}"`];
   if (typeof apiVersion === 'string' && apiVersion !== 'batch/v1')
-    throw new TemplateError(`${source}: apiVersion: must be batch/v1, not "${apiVersion}"`);
-  const shape = templateShapeErrors(template);
-  if (shape.length > 0) throw new TemplateError(`${source}: ${shape.join('; ')}`);
+    return [`apiVersion: must be batch/v1, not "${apiVersion}"`];
+  return [];
+}
+
+/**
+ * Validates a template, each step only when the one before found nothing: the kind of Job; the shape of every
+ * field the controller touches (so building a Job cannot throw); unknown fields and the OpenAPI schema
+ * (jobSchema.ts); then a sample Job built from it, so controller-owned fields are what they will be.
+ */
+export function checkTemplate(template: unknown, source: string): asserts template is V1Job {
+  refuse(source, typeMetaErrors(template));
+  refuse(source, templateShapeErrors(template));
+  const doc = template as Record<string, unknown>;
+  refuse(source, [...unknownFieldErrors(doc), ...schemaErrors(doc)]);
   const job = template as V1Job;
-  const errors = validateJob(
-    buildJob(job, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 }),
-  );
-  if (errors.length > 0) throw new TemplateError(`${source}: ${errors.join('; ')}`);
+  const sample = buildJob(job, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 });
+  refuse(source, validateJob(sample));
 }

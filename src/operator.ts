@@ -15,28 +15,9 @@ export type OperatorCommand = (typeof OPERATOR_COMMANDS)[number];
 /** How long cancel and trigger wait to report what the service did (it reacts within ~1 s). */
 export const CONFIRM_MS = 10_000;
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
-
 export interface Outcome {
   code: 0 | 1;
   text: string;
-}
-
-/** `--reason TEXT` or `--reason=TEXT`, the only option these commands take (resume takes none). */
-export function reasonArg(command: OperatorCommand, args: string[]): string | null {
-  let reason: string | null = null;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] ?? '';
-    if (command !== 'resume' && arg === '--reason' && i + 1 < args.length) reason = args[++i] ?? null;
-    else if (command !== 'resume' && arg.startsWith('--reason=')) reason = arg.slice('--reason='.length);
-    else
-      throw new UsageError(
-        `${command}: unexpected argument "${arg}"${command === 'resume' ? '' : ' (only --reason TEXT)'}`,
-      );
-  }
-  return reason?.trim() || null;
 }
 
 /** Who asked, as far as this process knows: the OS user and host (a pod name, under kubectl exec). */

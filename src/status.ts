@@ -1,5 +1,5 @@
 // `training-controller status`: what an operator asks first. Reads only the database.
-import { backoffUntil } from './backoff.js';
+import { backoffUntil, type FailureHistory } from './backoff.js';
 import type { Config } from './config.js';
 import type { Pool } from './db.js';
 import { invalidIndexWarning } from './schemaCheck.js';
@@ -10,22 +10,29 @@ export interface Status {
   pending: number;
   threshold: number;
   openRun:
-    | (Pick<Run, 'id' | 'jobName' | 'state' | 'annotationCount'> & { ageSeconds: number; claim: ChunkProgress | null })
+    | (Pick<Run, 'id' | 'jobName' | 'state' | 'annotationCount' | 'reason'> & {
+        ageSeconds: number;
+        claim: ChunkProgress | null;
+      })
     | null;
+  /** The latest `failed` or `lost` run of the last 10, with its reason whole (the table cuts it). */
+  lastFailure: StatusRun | null;
   /** A run whose outcome is recorded but whose annotations are still being marked used or released, or a baseline under way. */
   unfinished: { id: number; state: string; work: 'settle' | 'baseline'; done: number; of: number | null } | null;
   backoff: { consecutiveFailures: number; until: string; remainingSeconds: number } | null;
   /** What an operator should fix, one line each (an INVALID index). */
   warnings: string[];
-  recentRuns: {
-    id: number;
-    job: string;
-    state: string;
-    annotations: number;
-    created: string;
-    finished: string | null;
-    reason: string | null;
-  }[];
+  recentRuns: StatusRun[];
+}
+
+export interface StatusRun {
+  id: number;
+  job: string;
+  state: string;
+  annotations: number;
+  created: string;
+  finished: string | null;
+  reason: string | null;
 }
 
 /** How far a chunked claim (or baseline) got: ids up to `cursor` done, of those up to `through`. */
@@ -38,6 +45,45 @@ export interface ChunkProgress {
 const progress = (r: Run): ChunkProgress | null =>
   r.claimPending ? { claimed: r.annotationCount, cursor: r.claimCursor, through: r.claimThrough } : null;
 
+const statusRun = (r: Run): StatusRun => ({
+  id: r.id,
+  job: r.jobName,
+  state: r.state,
+  annotations: r.annotationCount,
+  created: r.createdAt.toISOString(),
+  finished: r.finishedAt?.toISOString() ?? null,
+  reason: r.reason,
+});
+
+function openRunStatus(open: Run | null, now: number): Status['openRun'] {
+  if (!open) return null;
+  const { id, jobName, state, annotationCount, reason } = open;
+  const ageSeconds = Math.round((now - open.createdAt.getTime()) / 1000);
+  return { id, jobName, state, annotationCount, reason, ageSeconds, claim: progress(open) };
+}
+
+function unfinishedStatus(u: Run | null): Status['unfinished'] {
+  if (!u) return null;
+  const settle = u.settlePending;
+  return {
+    id: u.id,
+    state: u.state,
+    work: settle ? 'settle' : 'baseline',
+    done: settle ? (u.trainedCount ?? 0) + (u.releasedCount ?? 0) : u.annotationCount,
+    of: settle ? u.annotationCount : null,
+  };
+}
+
+function backoffStatus(history: FailureHistory, until: number | null): Status['backoff'] {
+  const now = history.now;
+  if (until === null || until <= now) return null;
+  return {
+    consecutiveFailures: history.consecutiveFailures,
+    until: new Date(until).toISOString(),
+    remainingSeconds: Math.ceil((until - now) / 1000),
+  };
+}
+
 export async function readStatus(pool: Pool, config: Config): Promise<Status> {
   const t = tables(config.annotationsSchema);
   const [pending, open, unfinished, history, recent, indexWarning] = await Promise.all([
@@ -49,46 +95,17 @@ export async function readStatus(pool: Pool, config: Config): Promise<Status> {
     invalidIndexWarning(pool, t),
   ]);
   // Ages and the back-off compare database timestamps with the database's clock, never this machine's.
-  const now = history.now;
   const until = backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds);
+  const failure = recent.find((r) => r.state === 'failed' || r.state === 'lost');
   return {
     pending,
     threshold: config.trainingThreshold,
-    openRun: open && {
-      id: open.id,
-      jobName: open.jobName,
-      state: open.state,
-      annotationCount: open.annotationCount,
-      ageSeconds: Math.round((now - open.createdAt.getTime()) / 1000),
-      claim: progress(open),
-    },
-    unfinished: unfinished && {
-      id: unfinished.id,
-      state: unfinished.state,
-      work: unfinished.settlePending ? 'settle' : 'baseline',
-      done: unfinished.settlePending
-        ? (unfinished.trainedCount ?? 0) + (unfinished.releasedCount ?? 0)
-        : unfinished.annotationCount,
-      of: unfinished.settlePending ? unfinished.annotationCount : null,
-    },
-    backoff:
-      until !== null && until > now
-        ? {
-            consecutiveFailures: history.consecutiveFailures,
-            until: new Date(until).toISOString(),
-            remainingSeconds: Math.ceil((until - now) / 1000),
-          }
-        : null,
+    openRun: openRunStatus(open, history.now),
+    lastFailure: failure ? statusRun(failure) : null,
+    unfinished: unfinishedStatus(unfinished),
+    backoff: backoffStatus(history, until),
     warnings: indexWarning ? [indexWarning] : [],
-    recentRuns: recent.map((r) => ({
-      id: r.id,
-      job: r.jobName,
-      state: r.state,
-      annotations: r.annotationCount,
-      created: r.createdAt.toISOString(),
-      finished: r.finishedAt?.toISOString() ?? null,
-      reason: r.reason,
-    })),
+    recentRuns: recent.map(statusRun),
   };
 }
 
@@ -118,31 +135,55 @@ function unfinishedLine(u: NonNullable<Status['unfinished']>): string {
   return `run #${u.id}: ${n(u.done)} annotations marked used so far`;
 }
 
+/** The table's REASON column: its first 60 characters; the open run's and the last failure's are shown whole above. */
+const REASON_COLUMN = 60;
+const cut = (reason: string | null): string =>
+  reason === null ? '' : reason.length > REASON_COLUMN ? `${reason.slice(0, REASON_COLUMN - 1)}…` : reason;
+
+function openRunLines(o: Status['openRun']): string[] {
+  if (!o) return ['open run:            none'];
+  return [
+    `open run:            #${o.id} ${o.jobName} ${o.state}, ${o.annotationCount} annotations, ${o.ageSeconds} s old`,
+    ...(o.reason ? [`open run reason:     ${o.reason}`] : []),
+    ...(o.claim ? [`claim in progress:   ${claimLine(o.claim)} (the Job is created when it completes)`] : []),
+  ];
+}
+
+function lastFailureLines(f: StatusRun | null): string[] {
+  if (!f) return [];
+  return [
+    `last failure:        #${f.id} ${f.job} ${f.state} at ${f.finished ?? '?'}: ${f.reason ?? 'no reason recorded'}`,
+  ];
+}
+
+function backoffLine(b: Status['backoff']): string {
+  const text = b
+    ? `${b.remainingSeconds} s left after ${b.consecutiveFailures} failed run(s) (until ${b.until})`
+    : 'none';
+  return `back-off:            ${text}`;
+}
+
+function runsTable(runs: StatusRun[]): string {
+  if (runs.length === 0) return 'no runs yet\n';
+  const rows = [['RUN', 'JOB', 'STATE', 'ANNOTATIONS', 'CREATED', 'FINISHED', 'REASON']];
+  for (const r of runs)
+    rows.push([String(r.id), r.job, r.state, String(r.annotations), r.created, r.finished ?? '-', cut(r.reason)]);
+  return table(rows);
+}
+
+/** The status as an operator reads it: one section a line (or a few), then the recent runs. */
 export function formatStatus(s: Status): string {
+  const reached = s.pending >= s.threshold ? ', reached' : '';
   const lines = [
-    `pending annotations: ${s.pending} (threshold ${s.threshold}${s.pending >= s.threshold ? ', reached' : ''})`,
-    `open run:            ${s.openRun ? `#${s.openRun.id} ${s.openRun.jobName} ${s.openRun.state}, ${s.openRun.annotationCount} annotations, ${s.openRun.ageSeconds} s old` : 'none'}`,
-    ...(s.openRun?.claim
-      ? [`claim in progress:   ${claimLine(s.openRun.claim)} (the Job is created when it completes)`]
-      : []),
+    `pending annotations: ${s.pending} (threshold ${s.threshold}${reached})`,
+    ...openRunLines(s.openRun),
     ...(s.unfinished
       ? [`${s.unfinished.work === 'settle' ? 'settle' : 'baseline'} in progress: ${unfinishedLine(s.unfinished)}`]
       : []),
-    `back-off:            ${s.backoff ? `${s.backoff.remainingSeconds} s left after ${s.backoff.consecutiveFailures} failed run(s) (until ${s.backoff.until})` : 'none'}`,
+    backoffLine(s.backoff),
+    ...lastFailureLines(s.lastFailure),
     ...s.warnings.map((w) => `warning:             ${w}`),
     '',
   ];
-  if (s.recentRuns.length === 0) return `${lines.join('\n')}no runs yet\n`;
-  const rows = [['RUN', 'JOB', 'STATE', 'ANNOTATIONS', 'CREATED', 'FINISHED', 'REASON']];
-  for (const r of s.recentRuns)
-    rows.push([
-      String(r.id),
-      r.job,
-      r.state,
-      String(r.annotations),
-      r.created,
-      r.finished ?? '-',
-      (r.reason ?? '').slice(0, 60),
-    ]);
-  return lines.join('\n') + table(rows);
+  return lines.join('\n') + runsTable(s.recentRuns);
 }

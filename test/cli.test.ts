@@ -1,7 +1,8 @@
 // The CLI as operators run it: exit codes, one-line errors, signals, migrate, status, render-job, dry-run.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -9,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { load } from 'js-yaml';
 import type { V1Job } from '@kubernetes/client-node';
 import { readMigrations } from '../src/migrate.js';
+import { packageRoot } from '../src/paths.js';
 import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useInfra, type Running } from './support/harness.js';
@@ -208,6 +210,105 @@ describe('startup errors', () => {
   });
 });
 
+// Issue 15: `run --help` started the service, `--version` was an unknown command, extra arguments were ignored
+// with exit 0, `NODE_ENV=Production` ran in development mode, and a back-off above its cap was accepted.
+describe('the command line takes only what it knows', () => {
+  const oneLine = (r: { stderr: string }) => assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
+
+  it('--version, -V: the package version, exit 0', async () => {
+    const { version } = JSON.parse(await readFile(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = await cli([flag], {});
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `training-controller ${version}\n`);
+    }
+  });
+
+  it('--help and -h, alone or after a command: the usage, exit 0, nothing started', async () => {
+    const started = Date.now();
+    for (const args of [['--help'], ['-h'], ['run', '--help'], ['status', '-h'], ['baseline', '--help']]) {
+      // A DATABASE_URL nothing answers at: a started service would fail or hang, not print the usage.
+      const r = await cli(args, { DATABASE_URL: 'postgres://u@10.255.255.1:5432/x', NODE_ENV: 'production' });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, /^usage: training-controller/, args.join(' '));
+      assert.equal(r.stderr, '');
+    }
+    assert.ok(Date.now() - started < 10_000);
+  });
+
+  for (const [args, expected] of [
+    [['status', '--bogus'], 'status: unknown argument "--bogus" (usage: training-controller status [--json])'],
+    [['render-job', 'extra'], 'render-job: unknown argument "extra" (usage: training-controller render-job)'],
+    [['run', '--port', '8080'], 'run: unknown argument "--port" (usage: training-controller run)'],
+    [
+      ['baseline', '--before'],
+      'baseline: --before needs a value (usage: training-controller baseline [--before TIMESTAMP] [--yes])',
+    ],
+  ] as const) {
+    it(`${args.join(' ')}: one line, exit 2, before the configuration`, async () => {
+      const r = await cli([...args], { TRAINING_THRESHOLD: 'many' });
+      assert.equal(r.code, 2);
+      assert.equal(r.stderr, `training-controller: ${expected}\n`);
+      assert.equal(r.stdout, '');
+    });
+  }
+
+  it('NODE_ENV=Production (a typo): one line naming NODE_ENV, exit 2', async () => {
+    const r = await cli(['render-job'], { NODE_ENV: 'Production' });
+    assert.equal(r.code, 2);
+    assert.equal(
+      r.stderr,
+      'training-controller: NODE_ENV must be one of production, development, test (got "Production")\n',
+    );
+  });
+
+  it('RETRY_BACKOFF_SECONDS above RETRY_BACKOFF_MAX_SECONDS: one line naming both, exit 2', async () => {
+    const r = await cli(['run'], { RETRY_BACKOFF_SECONDS: '7200', DATABASE_URL: 'postgres://u@10.255.255.1:5432/x' });
+    assert.equal(r.code, 2);
+    oneLine(r);
+    assert.match(r.stderr, /RETRY_BACKOFF_SECONDS must be <= RETRY_BACKOFF_MAX_SECONDS \(3600\)/);
+  });
+
+  it('a bad LOG_FORMAT: the one-line configuration error', async () => {
+    const r = await cli(['render-job'], { LOG_FORMAT: 'colour' });
+    assert.equal(r.code, 2);
+    assert.equal(r.stderr, 'training-controller: LOG_FORMAT must be one of auto, json, pretty (got "colour")\n');
+  });
+});
+
+// Issue 15: a KUBECONFIG or JOB_TEMPLATE_FILE that cannot work was found only after the embedded PostgreSQL had
+// been initialised and started (seconds, and a data directory), against the README's "before anything starts".
+describe('run: bad configuration is refused before the embedded PostgreSQL starts', () => {
+  let dir = '';
+  before(async () => (dir = await mkdtemp(join(tmpdir(), 'tc-order-'))));
+
+  for (const [name, env, expected] of [
+    [
+      'KUBECONFIG=/nonexistent',
+      { KUBECONFIG: '/nonexistent' },
+      /^training-controller: KUBECONFIG \/nonexistent does not exist/,
+    ],
+    [
+      'a JOB_TEMPLATE_FILE that does not exist',
+      { JOB_TEMPLATE_FILE: '/nonexistent/job.yaml' },
+      /^training-controller: JOB_TEMPLATE_FILE \/nonexistent\/job\.yaml: ENOENT/,
+    ],
+  ] as const) {
+    it(`${name}: exit 2, one line, no data directory made`, async () => {
+      const data = join(dir, name.replace(/\W+/g, '-'));
+      const started = Date.now();
+      const r = await cli(['run'], { ...env, EMBEDDED_DATA_DIR: data, EMBEDDED_PORT: '1', HTTP_PORT: '0' });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, expected);
+      assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
+      assert.equal(existsSync(data), false, 'the embedded PostgreSQL was not initialised');
+      assert.doesNotMatch(r.stdout, /embedded PostgreSQL/);
+      // initdb alone takes ~1 s here; a refusal before it is node's start-up and the checks.
+      assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
+    });
+  }
+});
+
 // Issue 10, item 2: pg honours a password in the query string, and echoes an sslkey it cannot open.
 describe('secrets in DATABASE_URL', () => {
   it('status against a closed port names the URL with its query password masked', async () => {
@@ -256,6 +357,23 @@ describe('migrate', () => {
     );
     const again = await cli(['migrate'], { DATABASE_URL: db.url, LOG_LEVEL: 'info' });
     assert.match(again.stdout, /Database is up to date/);
+  });
+
+  // Issue 15: during `npm start` a person reads the log; LOG_FORMAT=pretty gives pino-pretty's lines.
+  it('LOG_FORMAT=pretty: readable lines, not JSON, with the message and each field on its own line', async () => {
+    const r = await cli(['migrate'], { DATABASE_URL: db.url, LOG_FORMAT: 'pretty' });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trimEnd().split('\n');
+    assert.ok(lines.length >= 2, r.stdout);
+    assert.ok(!lines.some((l) => l.startsWith('{')), `no JSON record: ${r.stdout}`);
+    assert.match(r.stdout, /^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: (Database is up to date|Applied \d+ migration\(s\))$/m);
+    assert.match(r.stdout, /^ {4}database: "postgres:\/\/.*"$/m);
+    const json = await cli(['migrate'], { DATABASE_URL: db.url });
+    assert.equal(
+      JSON.parse(json.stdout.trim().split('\n').at(-1)!).msg,
+      'Database is up to date',
+      'json by default off a terminal',
+    );
   });
 
   it('never prints the database password', async () => {
@@ -321,6 +439,31 @@ describe('status, render-job and dry-run', () => {
     assert.match(table.stdout, /^pending annotations: 0 \(threshold 50\)$/m);
     assert.match(table.stdout, /^RUN\s+JOB\s+STATE\s+ANNOTATIONS/m);
     assert.match(table.stdout, /sentinel-training-\d{8}-\d{6}\s+running\s+50/);
+  });
+});
+
+// Issue 15: status cut the reason at 60 characters, and the 403 the troubleshooting section says to read in
+// status was cut with it. The last failure's reason is shown whole; the table's column still fits a terminal.
+describe('status shows the last failure whole', () => {
+  let db: TestDb;
+  before(async () => (db = await freshDatabase()));
+  after(async () => db?.drop());
+
+  it('the whole reason of the last failed run, in the table and as JSON', async () => {
+    const reason =
+      'jobs.batch is forbidden: User "system:serviceaccount:ml-training:training-controller" cannot create resource "jobs" in API group "batch" in the namespace "ml-training"';
+    await db.pool.query(
+      `INSERT INTO training_runs (job_name, namespace, state, annotation_count, reason, finished_at)
+       VALUES ('sentinel-training-20260101-000000', 'ml-training', 'failed', 50, $1, now())`,
+      [reason],
+    );
+    const table = await cli(['status'], { DATABASE_URL: db.url });
+    assert.equal(table.code, 0, table.stderr);
+    assert.ok(table.stdout.includes(`failed at `), table.stdout);
+    assert.match(table.stdout, /^last failure: +#\d+ sentinel-training-20260101-000000 failed at \S+: (.*)$/m);
+    assert.equal(/^last failure: .*?Z: (.*)$/m.exec(table.stdout)?.[1], reason);
+    const json = await cli(['status', '--json'], { DATABASE_URL: db.url });
+    assert.equal(JSON.parse(json.stdout).lastFailure.reason, reason);
   });
 });
 

@@ -162,7 +162,8 @@ describe('an INVALID annotations_pending (an interrupted concurrent build)', () 
       (await invalidIndexWarning(db.pool, t)) ?? '',
       /index public\.annotations_pending is INVALID .*run `training-controller migrate` to rebuild it/,
     );
-    const run = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: '/nonexistent/kubeconfig', HTTP_PORT: '0' });
+    // No cluster configured (print mode): a bad KUBECONFIG now stops `run` before it reads the database (issue 15).
+    const run = spawnCli(['run'], { DATABASE_URL: db.url, HOME: '/nonexistent', HTTP_PORT: '0' });
     try {
       const line = await run.logs.waitForMsg(/annotations_pending is INVALID/);
       assert.equal(line.level, 40, 'a warning');

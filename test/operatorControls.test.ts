@@ -183,7 +183,10 @@ describe('operator controls', () => {
     const r = await operator(db, 'pause', '--bogus');
     assert.deepEqual(
       [r.code, r.stderr],
-      [2, 'training-controller: pause: unexpected argument "--bogus" (only --reason TEXT)\n'],
+      [
+        2,
+        'training-controller: pause: unknown argument "--bogus" (usage: training-controller pause [--reason TEXT])\n',
+      ],
     );
     const s = await operator(db, 'resume', '--reason', 'x');
     assert.equal(s.code, 2);

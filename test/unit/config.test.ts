@@ -64,6 +64,19 @@ describe('configuration', () => {
     [{ JOB_TTL_SECONDS: '599' }, /^JOB_TTL_SECONDS must be an integer from 600 to /],
     [{ DEBOUNCE_MS: '2000', DEBOUNCE_MAX_WAIT_MS: '1000' }, /^DEBOUNCE_MAX_WAIT_MS must be >= DEBOUNCE_MS/],
     [{ NODE_ENV: 'production' }, /^DATABASE_URL is required when NODE_ENV=production/],
+    // Issue 15: a typo of production silently ran in development mode (embedded database, print mode).
+    [{ NODE_ENV: 'Production' }, /^NODE_ENV must be one of production, development, test \(got "Production"\)$/],
+    [{ NODE_ENV: 'prod' }, /^NODE_ENV must be one of production, development, test/],
+    // Issue 15: a start above the cap was accepted; the message names both settings.
+    [
+      { RETRY_BACKOFF_SECONDS: '7200' },
+      /^RETRY_BACKOFF_SECONDS must be <= RETRY_BACKOFF_MAX_SECONDS \(3600\) \(got "7200"\)$/,
+    ],
+    [
+      { RETRY_BACKOFF_SECONDS: '20', RETRY_BACKOFF_MAX_SECONDS: '10' },
+      /^RETRY_BACKOFF_SECONDS must be <= RETRY_BACKOFF_MAX_SECONDS \(10\)/,
+    ],
+    [{ LOG_FORMAT: 'loud' }, /^LOG_FORMAT must be one of auto, json, pretty \(got "loud"\)$/],
     [{ TRAINING_TRESHOLD: '5' }, null],
   ] as const) {
     const name = Object.entries(env)
@@ -84,5 +97,21 @@ describe('configuration', () => {
 
   it('treats an empty variable as unset', () => {
     assert.equal(loadConfig({ TRAINING_THRESHOLD: '' }).trainingThreshold, 50);
+  });
+
+  it('accepts each NODE_ENV exactly as written, and a back-off equal to its cap', () => {
+    assert.equal(loadConfig({ NODE_ENV: 'test' }).production, false);
+    assert.equal(loadConfig({ NODE_ENV: 'development' }).production, false);
+    assert.equal(loadConfig({ NODE_ENV: 'production' }, { needsDatabase: false }).production, true);
+    assert.equal(loadConfig({ RETRY_BACKOFF_SECONDS: '3600' }).retryBackoffSeconds, 3600);
+  });
+
+  it('LOG_FORMAT=auto: pretty only on a terminal outside production', () => {
+    assert.equal(loadConfig({}).logFormat, 'json', 'no terminal (a pipe, a test runner)');
+    assert.equal(loadConfig({}, { stdoutIsTty: true }).logFormat, 'pretty', 'npm start in a terminal');
+    const production = { NODE_ENV: 'production', DATABASE_URL: 'postgres://h/db' };
+    assert.equal(loadConfig(production, { stdoutIsTty: true }).logFormat, 'json');
+    assert.equal(loadConfig({ LOG_FORMAT: 'pretty' }).logFormat, 'pretty');
+    assert.equal(loadConfig({ LOG_FORMAT: 'json' }, { stdoutIsTty: true }).logFormat, 'json');
   });
 });

@@ -1,0 +1,86 @@
+// What `run` checks and opens before the loop starts, in this order: everything that needs no database first
+// (the Job template, the cluster configuration: a bad value is exit 2 before the embedded PostgreSQL starts,
+// as the README promises), then the database (embedded or DATABASE_URL) and its schema.
+import type { V1Job } from '@kubernetes/client-node';
+import type { Config } from './config.js';
+import { createPool, type Pool } from './db.js';
+import { startEmbedded } from './embedded.js';
+import { checkTemplate, defaultTemplate, loadJobTemplate } from './jobTemplate.js';
+import { loadClusterConfig, type ClusterConfig } from './kubeJobs.js';
+import type { Logger } from './logger.js';
+import { migrate } from './migrate.js';
+import { safeUrl } from './redact.js';
+import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
+import { tables, type Tables } from './tables.js';
+
+/** A startup problem the operator must fix (not a transient outage): logged as one line, exit 1. */
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+/** Undo steps of a start, run in reverse by the caller when a later step fails or on stop. */
+export type Cleanup = (() => Promise<unknown>)[];
+
+export async function resolveTemplate(config: Config): Promise<V1Job> {
+  if (config.jobTemplateFile) return loadJobTemplate(config.jobTemplateFile);
+  const template = defaultTemplate(config.trainingImage, config.jobTtlSeconds);
+  checkTemplate(template, 'TRAINING_IMAGE');
+  return template;
+}
+
+export interface Prechecked {
+  template: V1Job;
+  /** null: no cluster configured (development): each Job is printed instead. */
+  cluster: ClusterConfig | null;
+}
+
+/** The checks that need neither a database nor a connection; each failure is one line. */
+export async function precheck(config: Config): Promise<Prechecked> {
+  const template = await resolveTemplate(config);
+  const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+  if (!cluster && config.production)
+    throw new StartupError(
+      'no Kubernetes configuration (KUBECONFIG, ~/.kube/config or an in-cluster service account) and NODE_ENV=production',
+    );
+  return { template, cluster };
+}
+
+export interface Database {
+  url: string;
+  pool: Pool;
+  tables: Tables;
+}
+
+/** DATABASE_URL, or the embedded server (started here, migrated, stopped last by `cleanup`). */
+async function databaseUrl(config: Config, logger: Logger, cleanup: Cleanup): Promise<string> {
+  if (config.databaseUrl !== '') return config.databaseUrl;
+  logger.info(
+    { dir: config.embeddedDataDir, port: config.embeddedPort },
+    'DATABASE_URL is not set: starting the embedded PostgreSQL (development only)',
+  );
+  const embedded = await startEmbedded(config, logger);
+  cleanup.push(() => embedded.stop());
+  return embedded.url;
+}
+
+/** The pool, on a database that has our schema and grants (the embedded one is migrated first). */
+export async function openDatabase(config: Config, logger: Logger, cleanup: Cleanup): Promise<Database> {
+  const url = await databaseUrl(config, logger, cleanup);
+  const pool = createPool(url, logger);
+  cleanup.push(() => pool.end());
+  const t = tables(config.annotationsSchema);
+  if (config.databaseUrl === '') await migrate(pool, logger, t);
+  const missing = await missingSchema(pool, t);
+  if (missing.length > 0)
+    throw new StartupError(
+      `database ${safeUrl(url)} is not migrated for ANNOTATIONS_SCHEMA=${t.schema} (missing ${missing.join(', ')}): run \`training-controller migrate\` or apply migrations/*.sql with psql -v schema=${t.schema}`,
+    );
+  const lacking = await missingPrivileges(pool, t);
+  if (lacking.length > 0)
+    throw new StartupError(
+      `the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`,
+    );
+  const indexWarning = await invalidIndexWarning(pool, t);
+  if (indexWarning) logger.warn(indexWarning);
+  return { url, pool, tables: t };
+}

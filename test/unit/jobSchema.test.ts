@@ -1,0 +1,134 @@
+// Issue 15: typos in JOB_TEMPLATE_FILE passed startup and met the API server only at the first dispatch (a
+// Job that never schedules, runs without its GPU limit, or a 422 hours later). Each is now one line naming the
+// file and the field path, exit 2, as templateShape.ts does for its own checks.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { load } from 'js-yaml';
+import { schemaErrors, unknownFieldErrors } from '../../src/jobSchema.js';
+import { checkTemplate, defaultTemplate, TemplateError } from '../../src/jobTemplate.js';
+import { packageRoot } from '../../src/paths.js';
+
+const SOURCE = 'JOB_TEMPLATE_FILE /etc/training-controller/job.yaml';
+
+// `any`: a template is whatever YAML the operator wrote, and each case breaks it differently.
+const valid = (): any =>
+  load(`
+apiVersion: batch/v1
+kind: Job
+spec:
+  backoffLimit: 0
+  ttlSecondsAfterFinished: 3600
+  template:
+    spec:
+      restartPolicy: Never
+      tolerations:
+        - { key: nvidia.com/gpu, operator: Exists, effect: NoSchedule }
+      volumes:
+        - { name: data, emptyDir: { sizeLimit: 10Gi } }
+      containers:
+        - name: train
+          image: registry.example.com/sentinel/train:1.4.2
+          ports: [{ containerPort: 8080, name: metrics }]
+          resources:
+            requests: { cpu: 500m, memory: 16Gi }
+            limits: { memory: 16Gi, nvidia.com/gpu: 1 }
+          volumeMounts: [{ name: data, mountPath: /data }]
+`);
+
+const refusal = (t: unknown): string => {
+  try {
+    checkTemplate(t, SOURCE);
+  } catch (err: unknown) {
+    assert.ok(err instanceof TemplateError, String(err));
+    assert.ok(!err.message.includes('\n'), 'one line');
+    return err.message;
+  }
+  return assert.fail('expected the template to be refused');
+};
+
+const cases: [string, (t: any) => void, string][] = [
+  [
+    '`toleration:` for `tolerations:`',
+    (t) => {
+      const pod = t.spec.template.spec;
+      pod.toleration = pod.tolerations;
+      delete pod.tolerations;
+    },
+    'spec.template.spec.toleration: unknown field (did you mean tolerations?)',
+  ],
+  [
+    '`limit:` for `limits:`',
+    (t) => {
+      const resources = t.spec.template.spec.containers[0].resources;
+      resources.limit = resources.limits;
+      delete resources.limits;
+    },
+    'spec.template.spec.containers[0].resources.limit: unknown field (did you mean limits?)',
+  ],
+  [
+    '`nvidia.com/gpu: one`',
+    (t) => (t.spec.template.spec.containers[0].resources.limits['nvidia.com/gpu'] = 'one'),
+    'spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"]: must be a quantity such as 2, 500m, 1.5 or 16Gi (got "one")',
+  ],
+  [
+    'an uppercase volume name',
+    (t) => {
+      t.spec.template.spec.volumes[0].name = 'Data';
+      t.spec.template.spec.containers[0].volumeMounts[0].name = 'Data';
+    },
+    'spec.template.spec.volumes[0].name: "Data" must be a DNS-1123 label (lowercase letters, digits and -, at most 63)',
+  ],
+  [
+    'a mount of no volume',
+    (t) => (t.spec.template.spec.containers[0].volumeMounts[0].name = 'datta'),
+    'spec.template.spec.containers[0].volumeMounts[0].name: "datta" names no volume',
+  ],
+  [
+    'an enum value the API does not have',
+    (t) => (t.spec.template.spec.tolerations[0].operator = 'Exist'),
+    'spec.template.spec.tolerations[0].operator: must be one of',
+  ],
+  [
+    'a required field left out',
+    (t) => delete t.spec.template.spec.containers[0].volumeMounts[0].mountPath,
+    'spec.template.spec.containers[0].volumeMounts[0].mountPath: Required value',
+  ],
+  [
+    'a port number written as text',
+    (t) => (t.spec.template.spec.containers[0].ports[0].containerPort = '8080'),
+    'spec.template.spec.containers[0].ports[0].containerPort: must be an integer (got "8080")',
+  ],
+  ['an unknown top-level field', (t) => (t.specs = {}), 'specs: unknown field (did you mean spec?)'],
+];
+
+describe('a Job template checked like the API server would', () => {
+  it('accepts a valid template with GPUs, tolerations, volumes and ports', () => {
+    assert.deepEqual(unknownFieldErrors(valid()), []);
+    assert.deepEqual(schemaErrors(valid()), []);
+    assert.doesNotThrow(() => checkTemplate(valid(), SOURCE));
+  });
+
+  it('accepts the default template and the one shipped in deploy/configmap.yaml', () => {
+    assert.doesNotThrow(() => checkTemplate(defaultTemplate('alpine:3.20.3', 3600), 'TRAINING_IMAGE'));
+    const configmap = readFileSync(join(packageRoot(), 'deploy', 'configmap.yaml'), 'utf8');
+    const shipped = load((load(configmap) as { data: Record<string, string> }).data['job.yaml']!);
+    assert.deepEqual([...unknownFieldErrors(shipped), ...schemaErrors(shipped as Record<string, unknown>)], []);
+  });
+
+  for (const [name, breakIt, expected] of cases) {
+    it(`refuses ${name}: one line naming the file and the field`, () => {
+      const t = valid();
+      breakIt(t);
+      const message = refusal(t);
+      assert.ok(message.startsWith(`${SOURCE}: ${expected}`), message);
+    });
+  }
+
+  it('says how many more problems there are past the first five', () => {
+    const t = valid();
+    for (const k of ['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7']) t.spec.template.spec.containers[0][k] = 1;
+    assert.match(refusal(t), /; and 2 more$/);
+  });
+});

@@ -106,7 +106,7 @@ export async function requestTrigger(pool: Pool, t: Tables, by: string, reason: 
 }
 
 /** The running service's effective settings, published at startup for `status` (issue #15). */
-export async function publishSettings(pool: Pool, t: Tables, settings: Record<string, unknown>): Promise<void> {
+export async function publishSettings(pool: Pool, t: Tables, settings: object): Promise<void> {
   await pool.query(`UPDATE ${t.control} SET settings = $1, settings_at = now() WHERE id`, [JSON.stringify(settings)]);
 }
 

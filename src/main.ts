@@ -21,6 +21,8 @@ import { safeUrl } from './redact.js';
 import { openDatabase, precheck, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './timers.js';
 import { maxWaitOf } from './triggers.js';
+import { publishSettings } from './control.js';
+import { settingsOf } from './statusControl.js';
 
 export { resolveTemplate, StartupError } from './startup.js';
 
@@ -149,6 +151,8 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
   const { template, cluster: clusterConfig } = await precheck(config);
   const db = await openDatabase(config, logger, cleanup);
   const cluster = connectCluster(config, clusterConfig, logger);
+  // For `status`, which would otherwise show its own shell's threshold and back-off (issue #15).
+  await publishSettings(db.pool, db.tables, settingsOf(config, cluster.mode, cluster.namespace));
   const health = newHealth(clusterConfig !== null);
   const metrics = createMetrics(() => timers.now());
   const parts: Parts = { config, logger, timers, db, template, cluster, health, metrics };

@@ -4,6 +4,7 @@ import type { Config } from './config.js';
 import type { Pool } from './db.js';
 import { invalidIndexWarning } from './schemaCheck.js';
 import { tables } from './tables.js';
+import { controlLines, readControlStatus, type ControlStatus } from './statusControl.js';
 import { countPendingExact, failureHistory, openRun, recentRuns, unfinishedRun, type Run } from './runs.js';
 
 export interface Status {
@@ -11,6 +12,7 @@ export interface Status {
   threshold: number;
   openRun:
     | (Pick<Run, 'id' | 'jobName' | 'state' | 'annotationCount' | 'reason'> & {
+        trigger: string;
         ageSeconds: number;
         claim: ChunkProgress | null;
       })
@@ -23,6 +25,8 @@ export interface Status {
   /** What an operator should fix, one line each (an INVALID index). */
   warnings: string[];
   recentRuns: StatusRun[];
+  /** The pause, a trigger request, the max wait, and whose settings these numbers are. */
+  control: ControlStatus;
 }
 
 export interface StatusRun {
@@ -33,6 +37,8 @@ export interface StatusRun {
   created: string;
   finished: string | null;
   reason: string | null;
+  /** What started it: `threshold`, `max-wait` or `manual`, with the request's `user@host: reason`. */
+  trigger: string;
 }
 
 /** How far a chunked claim (or baseline) got: ids up to `cursor` done, of those up to `through`. */
@@ -53,13 +59,16 @@ const statusRun = (r: Run): StatusRun => ({
   created: r.createdAt.toISOString(),
   finished: r.finishedAt?.toISOString() ?? null,
   reason: r.reason,
+  trigger: triggerText(r),
 });
+
+const triggerText = (r: Run): string => (r.triggerReason ? `${r.triggerKind} (${r.triggerReason})` : r.triggerKind);
 
 function openRunStatus(open: Run | null, now: number): Status['openRun'] {
   if (!open) return null;
   const { id, jobName, state, annotationCount, reason } = open;
   const ageSeconds = Math.round((now - open.createdAt.getTime()) / 1000);
-  return { id, jobName, state, annotationCount, reason, ageSeconds, claim: progress(open) };
+  return { id, jobName, state, annotationCount, reason, trigger: triggerText(open), ageSeconds, claim: progress(open) };
 }
 
 function unfinishedStatus(u: Run | null): Status['unfinished'] {
@@ -86,26 +95,29 @@ function backoffStatus(history: FailureHistory, until: number | null): Status['b
 
 export async function readStatus(pool: Pool, config: Config): Promise<Status> {
   const t = tables(config.annotationsSchema);
-  const [pending, open, unfinished, history, recent, indexWarning] = await Promise.all([
+  const [pending, open, unfinished, history, recent, indexWarning, control] = await Promise.all([
     countPendingExact(pool, t),
     openRun(pool, t),
     unfinishedRun(pool, t),
     failureHistory(pool, t),
     recentRuns(pool, t, 10),
     invalidIndexWarning(pool, t),
+    readControlStatus(pool, t, config),
   ]);
+  const settings = control.settings;
   // Ages and the back-off compare database timestamps with the database's clock, never this machine's.
-  const until = backoffUntil(history, config.retryBackoffSeconds, config.retryBackoffMaxSeconds);
+  const until = backoffUntil(history, settings.retryBackoffSeconds, settings.retryBackoffMaxSeconds);
   const failure = recent.find((r) => r.state === 'failed' || r.state === 'lost');
   return {
     pending,
-    threshold: config.trainingThreshold,
+    threshold: settings.trainingThreshold,
     openRun: openRunStatus(open, history.now),
     lastFailure: failure ? statusRun(failure) : null,
     unfinished: unfinishedStatus(unfinished),
     backoff: backoffStatus(history, until),
     warnings: indexWarning ? [indexWarning] : [],
     recentRuns: recent.map(statusRun),
+    control,
   };
 }
 
@@ -144,6 +156,7 @@ function openRunLines(o: Status['openRun']): string[] {
   if (!o) return ['open run:            none'];
   return [
     `open run:            #${o.id} ${o.jobName} ${o.state}, ${o.annotationCount} annotations, ${o.ageSeconds} s old`,
+    ...(o.trigger !== 'threshold' ? [`open run started:    ${o.trigger}`] : []),
     ...(o.reason ? [`open run reason:     ${o.reason}`] : []),
     ...(o.claim ? [`claim in progress:   ${claimLine(o.claim)} (the Job is created when it completes)`] : []),
   ];
@@ -176,6 +189,7 @@ export function formatStatus(s: Status): string {
   const reached = s.pending >= s.threshold ? ', reached' : '';
   const lines = [
     `pending annotations: ${s.pending} (threshold ${s.threshold}${reached})`,
+    ...controlLines(s.control, s.pending),
     ...openRunLines(s.openRun),
     ...(s.unfinished
       ? [`${s.unfinished.work === 'settle' ? 'settle' : 'baseline'} in progress: ${unfinishedLine(s.unfinished)}`]

@@ -179,6 +179,35 @@ describe('operator controls', () => {
     ]);
   });
 
+  it("status shows the running service's settings (not the shell's), the pause, the max wait and why runs started", async () => {
+    c = await startController(db.url, kube, {
+      TRAINING_THRESHOLD: '7',
+      RETRY_BACKOFF_SECONDS: '20',
+      TRAINING_MAX_WAIT_SECONDS: '3600',
+      TRAINING_MIN_BATCH: '2',
+    });
+    await verifyNew(db.pool, 1);
+    await settled(c);
+    await operator(db, 'pause', '--reason', 'cluster maintenance');
+    const s = await operator(db, 'status'); // this shell: TRAINING_THRESHOLD unset, so 50 if it read its own
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stdout, /^pending annotations: 1 \(threshold 7\)$/m);
+    assert.match(s.stdout, /^paused: +since \S+ by \S+@\S+: cluster maintenance \(resume lifts it\)$/m);
+    assert.match(s.stdout, /^max wait: +fires at \S+ once 2 are pending, held by the pause$/m);
+    assert.match(
+      s.stdout,
+      /^settings: +kubernetes, namespace default \(as published by the running service at \S+\)$/m,
+    );
+
+    await operator(db, 'resume');
+    const t = await operator(db, 'trigger', '--reason', 'labels fixed');
+    assert.equal(t.code, 0, t.stderr);
+    const json = JSON.parse((await operator(db, 'status', '--json')).stdout);
+    assert.match(json.openRun.trigger, /^manual \(\S+@\S+: labels fixed\)$/);
+    assert.equal(json.control.settings.retryBackoffSeconds, 20);
+    assert.equal(json.control.paused, null);
+  });
+
   it('bad usage is exit 2 and one line', async () => {
     const r = await operator(db, 'pause', '--bogus');
     assert.deepEqual(

@@ -14,6 +14,23 @@ const base: Status = {
   backoff: null,
   warnings: [],
   recentRuns: [],
+  control: {
+    settings: {
+      trainingThreshold: 50,
+      retryBackoffSeconds: 20,
+      retryBackoffMaxSeconds: 3600,
+      trainingMaxWaitSeconds: 0,
+      trainingMinBatch: 1,
+      pollIntervalSeconds: 300,
+      mode: 'kubernetes',
+      namespace: 'ml-training',
+      source: 'service',
+      publishedAt: '2026-01-01T00:00:00.000Z',
+    },
+    paused: null,
+    triggerRequest: null,
+    maxWait: null,
+  },
 };
 
 const run = {
@@ -24,6 +41,7 @@ const run = {
   created: '2026-01-01T00:00:00.000Z',
   finished: '2026-01-01T00:05:00.000Z',
   reason: LONG,
+  trigger: 'threshold',
 };
 
 describe('status as a table', () => {
@@ -36,11 +54,32 @@ describe('status as a table', () => {
         state: 'submitting',
         annotationCount: 50,
         reason: LONG,
+        trigger: 'manual (ana@ops: labels fixed)',
         ageSeconds: 12,
         claim: null,
       },
     });
     assert.match(out, new RegExp(`^open run reason: +${LONG}$`, 'm'));
+    assert.match(out, /^open run started: +manual \(ana@ops: labels fixed\)$/m);
+  });
+
+  it('shows the pause, a trigger request, the max wait, and whose settings these are', () => {
+    const out = formatStatus({
+      ...base,
+      control: {
+        ...base.control,
+        paused: { since: '2026-01-02T00:00:00.000Z', by: 'ana@ops', reason: 'cluster maintenance' },
+        triggerRequest: { at: '2026-01-02T00:01:00.000Z', by: 'bo@ops', reason: null },
+        maxWait: { firesAt: '2026-01-03T00:00:00.000Z', minBatch: 5 },
+      },
+    });
+    assert.match(out, /^paused: +since 2026-01-02T00:00:00.000Z by ana@ops: cluster maintenance \(resume lifts it\)$/m);
+    assert.match(out, /^trigger requested: +at 2026-01-02T00:01:00.000Z by bo@ops$/m);
+    assert.match(out, /^max wait: +fires at 2026-01-03T00:00:00.000Z once 5 are pending, held by the pause$/m);
+    assert.match(
+      out,
+      /^settings: +kubernetes, namespace ml-training \(as published by the running service at 2026-01-01/m,
+    );
   });
 
   it('shows the last failure whole, and cuts only the table column (marked …)', () => {

@@ -3,7 +3,12 @@ import convict from 'convict';
 import { dnsLabel, int, nonEmpty, oneOf, postgresUrl, sqlIdentifier } from './configRules.js';
 import { MIN_JOB_TTL_SECONDS } from './jobValidation.js';
 
-export type DispatchMode = 'kubernetes' | 'dry-run';
+/**
+ * How runs are dispatched. kubernetes: create Jobs. dry-run: the API server validates each (dryRun=All), nothing
+ * is claimed. print: no cluster configured, the Job is logged. DISPATCH_MODE sets the first two; print is what
+ * the service falls back to without a cluster (never a setting).
+ */
+export type DispatchMode = 'kubernetes' | 'dry-run' | 'print';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 /** `pretty`: pino-pretty, for a person at a terminal; `json`: one JSON object a line, for a log pipeline. */
 export type LogFormat = 'json' | 'pretty';
@@ -42,7 +47,7 @@ export interface Config {
   jobTemplateFile: string;
   jobTtlSeconds: number;
   kubeRequestTimeoutMs: number;
-  dispatchMode: DispatchMode;
+  dispatchMode: Exclude<DispatchMode, 'print'>;
   httpPort: number;
   logLevel: LogLevel;
   /** LOG_FORMAT resolved: `auto` is `pretty` on a terminal outside production, else `json`. */
@@ -166,7 +171,7 @@ function toConfig(raw: Raw, stdoutIsTty: boolean): Config {
     jobTemplateFile: str('jobTemplateFile'),
     jobTtlSeconds: num('jobTtlSeconds'),
     kubeRequestTimeoutMs: num('kubeRequestTimeoutMs'),
-    dispatchMode: str('dispatchMode') as DispatchMode,
+    dispatchMode: str('dispatchMode') as Exclude<DispatchMode, 'print'>,
     httpPort: num('httpPort'),
     logLevel: str('logLevel') as LogLevel,
     logFormat: format === 'auto' ? (stdoutIsTty && !production ? 'pretty' : 'json') : (format as LogFormat),

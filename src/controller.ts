@@ -15,20 +15,14 @@
 import { AwaitWriters } from './awaitWriters.js';
 import { retryDelayMs } from './backoff.js';
 import { ChunkInterrupted } from './chunks.js';
-import type { Config } from './config.js';
-import type { Pool } from './db.js';
 import { Debouncer } from './debounce.js';
-import type { DispatcherDeps } from './dispatcher.js';
 import { errorMessage } from './errors.js';
-import type { Health } from './health.js';
 import { KubeError } from './kubeErrors.js';
-import type { Logger } from './logger.js';
-import type { Metrics } from './metrics.js';
 import { stillWriting } from './pending.js';
 import type { RecountCause } from './recountCauses.js';
-import { RecountStep, type RecountHooks } from './recountStep.js';
+import { RecountStep, type RecountDeps, type RecountHooks } from './recountStep.js';
 import { reconcile, type ReconcilerDeps } from './reconciler.js';
-import { OneShot, type Timers } from './timers.js';
+import { OneShot } from './timers.js';
 import { WorkQueue } from './workQueue.js';
 
 /** Debug log line the benchmark reads to split the trigger latency (RECOUNTED is in recountStep.ts). */
@@ -37,14 +31,7 @@ export { RECOUNTED } from './recountStep.js';
 
 const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'writers-ended']);
 
-export interface ControllerDeps {
-  config: Config;
-  pool: Pool;
-  logger: Logger;
-  timers: Timers;
-  metrics: Metrics;
-  health: Health;
-  dispatcher: DispatcherDeps;
+export interface ControllerDeps extends Omit<RecountDeps, 'createLeaseMs'> {
   /** null in print mode (no cluster): nothing is ever submitted, so there is nothing to reconcile. */
   reconciler: ReconcilerDeps | null;
   /** The namespaces whose Jobs must be watched (the configured one and the open run's), after each reconcile. */

@@ -6,7 +6,7 @@
 import type { V1Job } from '@kubernetes/client-node';
 import { backoffUntil } from './backoff.js';
 import { finishClaim, LOCK_NOT_AVAILABLE } from './chunks.js';
-import type { Config } from './config.js';
+import type { Config, DispatchMode } from './config.js';
 import { dropTrigger, readControl, runStarted } from './control.js';
 import { rollback, withTransaction, type PoolClient, type Rollback } from './db.js';
 import { decideDispatch, IN_PROGRESS, type Decision, type DispatchFacts } from './decide.js';
@@ -26,8 +26,6 @@ import {
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
 import { firedTrigger, type Control, type MaxWait } from './triggers.js';
 
-/** kubernetes: create Jobs. dry-run: the API server validates (dryRun=All), nothing is claimed. print: no cluster, log only. */
-export type Mode = 'kubernetes' | 'dry-run' | 'print';
 
 export type DispatchResult =
   | { kind: 'dispatched'; run: Run; submit: SubmitResult }
@@ -40,7 +38,7 @@ export type DispatchResult =
 export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
   config: Config;
   jobs: JobsApi | null;
-  mode: Mode;
+  mode: DispatchMode;
   namespace: string;
   maxWait: MaxWait;
   now(): number;

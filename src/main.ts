@@ -7,9 +7,8 @@
 // Stop:  listener (no new notifications) → watch → Kubernetes requests in flight aborted → controller (the
 //        in-flight step finishes: a dispatch commits or rolls back) → HTTP → pool → embedded server.
 import type { V1Job } from '@kubernetes/client-node';
-import type { Config } from './config.js';
+import type { Config, DispatchMode } from './config.js';
 import { Controller } from './controller.js';
-import type { Mode } from './dispatcher.js';
 import { newHealth, type Health } from './health.js';
 import { startHttp, type HttpServer } from './http.js';
 import { JobWatch, JobWatches } from './jobWatch.js';
@@ -28,7 +27,7 @@ export { resolveTemplate, StartupError } from './startup.js';
 
 export interface Service {
   config: Config;
-  mode: Mode;
+  mode: DispatchMode;
   httpPort: number;
   health: Health;
   metrics: Metrics;
@@ -38,13 +37,13 @@ export interface Service {
 }
 
 interface Cluster {
-  mode: Mode;
+  mode: DispatchMode;
   jobs: JobsApi | null;
   namespace: string;
 }
 
 function connectCluster(config: Config, cluster: ClusterConfig | null, logger: Logger): Cluster {
-  const mode: Mode = cluster ? config.dispatchMode : 'print';
+  const mode: DispatchMode = cluster ? config.dispatchMode : 'print';
   const jobs: JobsApi | null = cluster ? createJobsApi(cluster, config.kubeRequestTimeoutMs) : null;
   const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
   if (!cluster) {

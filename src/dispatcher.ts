@@ -26,7 +26,6 @@ import {
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
 import { firedTrigger, type Control, type MaxWait } from './triggers.js';
 
-
 export type DispatchResult =
   | { kind: 'dispatched'; run: Run; submit: SubmitResult }
   | { kind: 'skipped'; decision: Extract<Decision, { action: 'skip' }>; foreignJob: boolean }

@@ -25,6 +25,9 @@ import { safeUrl } from './redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
 import { tables } from './tables.js';
 
+/** Logged once the service is up and listening (tests and scripts/container-test.sh wait for it). */
+export const LISTENING = 'Listening for verified annotations';
+
 export interface Service {
   config: Config;
   mode: Mode;
@@ -164,7 +167,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
                 mode,
                 httpPort: http.port,
               },
-              'Listening for verified annotations',
+              LISTENING,
             );
           controller.requestRecount(initial ? 'startup' : 'reconnect');
         },

@@ -161,6 +161,11 @@ export class Listener {
       parse: (s: string) => s,
     });
     let initialDone = false;
+    // A reconnect of pg-listen's that completes after close() starts a new client and its paranoid check (a
+    // setInterval that kept the test process alive for minutes): close again whatever it brought up.
+    const closeIfRetired = () => {
+      if (this.stopped || retired) void subscriber.close().catch(() => undefined);
+    };
     subscriber.events.on('reconnect', (attempt: number) => {
       if (attempt === 1) {
         this.logger.warn('LISTEN connection lost; reconnecting');
@@ -168,11 +173,13 @@ export class Listener {
       }
     });
     subscriber.events.on('connected', () => {
+      closeIfRetired();
       if (!initialDone || this.stopped) return;
       this.logger.info(RECONNECTED);
       this.handlers.connected(false);
     });
     subscriber.events.on('error', (err: Error) => {
+      closeIfRetired();
       this.logger.error({ err: scrubSecrets(err.message, this.connectionString) }, 'LISTEN connection error');
     });
     subscriber.notifications.on(CHANNEL, (payload: unknown) => {

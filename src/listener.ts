@@ -146,6 +146,14 @@ export class Listener {
     }
   }
 
+  /**
+   * A pg-listen reconnect that ends after close() starts a new client and a 10 s paranoid-check setInterval
+   * (it kept a test process alive for minutes): close those too.
+   */
+  private closeIfRetired(subscriber: ReturnType<Factory>, retired: boolean): void {
+    if (this.stopped || retired) void subscriber.close().catch(() => undefined);
+  }
+
   private async subscribe(): Promise<void> {
     let retired = false;
     const subscriber = createSubscriber(this.connectionConfig(), {
@@ -161,11 +169,6 @@ export class Listener {
       parse: (s: string) => s,
     });
     let initialDone = false;
-    // A reconnect of pg-listen's that completes after close() starts a new client and its paranoid check (a
-    // setInterval that kept the test process alive for minutes): close again whatever it brought up.
-    const closeIfRetired = () => {
-      if (this.stopped || retired) void subscriber.close().catch(() => undefined);
-    };
     subscriber.events.on('reconnect', (attempt: number) => {
       if (attempt === 1) {
         this.logger.warn('LISTEN connection lost; reconnecting');
@@ -173,13 +176,13 @@ export class Listener {
       }
     });
     subscriber.events.on('connected', () => {
-      closeIfRetired();
+      this.closeIfRetired(subscriber, retired);
       if (!initialDone || this.stopped) return;
       this.logger.info(RECONNECTED);
       this.handlers.connected(false);
     });
     subscriber.events.on('error', (err: Error) => {
-      closeIfRetired();
+      this.closeIfRetired(subscriber, retired);
       this.logger.error({ err: scrubSecrets(err.message, this.connectionString) }, 'LISTEN connection error');
     });
     subscriber.notifications.on(CHANNEL, (payload: unknown) => {

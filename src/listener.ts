@@ -20,13 +20,18 @@ import { interruptibleSleep, type Timers } from './timers.js';
 import type { Logger } from './logger.js';
 
 export const CHANNEL = 'training_controller';
+/** The LISTEN connection's application_name: how an operator (and a test) finds its backend in pg_stat_activity. */
+export const LISTEN_APPLICATION_NAME = 'training-controller-listen';
+/** Logged when the LISTEN connection is back after a loss (tests wait for it). */
+export const RECONNECTED = 'LISTEN connection re-established';
 
 // pg-listen is CommonJS: under ESM its factory is the default export's `default`.
 type Factory = typeof pgListen.default;
 const createSubscriber: Factory =
   (pgListen as unknown as { default?: Factory }).default ?? (pgListen as unknown as Factory);
 
-const PING_PREFIX = 'ping:';
+/** Payloads a listener takes for a liveness ping (its own, or another replica's to ignore). */
+export const PING_PREFIX = 'ping:';
 
 export interface ListenerHandlers {
   notification(): void;
@@ -111,7 +116,7 @@ export class Listener {
   private connectionConfig(): pg.ClientConfig {
     return {
       connectionString: this.connectionString,
-      application_name: 'training-controller-listen',
+      application_name: LISTEN_APPLICATION_NAME,
       connectionTimeoutMillis: 5_000,
       query_timeout: 5_000,
       keepAlive: true,
@@ -144,6 +149,14 @@ export class Listener {
     }
   }
 
+  /**
+   * A pg-listen reconnect that ends after close() starts a new client and a 10 s paranoid-check setInterval
+   * (it kept a test process alive for minutes): close those too.
+   */
+  private closeIfRetired(subscriber: ReturnType<Factory>, retired: boolean): void {
+    if (this.stopped || retired) void subscriber.close().catch(() => undefined);
+  }
+
   private async subscribe(): Promise<void> {
     let retired = false;
     const subscriber = createSubscriber(this.connectionConfig(), {
@@ -166,11 +179,13 @@ export class Listener {
       }
     });
     subscriber.events.on('connected', () => {
+      this.closeIfRetired(subscriber, retired);
       if (!initialDone || this.stopped) return;
-      this.logger.info('LISTEN connection re-established');
+      this.logger.info(RECONNECTED);
       this.handlers.connected(false);
     });
     subscriber.events.on('error', (err: Error) => {
+      this.closeIfRetired(subscriber, retired);
       this.logger.error({ err: scrubSecrets(err.message, this.connectionString) }, 'LISTEN connection error');
     });
     subscriber.notifications.on(CHANNEL, (payload: unknown) => {
@@ -195,7 +210,7 @@ export class Listener {
     initialDone = true;
     const initial = !this.everConnected;
     this.everConnected = true;
-    if (!initial) this.logger.info('LISTEN connection re-established');
+    if (!initial) this.logger.info(RECONNECTED);
     this.handlers.connected(initial);
   }
 }

@@ -25,6 +25,9 @@ import { settingsOf } from './statusControl.js';
 
 export { resolveTemplate, StartupError } from './startup.js';
 
+/** Logged once the service is up and listening (tests and scripts/container-test.sh wait for it). */
+export const LISTENING = 'Listening for verified annotations';
+
 export interface Service {
   config: Config;
   mode: DispatchMode;
@@ -125,7 +128,7 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
     if (initial)
       logger.info(
         { database: safeUrl(url), threshold: config.trainingThreshold, mode: p.cluster.mode, httpPort },
-        'Listening for verified annotations',
+        LISTENING,
       );
     controller.requestRecount(initial ? 'startup' : 'reconnect');
   };

@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { V1Job } from '@kubernetes/client-node';
 import pg from 'pg';
 import { CLAIMING_IN_CHUNKS } from '../src/dispatcher.js';
+import { PENDING } from '../src/pending.js';
 import { FINISHING_CLAIM, FINISHING_UNFINISHED } from '../src/reconciler.js';
 import { cliPath, spawnCli, type ChildController } from './support/child.js';
 import { freshDatabase, invariantViolations, runRows, triageWrite, verifyNew, type TestDb } from './support/db.js';
@@ -279,7 +280,7 @@ describe('training-controller baseline', () => {
         ['baseline', 12],
       ],
     );
-    assert.equal(await count(db, 'verified AND NOT used_for_training AND training_run_id IS NULL'), 5);
+    assert.equal(await count(db, PENDING), 5);
   });
 
   it('is refused while a run is open', async () => {

@@ -5,10 +5,11 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { CLAIMING_IN_CHUNKS } from '../src/dispatcher.js';
 import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, sleep, useInfra } from './support/harness.js';
+import { eventually, useInfra } from './support/harness.js';
 
 const exec = promisify(execFile);
 
@@ -28,10 +29,11 @@ describe('Triage ids the chunked claim cannot walk', () => {
       await verifyNew(db.pool, 49);
       const c = spawnCli(['run'], { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, LOG_LEVEL: 'info' });
       try {
-        await sleep(3000);
+        // Logged before the create, after any claim race: the lines before it are all in.
+        await c.logs.waitForMsg('Triggering training with 50 new images', 15_000);
         const races = c.logs.lines.filter((l) => String(l.msg).startsWith('Only 49 pending at claim time')).length;
-        assert.ok(races < 10, `${races} claim-race dispatch transactions in 3 s`);
-        assert.equal(kube.creates.length, 1, 'one Job for the 50 pending annotations');
+        assert.equal(races, 0, 'claim-race dispatch transactions before the Job');
+        await eventually(() => kube.creates.length === 1, 'one Job for the 50 pending annotations');
       } finally {
         c.proc.kill('SIGKILL');
         await c.exited;
@@ -106,10 +108,19 @@ describe('SIGTERM during a chunked claim', () => {
       SHUTDOWN_TIMEOUT_MS: '2000',
       LOG_LEVEL: 'info',
     });
-    await c.logs.waitForMsg('Claiming a large batch in chunks before the Job is created', 15_000);
-    await sleep(300);
+    await c.logs.waitForMsg(CLAIMING_IN_CHUNKS, 15_000);
+    // A chunk after the dispatch's first is committed: the walk is under way (5,000 chunks of 20 to go).
+    const claimed = async () =>
+      (
+        await db.pool.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM annotations WHERE training_run_id IS NOT NULL',
+        )
+      ).rows[0]!.n;
+    await eventually(async () => (await claimed()) > 20, 'a second chunk claimed', 10_000);
     c.proc.kill('SIGTERM');
+    await c.logs.waitForMsg(/^Shutting down: the claim of run \d+ stops between chunks/, 5000);
     const exit = await c.exited;
     assert.deepEqual(exit, { code: 0, signal: null }, c.logs.raw.slice(-3).join('\n'));
+    assert.ok((await claimed()) < 100_000, 'the claim stopped part way');
   });
 });

@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { load } from 'js-yaml';
 import type { V1Job } from '@kubernetes/client-node';
+import { LISTENING } from '../src/main.js';
 import { readMigrations } from '../src/migrate.js';
 import { packageRoot } from '../src/paths.js';
 import { cliPath, spawnCli } from './support/child.js';
@@ -558,7 +559,7 @@ describe('signals', () => {
     s.kube.inject({ verb: 'create', delayMs: 20_000 }); // a create that would hang past any grace period
     const env = { DATABASE_URL: s.db.url, KUBECONFIG: s.kube.kubeconfigPath, KUBE_REQUEST_TIMEOUT_MS: '30000' };
     const child = spawnCli(['run'], env);
-    await child.logs.waitForMsg('Listening for verified annotations');
+    await child.logs.waitForMsg(LISTENING);
     await verifyNew(s.db.pool, 50);
     await child.logs.waitForMsg('Triggering training with 50 new images');
     const t0 = Date.now();
@@ -590,7 +591,7 @@ describe('signals', () => {
     const own = await freshDatabase(server.url);
     try {
       const child = spawnCli(['run'], { DATABASE_URL: own.url, KUBECONFIG: s.kube.kubeconfigPath });
-      await child.logs.waitForMsg('Listening for verified annotations');
+      await child.logs.waitForMsg(LISTENING);
       await own.pool.end();
       await server.stop();
       await child.logs.waitForMsg('LISTEN connection lost; reconnecting');
@@ -607,7 +608,7 @@ describe('signals', () => {
 
   it('a second signal exits at once', async () => {
     const child = spawnCli(['run'], { DATABASE_URL: s.db.url, KUBECONFIG: s.kube.kubeconfigPath });
-    await child.logs.waitForMsg('Listening for verified annotations');
+    await child.logs.waitForMsg(LISTENING);
     child.proc.kill('SIGTERM');
     child.proc.kill('SIGTERM');
     const { code } = await child.exited;

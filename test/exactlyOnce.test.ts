@@ -3,11 +3,12 @@
 // create answers lost while the server creates, annotations un-verified while their batch trains.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
+import { IN_PROGRESS } from '../src/decide.js';
 import { SETTLE_FINALIZER } from '../src/jobTemplate.js';
 import { ADOPTED } from '../src/submit.js';
 import { invariantViolations, freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, sleep, startController, type Running } from './support/harness.js';
+import { eventually, recountNow, startController, type Running } from './support/harness.js';
 
 const runs = (db: TestDb) => runRows(db.pool);
 
@@ -81,8 +82,7 @@ describe('exactly once', () => {
       await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'the run to be settled succeeded');
       await eventually(() => kube.jobs.size === 0, 'the Job to be released and gone');
       assert.equal(await count(db, 'used_for_training'), 50);
-      await sleep(300);
-      await c.service.controller.idle();
+      assert.equal((await recountNow(c)).pending, 0, 'the batch is not pending again');
       assert.equal(kube.creates.length, 1, 'no second Job for the same batch');
     });
   }
@@ -104,12 +104,12 @@ describe('exactly once', () => {
     // No periodic reconcile: the completion must arrive through a watch of team-a, the run's namespace.
     c = await startController(db.url, kube, { TRAINING_NAMESPACE: 'team-b', RECONCILE_INTERVAL_SECONDS: '3600' });
     await verifyNew(db.pool, 50); // enough for a second run, which must wait for the first
-    await c.logs.waitForMsg(/^Training already in progress/);
+    await c.logs.waitForMsg(IN_PROGRESS);
     assert.deepEqual(
       (await runs(db)).map((r) => [r.state, r.namespace]),
       [['running', 'team-a']],
     );
-    await sleep(200);
+    await eventually(() => kube.openWatches('team-a') === 1, "the watch of team-a, the run's namespace");
     kube.setPhase(name, 'complete', 'team-a');
     await eventually(async () => (await runs(db))[0]?.state === 'succeeded', 'run 1 to succeed in team-a');
     await eventually(async () => (await runs(db))[1]?.state === 'running', 'run 2 to start, in team-b');
@@ -130,7 +130,12 @@ describe('exactly once', () => {
     c = await startController(db.url, kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
     await verifyNew(db.pool, 50);
     await c.logs.waitForMsg(ADOPTED, 10_000);
-    await sleep(3500); // longer than 5 create attempts a lease (550 ms) apart
+    // Adopted means running: no create is attempted for the run again, so the give-up after MAX_CREATE_ATTEMPTS
+    // can no longer come (the 5 attempts a 550 ms lease apart that this test once slept through). A reconcile
+    // pass, which is where a give-up would happen, must keep it running.
+    await c.service.controller.idle();
+    c.service.controller.requestReconcile();
+    await c.service.controller.idle();
     assert.deepEqual(
       (await runs(db)).map((r) => r.state),
       ['running'],

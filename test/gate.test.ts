@@ -4,7 +4,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import pg from 'pg';
-import { counterValue, eventually, sleep, useStack, type Running } from './support/harness.js';
+import {
+  counterValue,
+  eventually,
+  killListener,
+  nextRecount,
+  notificationsSent,
+  useStack,
+  type Running,
+} from './support/harness.js';
 
 const notifications = (c: Running) => counterValue(c, 'notifications');
 
@@ -16,9 +24,10 @@ describe('notification gate', () => {
   const s = useStack({ POLL_INTERVAL_SECONDS: '0', TRAINING_THRESHOLD: '50' });
 
   it('sends no notification for the 49 verifications that cannot reach the threshold', async () => {
-    await verifyOneByOne(s.db.pool, 49);
-    await sleep(300);
+    const sent = await notificationsSent(s.db.url, () => verifyOneByOne(s.db.pool, 49));
+    assert.deepEqual(sent, []);
     assert.equal(await notifications(s.c), 0);
+    await s.c.service.controller.idle();
     assert.equal(s.kube.creates.length, 0);
   });
 
@@ -46,10 +55,11 @@ describe('notification gate', () => {
       await a.query('BEGIN');
       await a.query('INSERT INTO annotations (verified) VALUES (true)');
       // 49 more commit; the last reaches the target and notifies; the recount sees 49 (A is invisible).
+      const from = s.c.logs.lines.length;
       await verifyOneByOne(s.db.pool, 49);
       await eventually(async () => (await notifications(s.c)) > before, 'the gate notification');
-      await sleep(300);
-      await s.c.service.controller.idle();
+      const recount = await nextRecount(s.c, from, 'notification');
+      assert.equal(recount.pending, 49);
       assert.equal(s.kube.creates.length, 1, 'only 49 visible: no second Job yet');
       // A commits: its own gate number was below every target, so it sends nothing.
       await a.query('COMMIT');
@@ -77,9 +87,7 @@ describe('notification gate: a verifying transaction still open at a recount, ho
       await a.query('INSERT INTO annotations (verified) VALUES (true)');
       // A recount while A is open: the one that follows a reconnect of the LISTEN connection.
       const before = await counterValue(s.c, 'recounts', { cause: 'reconnect' });
-      await s.db.pool.query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
-      );
+      assert.equal(await killListener(s.db.pool), 1);
       await eventually(
         async () => (await counterValue(s.c, 'recounts', { cause: 'reconnect' })) > before,
         'the reconnect recount',

@@ -1,10 +1,13 @@
 // A run from claim to settlement, and every way it can go wrong on the way.
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { IN_PROGRESS } from '../src/decide.js';
 import { jobName } from '../src/jobTemplate.js';
+import { LISTENING } from '../src/main.js';
+import { ADOPTED } from '../src/submit.js';
 import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, sleep, startController, type Running } from './support/harness.js';
+import { eventually, nextRecount, recountNow, startController, type Running } from './support/harness.js';
 import { spawnCli } from './support/child.js';
 
 const runs = (db: TestDb) => runRows(db.pool);
@@ -37,11 +40,13 @@ describe('run lifecycle', () => {
     kube.setPhase(kube.creates[0]!.name, 'running');
     kube.setPhase(kube.creates[0]!.name, 'complete');
     // The outcome is recorded first; the annotations are marked used after it, chunk by chunk (chunks.ts).
-    await c.logs.waitForMsg('Training run succeeded: 50 annotations marked used');
+    const succeeded = await c.logs.waitForMsg('Training run succeeded: 50 annotations marked used');
     assert.equal((await runs(db))[0]?.state, 'succeeded');
     const used = await db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE used_for_training');
     assert.equal(used.rows[0].n, 50);
-    await sleep(200);
+    // The end of a run asks for a recount: it sees the leftovers, and they are too few.
+    const after = await nextRecount(c, c.logs.lines.indexOf(succeeded));
+    assert.equal(after.pending, 30);
     assert.equal(kube.creates.length, 1, '30 leftovers are below the threshold');
     await verifyNew(db.pool, 20);
     await eventually(() => kube.creates.length === 2, 'the second Job at 30 + 20');
@@ -100,7 +105,8 @@ describe('run lifecycle', () => {
       () => kube.requests.filter((r) => r.verb === 'list').length > lists,
       'a new list after 410 Expired',
     );
-    await sleep(100);
+    // The completion must come through the new watch, opened from the list's resourceVersion.
+    await eventually(() => kube.openWatches() === 1, 'the watch to be open again');
     kube.setPhase(kube.creates[0]!.name, 'complete');
     await eventually(
       async () => (await runs(db))[0]?.state === 'succeeded',
@@ -133,7 +139,7 @@ describe('run lifecycle', () => {
     await verifyNew(db.pool, 50);
     const failed = await c.logs.waitForMsg('Job create failed, will retry the same name');
     assert.match(String(failed.err), /timed out/);
-    await c.logs.waitForMsg('Job already exists with this run id: adopted', 10_000);
+    await c.logs.waitForMsg(ADOPTED, 10_000);
     assert.deepEqual(
       (await runs(db)).map((r) => r.state),
       ['running'],
@@ -192,8 +198,9 @@ describe('run lifecycle', () => {
     });
     c = await startController(db.url, kube);
     await verifyNew(db.pool, 50);
-    await c.logs.waitForMsg('Training already in progress');
-    await sleep(300);
+    await c.logs.waitForMsg(IN_PROGRESS);
+    // Asked again with everything visible: the hand-made Job still holds it back.
+    assert.equal((await recountNow(c)).pending, 50);
     assert.equal(kube.creates.length, 0);
     kube.setPhase(foreign.metadata!.name!, 'complete');
     await eventually(() => kube.creates.length === 1, 'our Job once the hand-made one finished', 10_000);
@@ -216,7 +223,7 @@ describe('crash between the claim and the create', () => {
     kube.inject({ verb: 'create', delayMs: 4000, status: 503 });
     const env = { DATABASE_URL: db.url, KUBECONFIG: kube.kubeconfigPath, KUBE_REQUEST_TIMEOUT_MS: '1000' };
     const first = spawnCli(['run'], env);
-    await first.logs.waitForMsg('Listening for verified annotations');
+    await first.logs.waitForMsg(LISTENING);
     await verifyNew(db.pool, 50);
     await first.logs.waitForMsg('Triggering training with 50 new images');
     first.proc.kill('SIGKILL');

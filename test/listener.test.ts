@@ -4,10 +4,18 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { Listener } from '../src/listener.js';
+import { Listener, RECONNECTED } from '../src/listener.js';
 import { createLogger } from '../src/logger.js';
 import { realTimers } from '../src/timers.js';
-import { counterValue, eventually, LogCapture, startController, useStack, type Running } from './support/harness.js';
+import {
+  counterValue,
+  eventually,
+  killListener,
+  LogCapture,
+  startController,
+  useStack,
+  type Running,
+} from './support/harness.js';
 import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
 import { TcpProxy } from './support/tcpProxy.js';
 
@@ -47,11 +55,8 @@ describe('listener: backend killed with pg_terminate_backend', () => {
   const s = useStack({ POLL_INTERVAL_SECONDS: '0' });
 
   it('reconnects, recounts, and still dispatches on the next crossing', async () => {
-    const killed = await s.db.pool.query(
-      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
-    );
-    assert.equal(killed.rowCount, 1, 'exactly one LISTEN backend');
-    await s.c.logs.waitForMsg('LISTEN connection re-established', 10_000);
+    assert.equal(await killListener(s.db.pool), 1, 'exactly one LISTEN backend');
+    await s.c.logs.waitForMsg(RECONNECTED, 10_000);
     await eventually(async () => (await recounts(s.c, 'reconnect')) >= 1, 'a reconnect recount');
     assert.equal(s.c.service.health.listenerConnected, true);
     await verifyNew(s.db.pool, 50);
@@ -92,7 +97,7 @@ describe('listener: notifications lost while disconnected', () => {
     await eventually(() => s.kube.creates.length === 1, 'a Job after reconnecting', 20_000);
     assert.ok((await recounts(s.c, 'reconnect')) >= 1);
     // The Job came from the recount after the reconnect, not from some other recount while the LISTEN was cut.
-    const reconnected = s.c.logs.lines.findIndex((l) => l.msg === 'LISTEN connection re-established');
+    const reconnected = s.c.logs.lines.findIndex((l) => l.msg === RECONNECTED);
     const triggered = s.c.logs.lines.findIndex((l) => /^Triggering training/.test(l.msg));
     assert.ok(
       reconnected >= 0 && triggered > reconnected,
@@ -124,7 +129,7 @@ describe('listener: the database stopped for 8 s and started again', () => {
     await eventually(() => !c.service.health.listenerConnected, 'the listener to notice the outage');
     await new Promise((r) => setTimeout(r, 8000));
     await server.start();
-    await c.logs.waitForMsg('LISTEN connection re-established', 30_000);
+    await c.logs.waitForMsg(RECONNECTED, 30_000);
     const direct = new pg.Pool({ connectionString: db.url });
     try {
       await verifyNew(direct, 50);

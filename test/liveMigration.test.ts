@@ -9,6 +9,7 @@ import pg from 'pg';
 import { createLogger } from '../src/logger.js';
 import { LOCK_BUSY, migrate, readMigrations } from '../src/migrate.js';
 import { migrationsDir } from '../src/paths.js';
+import { PENDING } from '../src/pending.js';
 import { invalidIndexWarning, missingSchema } from '../src/schemaCheck.js';
 import { tables } from '../src/tables.js';
 import { cliPath, spawnCli } from './support/child.js';
@@ -69,9 +70,7 @@ async function interruptedPendingIndexBuild(db: TestDb): Promise<void> {
   builder.on('error', () => undefined);
   try {
     const pid = (await builder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-    const build = builder.query(
-      'CREATE INDEX CONCURRENTLY annotations_pending ON annotations (id) WHERE verified AND NOT used_for_training AND training_run_id IS NULL',
-    );
+    const build = builder.query(`CREATE INDEX CONCURRENTLY annotations_pending ON annotations (id) WHERE ${PENDING}`);
     build.catch(() => undefined);
     for (;;) {
       const { rows } = await db.pool.query('SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1', [pid]);

@@ -3,13 +3,24 @@
 // retries multiplying during an outage, and a listener left behind by every watch renewal.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { setImmediate } from 'node:timers/promises';
 import pg from 'pg';
 import { createJobsApi, loadClusterConfig } from '../src/kubeJobs.js';
+import { RECONNECTED } from '../src/listener.js';
 import { realTimers, type Timers } from '../src/timers.js';
 import { verifyNew } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { FakeTimers } from './support/fakeTimers.js';
-import { counterValue, eventually, sleep, startController, useInfra, useStack } from './support/harness.js';
+import {
+  counterValue,
+  eventually,
+  killListener,
+  nextRecount,
+  sleep,
+  startController,
+  useInfra,
+  useStack,
+} from './support/harness.js';
 
 const runStates = async (pool: pg.Pool) =>
   (await pool.query<{ state: string }>('SELECT state FROM training_runs ORDER BY id')).rows.map((r) => r.state);
@@ -28,7 +39,8 @@ describe('no stall: a row un-verified between the recount and the claim', () => 
 
   it('recounts after the claim found fewer, so the next verification still starts the run', async () => {
     // Issue #9 case 5: the claim race left the gate published from the stale count ("never").
-    await sleep(200); // the Job watch's first list is done
+    // The Job watch is open, so its first list is done: the delayed list below is the dispatch's.
+    await eventually(() => s.kube.openWatches() === 1, 'the Job watch');
     const skipsBefore = await counterValue(s.c, 'skips', { reason: 'below-threshold' });
     // The dispatch lists Jobs between the recount and the claim: a slow answer holds that window open.
     s.kube.inject({ verb: 'list', delayMs: 600 });
@@ -72,10 +84,8 @@ describe('no stall: a verifying transaction awaited beside a long unrelated writ
 
       // A recount sees it (the one after a reconnect of the LISTEN connection), and starts waiting for it.
       const reconnected = s.c.logs.lines.length;
-      await s.db.pool.query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
-      );
-      await s.c.logs.waitForMsg('LISTEN connection re-established', 10_000, reconnected);
+      assert.equal(await killListener(s.db.pool), 1);
+      await s.c.logs.waitForMsg(RECONNECTED, 10_000, reconnected);
       await s.c.service.controller.idle();
 
       // B verifies a row with a gate number below the target and stays open; 49 more commit, the last one
@@ -83,10 +93,11 @@ describe('no stall: a verifying transaction awaited beside a long unrelated writ
       const notified = await counterValue(s.c, 'notifications');
       await b.query('BEGIN');
       await b.query('INSERT INTO annotations (verified) VALUES (true)');
+      const from = s.c.logs.lines.length;
       await verifyNew(s.db.pool, 49);
       await eventually(async () => (await counterValue(s.c, 'notifications')) > notified, 'the gate notification');
-      await sleep(300);
-      await s.c.service.controller.idle();
+      const recount = await nextRecount(s.c, from, 'notification');
+      assert.deepEqual([recount.pending, recount.writers], [49, 2], 'B invisible, and two writers to wait for');
       assert.equal(s.kube.creates.length, 0, 'only 49 visible: no Job yet');
 
       // B commits: its gate number was below every target, so it sends nothing. The wait must notice it ended.
@@ -145,6 +156,8 @@ async function runClock(
   const realStart = performance.now();
   const fakeStart = clock.t;
   for (let elapsed = 0; elapsed < fakeMs; ) {
+    // Here the pause is the point: real time must pass for the work in flight to take its share of fake time.
+    // 2 ms a tick at speed 20 is 40 fake ms, well under the 1 s reconcile interval the test counts.
     await sleep(2);
     elapsed = Math.min(fakeMs, Math.round((performance.now() - realStart) * speed));
     clock.advance(fakeStart + elapsed - clock.t);
@@ -198,7 +211,7 @@ describe('no stall: watch renewals', () => {
         h.abort();
         await h.done;
       }
-      await sleep(50); // warnings are emitted on the next tick
+      await setImmediate(); // process.emitWarning emits on process.nextTick, which runs before setImmediate
     } finally {
       process.off('warning', onWarning);
       jobs.close();

@@ -8,9 +8,10 @@
 // prints every step with the open run and the pending count.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { PENDING } from '../src/pending.js';
 import { freshDatabase, invariantViolations, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, sleep, startController, type Running } from './support/harness.js';
+import { eventually, killListener, sleep, startController, type Running } from './support/harness.js';
 
 const SEEDS = (process.env.RANDOMIZED_SEEDS ?? '1,2').split(',').map(Number);
 const STEPS = Number(process.env.RANDOMIZED_STEPS ?? 200);
@@ -158,20 +159,22 @@ describe('randomized: the invariant holds whatever fails where', () => {
               kube.inject({ verb: 'list', status: 503 });
               break;
             case 'kill listener':
-              await db.pool.query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
-              );
+              await killListener(db.pool);
               break;
             case 'restart':
               await c.stop();
               c = await startController(db.url, kube, { ...ENV, TRAINING_NAMESPACE: namespace });
               break;
             case 'api down':
+              // Down for a request timeout: the requests in flight then fail by timing out, not by refusal alone.
               await kube.goDown();
-              await sleep(300);
+              await sleep(Number(ENV.KUBE_REQUEST_TIMEOUT_MS));
               await kube.comeUp();
               break;
             default:
+              // Time passing is the step: 50-300 ms spans the debounce (DEBOUNCE_MS 50, max wait 500), the create
+              // lease (KUBE_REQUEST_TIMEOUT_MS + 250 = 550 ms) and the reconcile interval, so timers fire at varying
+              // points of the walk.
               await sleep(50 + Math.floor(random() * 250));
           }
           counts[choice] = (counts[choice] ?? 0) + 1;
@@ -180,13 +183,14 @@ describe('randomized: the invariant holds whatever fails where', () => {
             const open = await db.pool.query(
               "SELECT id, state, create_attempts FROM training_runs WHERE state IN ('submitting', 'running')",
             );
-            const pending = await db.pool.query(
-              'SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL',
-            );
+            const pending = await db.pool.query(`SELECT count(*)::int AS n FROM annotations WHERE ${PENDING}`);
             t.diagnostic(
               `${step} ${action} open=${JSON.stringify(open.rows)} pending=${pending.rows[0].n} unfinished=${unfinishedJobs().length}`,
             );
           }
+          // The walk's pace: 20 ms lets a NOTIFY this step committed reach the listener (~1 ms on loopback) and
+          // queue its recount, which idle() then waits for. The invariant must hold at any moment, so one still
+          // in flight is checked after the next step instead.
           await sleep(20);
           await c.service.controller.idle();
           const violations = await invariantViolations(db.pool);
@@ -204,9 +208,7 @@ describe('randomized: the invariant holds whatever fails where', () => {
           async () => {
             for (const [ns, name] of unfinishedJobs()) kube.setPhase(name, 'complete', ns);
             const open = await db.pool.query("SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')");
-            const pending = await db.pool.query(
-              'SELECT count(*)::int AS n FROM annotations WHERE verified AND NOT used_for_training AND training_run_id IS NULL',
-            );
+            const pending = await db.pool.query(`SELECT count(*)::int AS n FROM annotations WHERE ${PENDING}`);
             return open.rowCount === 0 && pending.rows[0].n < 20;
           },
           'the system to come to rest',

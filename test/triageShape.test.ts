@@ -14,7 +14,7 @@ import { tables } from '../src/tables.js';
 import { cliPath } from './support/child.js';
 import { freshDatabase, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, startController, type Running } from './support/harness.js';
+import { eventually, killListener, startController, type Running } from './support/harness.js';
 
 const exec = promisify(execFile);
 
@@ -199,9 +199,7 @@ describe("the Triage API's database, shaped its own way", () => {
     assert.deepEqual(c.service.health.failing, {});
     await db.pool.query(`REVOKE UPDATE ON SEQUENCE ${t.notifyAtSeq} FROM ${ctl.name}`);
     // A recount now (the LISTEN reconnect recounts): the count works, publishing the gate does not.
-    await db.pool.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
-    );
+    await killListener(db.pool);
     await eventually(() => c!.service.health.failing.gate, 'the gate failure on /readyz');
     assert.match(c.service.health.failing.gate ?? '', /permission denied/);
     assert.equal(c.service.health.failing.recount, undefined, 'the recount itself works');

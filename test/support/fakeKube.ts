@@ -292,6 +292,11 @@ current-context: fake
   }
 
   /** A Job created by someone else (by hand, an older version): goes through the same defaults. */
+  /** Watches open in `namespace`: a change made now reaches the client through them, not through a list. */
+  openWatches(namespace = 'default'): number {
+    return [...this.watchers].filter((w) => w.namespace === namespace).length;
+  }
+
   seed(job: V1Job, namespace = 'default'): V1Job {
     return this.store(structuredClone(job), namespace);
   }
@@ -302,7 +307,10 @@ current-context: fake
    */
   expireWatches(): void {
     this.history = [];
-    this.expiredBefore = this.rv + 1;
+    // Every resourceVersion seen so far is now too old, but the one a list returns from here on is not: with
+    // `rv + 1` a watch from a fresh list got 410 too, so the watch never came back and only the re-list (which
+    // reconciles) noticed changes.
+    this.expiredBefore = ++this.rv;
     for (const w of this.watchers) w.res.end();
   }
 

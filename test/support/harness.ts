@@ -2,10 +2,14 @@
 // captured so tests can assert on what an operator would read.
 import { Writable } from 'node:stream';
 import { after, before } from 'node:test';
+import pg from 'pg';
 import type { Counter } from 'prom-client';
 import { loadConfig } from '../../src/config.js';
+import { RECOUNTED } from '../../src/controller.js';
+import { CHANNEL, LISTEN_APPLICATION_NAME, PING_PREFIX } from '../../src/listener.js';
 import { createLogger } from '../../src/logger.js';
-import { startService, type Service } from '../../src/main.js';
+import { LISTENING, startService, type Service } from '../../src/main.js';
+import type { RecountCause } from '../../src/recountCauses.js';
 import { realTimers, type Timers } from '../../src/timers.js';
 import type { Metrics } from '../../src/metrics.js';
 import { freshDatabase, type TestDb } from './db.js';
@@ -91,7 +95,7 @@ export async function startController(
   const logs = new LogCapture();
   const config = loadConfig({ ...FAST, DATABASE_URL: databaseUrl, KUBECONFIG: kube?.kubeconfigPath ?? '', ...env });
   const service = await startService(config, createLogger(config.logLevel, logs), timers);
-  await logs.waitForMsg('Listening for verified annotations');
+  await logs.waitForMsg(LISTENING);
   await service.controller.idle();
   return { service, logs, stop: () => service.stop() };
 }
@@ -112,7 +116,74 @@ export async function eventually<T>(
   }
 }
 
+/**
+ * A pause. Only where time passing is what the test is about (an outage of a given length, a pace); to learn
+ * that something did not happen, wait for the step that would have done it (nextRecount, controller.idle()).
+ */
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The first recount `c` logs at or after log line `from` (of `cause`, if given), once the loop is idle after
+ * it: whatever that recount decided (a dispatch, a skip) is done. Its line says what it saw (`pending`).
+ */
+export async function nextRecount(
+  c: Running,
+  from: number,
+  cause?: RecountCause,
+  timeoutMs = 10_000,
+): Promise<LogLine> {
+  const line = await c.logs.waitFor((l) => l.msg === RECOUNTED && (!cause || l.cause === cause), timeoutMs, from);
+  await c.service.controller.idle();
+  return line;
+}
+
+/**
+ * A recount now, as the fallback poll would do it, and the loop idle after it: the controller has looked at
+ * everything committed so far and acted on it. A recount queued or debounced before is folded into this one.
+ */
+export async function recountNow(c: Running): Promise<LogLine> {
+  await c.service.controller.idle();
+  const from = c.logs.lines.length;
+  c.service.controller.requestRecount('poll');
+  return nextRecount(c, from);
+}
+
+/**
+ * The payloads NOTIFYed on the controller's channel while `during` ran, read by a LISTEN session of the test's
+ * own. After `during`, a marker is sent: PostgreSQL delivers a session's notifications in commit order, so once
+ * the marker arrives every notification committed before it has too, and the list is complete. The marker
+ * looks like another replica's liveness ping (PING_PREFIX), which a controller ignores.
+ */
+export async function notificationsSent(url: string, during: () => Promise<void>): Promise<string[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const got: string[] = [];
+    const marker = `${PING_PREFIX}test-marker-${process.pid}-${Date.now()}`;
+    const seen = new Promise<void>((resolve) =>
+      client.on('notification', (n) => (n.payload === marker ? resolve() : got.push(n.payload ?? ''))),
+    );
+    await client.query(`LISTEN ${CHANNEL}`);
+    await during();
+    await client.query('SELECT pg_notify($1, $2)', [CHANNEL, marker]);
+    await seen;
+    return got;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Ends the controller's LISTEN connection the way a failover or an idle-session killer does
+ * (pg_terminate_backend, as pg-boss's tests do). Returns how many backends it ended: one per controller.
+ */
+export async function killListener(pool: pg.Pool): Promise<number> {
+  const { rowCount } = await pool.query(
+    'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
+    [LISTEN_APPLICATION_NAME],
+  );
+  return rowCount ?? 0;
+}
 
 export interface Infra {
   db: TestDb;

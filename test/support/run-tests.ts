@@ -1,12 +1,14 @@
 // `npm test`: runs every test file with node:test against a real PostgreSQL — the one in DATABASE_URL when
 // given, otherwise an embedded one started here for the whole run (one initdb, ~1 s, instead of one per file).
-// Each test file creates its own database on it. Extra arguments filter the files by substring.
+// Each test gets its own database on it, a copy of one template migrated here once (test/support/db.ts).
+// Extra arguments filter the files by substring.
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { prepareEmbedded } from '../../src/embeddedAsRoot.js';
 import { errorMessage } from '../../src/errors.js';
 import { packageRoot } from '../../src/paths.js';
+import { createTemplate, dropStaleDatabases, TEMPLATE_ENV } from './db.js';
 import { startOwnPostgres, type OwnPostgres } from './ownPostgres.js';
 
 function testFiles(dir: string): string[] {
@@ -46,12 +48,34 @@ if (!env.DATABASE_URL) {
   process.stdout.write(`# Node ${process.version}, PostgreSQL from DATABASE_URL (${new URL(env.DATABASE_URL).host})\n`);
 }
 
+// Databases of crashed runs (a killed `npm test` leaves its template and up to two files' databases) are
+// dropped after an hour: the longest file takes ~1 min and a test times out at 4 min, so an hour-old database
+// nobody is connected to belongs to no run still going on the shared server.
+const STALE_AFTER_MS = 60 * 60_000;
+const server = env.DATABASE_URL;
+const stale = await dropStaleDatabases(server, STALE_AFTER_MS);
+if (stale.length > 0) process.stdout.write(`# dropped ${stale.length} test databases left by earlier runs\n`);
+const templateStarted = performance.now();
+const template = await createTemplate(server).catch(async (err: unknown) => {
+  process.stderr.write(`npm test: cannot migrate the template database: ${errorMessage(err)}\n`);
+  await own?.destroy();
+  process.exit(1);
+});
+env[TEMPLATE_ENV] = template.name;
+process.stdout.write(`# migrated template ${template.name} in ${Math.round(performance.now() - templateStarted)} ms\n`);
+
 // Two files at a time on this 2-core machine: each uses its own database, and the timing-sensitive
 // assertions allow for a neighbour.
 const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=240000', ...files], {
   stdio: 'inherit',
   env,
 });
+// Ctrl-C reaches the whole process group: the tests stop on their own; this process stays to drop the template.
+// A signal sent to this process alone is passed on.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
 const code: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
+await template.drop().catch((err: unknown) => {
+  process.stderr.write(`npm test: could not drop the template ${template.name}: ${errorMessage(err)}\n`);
+});
 await own?.destroy();
 process.exit(code);

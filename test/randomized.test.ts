@@ -8,7 +8,9 @@
 // prints every step with the open run and the pending count.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { runOperatorCommand } from '../src/operator.js';
 import { PENDING } from '../src/pending.js';
+import { tables } from '../src/tables.js';
 import { freshDatabase, invariantViolations, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, killListener, sleep, startController, type Running } from './support/harness.js';
@@ -59,6 +61,7 @@ describe('randomized: the invariant holds whatever fails where', () => {
           )
           .map((j) => [j.metadata?.namespace ?? 'default', j.metadata?.name ?? ''] as const);
       const trail: string[] = [];
+      let paused = false;
       const counts: Record<string, number> = {};
       try {
         for (let step = 0; step < STEPS; step++) {
@@ -74,8 +77,13 @@ describe('randomized: the invariant holds whatever fails where', () => {
             [3, 'restart'],
             [1, 'api down'],
             [1, 'switch namespace'],
+            // Operator controls (issue #11), through the CLI's own code: a cancelled run's annotations are
+            // pending again, which the invariant checks like any release.
+            [2, paused ? 'resume' : 'pause'],
+            [2, 'trigger'],
           ];
-          if (unfinished.length > 0) options.push([14, 'complete'], [8, 'fail'], [3, 'delete'], [2, 'done while down']);
+          if (unfinished.length > 0)
+            options.push([14, 'complete'], [8, 'fail'], [3, 'delete'], [2, 'done while down'], [3, 'cancel']);
           if (kube.pendingFaults() === 0)
             options.push([3, '500'], [1, '422'], [2, 'slow create'], [1, 'lost answers'], [1, 'list 503']);
           let roll = random() * options.reduce((sum, [w]) => sum + w, 0);
@@ -161,6 +169,16 @@ describe('randomized: the invariant holds whatever fails where', () => {
             case 'kill listener':
               await killListener(db.pool);
               break;
+            case 'pause':
+            case 'resume':
+            case 'cancel':
+            case 'trigger': {
+              // confirmMs 0: the command records and NOTIFYs; the walk does not wait for the service to act.
+              const outcome = await runOperatorCommand(db.pool, tables('public'), choice, `step ${step}`, 'walk', 0);
+              if (choice === 'pause' || choice === 'resume') paused = choice === 'pause';
+              action = `${choice}: ${outcome.text.split('.')[0]}`;
+              break;
+            }
             case 'restart':
               await c.stop();
               c = await startController(db.url, kube, { ...ENV, TRAINING_NAMESPACE: namespace });
@@ -202,8 +220,10 @@ describe('randomized: the invariant holds whatever fails where', () => {
           );
         }
 
-        // Let it settle: no more faults, every Job completes; everything verified ends used or below the threshold.
+        // Let it settle: no more faults, not paused, every Job completes; everything verified ends used or below
+        // the threshold.
         kube.clearFaults();
+        await runOperatorCommand(db.pool, tables('public'), 'resume', null, 'walk', 0);
         await eventually(
           async () => {
             for (const [ns, name] of unfinishedJobs()) kube.setPhase(name, 'complete', ns);

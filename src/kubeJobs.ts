@@ -1,11 +1,19 @@
 // The Kubernetes port: the calls the controller makes on batch/v1 Jobs (create, get, list, watch, and a patch
-// that removes our finalizer), each with a timeout, and errors turned into outcomes (kubeErrors.ts). Every call
+// that removes our finalizer) and one on pods (list, the open run's), each with a timeout, and errors turned into outcomes (kubeErrors.ts). Every call
 // names its namespace: a run is followed in the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
-// The Role in deploy/ grants exactly RBAC_VERBS.
+// The Role in deploy/ grants exactly RBAC_VERBS on jobs and RBAC_POD_VERBS on pods.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { BatchV1Api, KubeConfig, Observable, type V1Job, type V1JobList } from '@kubernetes/client-node';
+import {
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  Observable,
+  type V1Job,
+  type V1JobList,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { ConfigError } from './config.js';
 import { errorMessage } from './errors.js';
 import { jobOutcome } from './jobOutcome.js';
@@ -14,6 +22,8 @@ import { toKubeError } from './kubeErrors.js';
 import { openWatch, type WatchEvent, type WatchHandle } from './kubeWatch.js';
 
 export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch'] as const;
+/** On core/v1 pods: the open run's pods, to report one that cannot start (runPods.ts). */
+export const RBAC_POD_VERBS = ['list'] as const;
 
 export interface JobsApi {
   /** The configured namespace (TRAINING_NAMESPACE or its fallbacks): where new runs go. */
@@ -24,6 +34,8 @@ export interface JobsApi {
   /** null when the Job does not exist (404). */
   get(namespace: string, name: string): Promise<V1Job | null>;
   list(namespace: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
+  /** Pods (core/v1), for the open run's Job only (runPods.ts). */
+  listPods(namespace: string, labelSelector: string): Promise<V1Pod[]>;
   watch(
     namespace: string,
     labelSelector: string,
@@ -127,6 +139,7 @@ function loadKubeconfigFile(kc: KubeConfig, path: string, label: string): void {
 export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsApi {
   const { kc, namespace } = cluster;
   const api = kc.makeApiClient(BatchV1Api);
+  const core = kc.makeApiClient(CoreV1Api);
   const closed = new AbortController();
   // client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever.
   type Options = Parameters<typeof api.readNamespacedJob>[1];
@@ -176,6 +189,13 @@ export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsAp
         return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
       } catch (err: unknown) {
         throw toKubeError(err, `list Jobs ${ns} ${labelSelector}`);
+      }
+    },
+    async listPods(ns, labelSelector) {
+      try {
+        return (await core.listNamespacedPod({ namespace: ns, labelSelector }, withTimeout())).items;
+      } catch (err: unknown) {
+        throw toKubeError(err, `list Pods ${ns} ${labelSelector}`);
       }
     },
     watch(ns, labelSelector, resourceVersion, onEvent) {

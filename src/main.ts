@@ -21,6 +21,7 @@ import { CHANNEL, Listener } from './listener.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { migrate } from './migrate.js';
+import { countPending } from './pending.js';
 import { safeUrl } from './redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
 import { tables } from './tables.js';
@@ -104,7 +105,10 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     }
 
     const health = newHealth(cluster !== null);
-    const metrics = createMetrics(() => timers.now());
+    const metrics = createMetrics(() => timers.now(), {
+      health,
+      countPending: () => countPending(pool, t, config.trainingThreshold),
+    });
     const onClusterAnswer = (error: string | null): void => {
       if (!health.cluster) return;
       health.cluster.error = error;
@@ -134,7 +138,9 @@ export async function startService(config: Config, logger: Logger, timers: Timer
       dispatcher: { ...submitDeps, config, jobs, mode, namespace, now: () => timers.now() },
       // A create attempt may be in flight for the whole request timeout (+250 ms for the clocks of two
       // replicas). Should a slow server still create the Job after that, the retry's 409 adopts it by its label.
-      reconciler: jobs ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250 } : null,
+      reconciler: jobs
+        ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250, now: () => timers.now() }
+        : null,
       watchNamespaces: (namespaces) => watches?.ensure(namespaces),
     });
 
@@ -156,6 +162,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
         connected: (initial) => {
           health.listenerConnected = true;
           metrics.listenerConnected.set(1);
+          metrics.noteListenerAlive();
           if (initial)
             logger.info(
               {
@@ -172,6 +179,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
           health.listenerConnected = false;
           metrics.listenerConnected.set(0);
         },
+        alive: () => metrics.noteListenerAlive(),
         ping: async (payload) => {
           await pool.query('SELECT pg_notify($1, $2)', [CHANNEL, payload]);
         },

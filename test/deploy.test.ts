@@ -10,7 +10,7 @@ import type { V1ConfigMap, V1Deployment, V1Role } from '@kubernetes/client-node'
 import { loadConfig } from '../src/config.js';
 import { PATHS } from '../src/http.js';
 import { checkTemplate } from '../src/jobTemplate.js';
-import { RBAC_VERBS } from '../src/kubeJobs.js';
+import { RBAC_POD_VERBS, RBAC_VERBS } from '../src/kubeJobs.js';
 import { packageRoot } from '../src/paths.js';
 
 const root = packageRoot();
@@ -74,15 +74,39 @@ describe('deploy/', () => {
     for (const { file, doc } of all) assert.ok(doc.kind && doc.apiVersion, `${file}: kind and apiVersion`);
   });
 
-  it('the Role grants exactly the verbs the code uses, on batch/v1 Jobs only', () => {
+  it('the Role grants exactly the verbs the code uses: batch/v1 Jobs, and list on pods', () => {
     const [role] = byKind('Role') as V1Role[];
     assert.ok(role);
-    assert.equal(role.rules?.length, 1);
-    const rule = role.rules![0]!;
-    assert.deepEqual(rule.apiGroups, ['batch']);
-    assert.deepEqual(rule.resources, ['jobs']);
-    assert.deepEqual([...rule.verbs].sort(), [...RBAC_VERBS].sort());
+    assert.equal(role.rules?.length, 2);
+    const [jobs, pods] = role.rules!;
+    assert.deepEqual(jobs?.apiGroups, ['batch']);
+    assert.deepEqual(jobs?.resources, ['jobs']);
+    assert.deepEqual([...(jobs?.verbs ?? [])].sort(), [...RBAC_VERBS].sort());
+    // Issue 15: the open run's pods, to report one that cannot start (src/runPods.ts).
+    assert.deepEqual(pods?.apiGroups, ['']);
+    assert.deepEqual(pods?.resources, ['pods']);
+    assert.deepEqual([...(pods?.verbs ?? [])].sort(), [...RBAC_POD_VERBS].sort());
     assert.equal(byKind('ClusterRole').length, 0, 'namespaced only');
+  });
+
+  // Issue 15: `kubectl apply -k deploy/` on a fresh cluster failed: nothing created ml-training.
+  it('creates its namespace first, the one the kustomization puts everything in', () => {
+    const kustomization = load(read('deploy/kustomization.yaml')) as { namespace: string; resources: string[] };
+    const [ns] = byKind('Namespace') as { metadata: { name: string } }[];
+    assert.equal(ns?.metadata.name, kustomization.namespace);
+    const file = all.find((d) => d.doc.kind === 'Namespace')?.file;
+    assert.equal(kustomization.resources[0], file);
+    // The README's steps: the namespace before the Secret that lives in it, and both before `apply -k`.
+    const readme = read('README.md');
+    const steps = readme.slice(readme.indexOf('**Kubernetes**'));
+    const at = (text: string) => {
+      const i = steps.indexOf(text);
+      assert.ok(i >= 0, `README Kubernetes steps mention ${text}`);
+      return i;
+    };
+    const nsStep = at(`kubectl apply -f deploy/${file}`);
+    const secretStep = at(`kubectl -n ${kustomization.namespace} create secret generic training-controller-database`);
+    assert.ok(nsStep < secretStep && secretStep < at('kubectl apply -k deploy/'));
   });
 
   it('the Deployment: one replica, Recreate, probes on the real paths and port, hardened, secret URL', () => {

@@ -176,6 +176,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
           controller.requestRecount(initial ? 'startup' : 'reconnect');
         },
         disconnected: () => {
+          if (health.listenerConnected) metrics.listenerLost.inc();
           health.listenerConnected = false;
           metrics.listenerConnected.set(0);
         },

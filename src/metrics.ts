@@ -85,6 +85,11 @@ export function createMetrics(now: () => number = Date.now, sources: MetricSourc
       help: '1 while the LISTEN connection is subscribed and its liveness ping comes back; 0 while it reconnects',
       registers: [registry],
     }),
+    listenerLost: new Counter({
+      name: 'training_controller_listener_lost_total',
+      help: 'Times the LISTEN connection was lost (killed, network, or its liveness ping missing); a reconnect may take only milliseconds, too short for listener_connected to show 0 at a scrape',
+      registers: [registry],
+    }),
     sinceListenerAlive: new Gauge({
       name: 'training_controller_listener_seconds_since_alive',
       help: 'Seconds since the LISTEN connection last proved it delivers notifications (its own ping came back, or it subscribed); about LISTEN_CHECK_INTERVAL_MS when healthy',

@@ -7,7 +7,7 @@
 #
 #   scripts/container-test.sh                                # base images built locally (scripts/base-images.sh)
 #   CONTAINER_TEST_BASES=registry scripts/container-test.sh  # where Docker Hub answers: node:22-bookworm-slim
-#                                                            # and postgres:16-alpine, as users get them
+#                                                            # and postgres:16-bookworm, digest-pinned, as users get them
 #
 # Needs Docker, Compose (v2 `docker compose` when present, else v1 `docker-compose`; COMPOSE="…" chooses), Node
 # and npm. As root with apt-get and no Docker engine running, it installs docker.io, docker-compose and
@@ -173,6 +173,10 @@ http_status() { curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$HTTP
 ready() { [ "$(http_status /readyz)" = 200 ]; }
 within 30 ready || fail "/readyz: $(http_status /readyz) $(cat "$tmp/body")"
 echo "/healthz 200, /readyz 200"
+# docker-compose.yml's healthcheck (node -e fetch /readyz), as Docker runs it in the container.
+health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(dc ps -q controller)")" = healthy ]; }
+within 40 health || fail "the controller is not healthy: $(docker inspect -f '{{json .State.Health}}' "$(dc ps -q controller)")"
+echo "compose healthcheck: healthy"
 [ "$(docker image inspect -f '{{.Config.User}}' "$IMAGE")" = node ] || fail "the image does not run as node"
 docker run --rm "$IMAGE" render-job >"$tmp/job.yaml" && grep -q '^kind: Job$' "$tmp/job.yaml" || fail "render-job in the image"
 code=0

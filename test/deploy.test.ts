@@ -43,6 +43,18 @@ describe('Dockerfile', () => {
     assert.match(image, /^node:(22|24)[.\d]*-(bookworm-slim|slim|alpine)/);
   });
 
+  // Issue 15: a tag alone gives another image at every rebuild.
+  it('pins its base image by digest, and says how to bump it', () => {
+    const arg = /^ARG\s+NODE_IMAGE=(\S+)/m.exec(read('Dockerfile'))?.[1] ?? '';
+    assert.match(arg, /^node:22-bookworm-slim@sha256:[0-9a-f]{64}$/);
+    assert.match(read('Dockerfile'), /docker buildx imagetools inspect node:22-bookworm-slim/);
+    // The container test passes its stand-in only when set, so the pinned default is what users build.
+    const override = load(read('scripts/container-test.compose.yml')) as {
+      services: { migrate: { build: { args: string[] } } };
+    };
+    assert.deepEqual(override.services.migrate.build.args, ['NODE_IMAGE']);
+  });
+
   it('installs production dependencies only, and runs as a non-root user with NODE_ENV=production', () => {
     assert.ok(get('RUN').some((r) => /npm ci\b.*--omit=dev/.test(r)));
     const user = get('USER').at(-1);
@@ -130,6 +142,11 @@ describe('deploy/', () => {
     assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
     assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
     assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory && c.resources.limits?.memory);
+    // Issue 15: 96Mi was below the measured idle (~100 MiB); the peak VmHWM measured was 135 MiB (the comment
+    // in deploy/deployment.yaml, scripts/measure-rss.sh).
+    const mi = (q: string) => Number(/^(\d+)Mi$/.exec(q)?.[1] ?? NaN);
+    assert.ok(mi(String(c.resources.requests.memory)) >= 135, `request ${c.resources.requests.memory}`);
+    assert.ok(mi(String(c.resources.limits.memory)) >= 1.5 * 135, `limit ${c.resources.limits.memory}`);
     assert.equal(pod.serviceAccountName, (byKind('ServiceAccount')[0] as { metadata: { name: string } }).metadata.name);
     // The grace period covers the controller's own shutdown watchdog.
     assert.ok((pod.terminationGracePeriodSeconds ?? 30) * 1000 > defaults.shutdownTimeoutMs);
@@ -151,6 +168,20 @@ describe('deploy/', () => {
 describe('docker-compose.yml', () => {
   const compose = load(read('docker-compose.yml')) as { services: Record<string, Record<string, unknown>> };
   const s = compose.services;
+
+  it('PostgreSQL pinned by digest (POSTGRES_IMAGE overrides), with how to bump it', () => {
+    assert.match(String(s.postgres?.image), /^\$\{POSTGRES_IMAGE:-postgres:16-bookworm@sha256:[0-9a-f]{64}\}$/);
+    assert.match(read('docker-compose.yml'), /docker buildx imagetools inspect\s+(#\s*)?postgres:16-bookworm/);
+  });
+
+  // Issue 15: the controller had none. The image has no curl: node's fetch on the readiness path and port.
+  it('the controller has a healthcheck: node fetching /readyz on HTTP_PORT', () => {
+    const hc = s.controller?.healthcheck as { test: string[]; start_period?: string };
+    assert.deepEqual(hc.test.slice(0, 3), ['CMD', 'node', '-e']);
+    const env = s.controller?.environment as Record<string, string>;
+    assert.ok(hc.test[3]?.includes(`fetch('http://127.0.0.1:${env.HTTP_PORT}${PATHS.ready}')`), hc.test[3]);
+    assert.ok(hc.start_period);
+  });
 
   it('PostgreSQL with a healthcheck, a one-shot migrate, and the controller after both', () => {
     assert.ok(s.postgres?.healthcheck);

@@ -111,7 +111,15 @@ if ! docker info >/dev/null 2>&1; then
   done
   # As these machines run it (issue 10). Without Docker's iptables rules containers have no NAT to the outside,
   # which nothing here needs: builds use the host's network, the containers talk to each other and to the host.
-  setsid dockerd --iptables=false --storage-driver=overlay2 >>/var/log/dockerd-container-test.log 2>&1 </dev/null &
+  # Every inherited descriptor above stderr closed first: dockerd outlives this script, and a lock it inherited
+  # (`flock /tmp/x.lock scripts/container-test.sh` passes fd 3) would be held for as long as dockerd runs.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec setsid dockerd --iptables=false --storage-driver=overlay2 >>/var/log/dockerd-container-test.log 2>&1 </dev/null
+  ) &
   within 30 docker info >/dev/null 2>&1 || fail "dockerd did not start: $(tail -3 /var/log/dockerd-container-test.log)"
 fi
 echo "$(docker version --format 'Docker engine {{.Server.Version}}'), $("${compose[@]}" version 2>/dev/null | head -1)"

@@ -22,6 +22,7 @@ import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { migrate } from './migrate.js';
 import { countPending } from './pending.js';
+import { openRun } from './runs.js';
 import { safeUrl } from './redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
 import { tables } from './tables.js';
@@ -108,6 +109,7 @@ export async function startService(config: Config, logger: Logger, timers: Timer
     const metrics = createMetrics(() => timers.now(), {
       health,
       countPending: () => countPending(pool, t, config.trainingThreshold),
+      countOpenRuns: async () => ((await openRun(pool, t)) ? 1 : 0),
     });
     const onClusterAnswer = (error: string | null): void => {
       if (!health.cluster) return;

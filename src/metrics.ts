@@ -17,6 +17,8 @@ export type Metrics = ReturnType<typeof createMetrics>;
 export interface MetricSources {
   /** The bounded pending count (pending.ts countPending); the gate makes recounts rare, so it runs per scrape. */
   countPending?: () => Promise<number>;
+  /** Runs open now (submitting or running: 0 or 1, a unique index), so an alert can tell "waiting" from "stuck". */
+  countOpenRuns?: () => Promise<number>;
   /** The cluster's last answer (health.ts); null in print mode, and then no cluster series exist. */
   health?: Pick<Health, 'cluster'>;
 }
@@ -31,20 +33,10 @@ export function createMetrics(now: () => number = Date.now, sources: MetricSourc
   collectDefaultMetrics({ register: registry, prefix: 'training_controller_' });
   let lastNotificationAt: number | null = null;
   const started = now();
-  let listenerAliveAt: number | null = null;
-  const { countPending } = sources;
   const m = {
     registry,
-    pending: new Gauge({
-      name: 'training_controller_pending_annotations',
-      help: 'Verified annotations not yet claimed, counted when scraped (up to the threshold); on a database error, the last value',
-      registers: [registry],
-      async collect() {
-        if (!countPending) return;
-        const count = await withTimeout(countPending(), SCRAPE_COUNT_TIMEOUT_MS).catch(() => null);
-        if (count !== null) this.set(count);
-      },
-    }),
+    ...scrapedGauges(registry, sources),
+    ...listenerMetrics(registry, now, started),
     threshold: new Gauge({ name: 'training_controller_threshold', help: 'TRAINING_THRESHOLD', registers: [registry] }),
     notifications: new Counter({
       name: 'training_controller_notifications_total',
@@ -80,24 +72,6 @@ export function createMetrics(now: () => number = Date.now, sources: MetricSourc
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
-    listenerConnected: new Gauge({
-      name: 'training_controller_listener_connected',
-      help: '1 while the LISTEN connection is subscribed and its liveness ping comes back; 0 while it reconnects',
-      registers: [registry],
-    }),
-    listenerLost: new Counter({
-      name: 'training_controller_listener_lost_total',
-      help: 'Times the LISTEN connection was lost (killed, network, or its liveness ping missing); a reconnect may take only milliseconds, too short for listener_connected to show 0 at a scrape',
-      registers: [registry],
-    }),
-    sinceListenerAlive: new Gauge({
-      name: 'training_controller_listener_seconds_since_alive',
-      help: 'Seconds since the LISTEN connection last proved it delivers notifications (its own ping came back, or it subscribed); about LISTEN_CHECK_INTERVAL_MS when healthy',
-      registers: [registry],
-      collect() {
-        this.set((now() - (listenerAliveAt ?? started)) / 1000);
-      },
-    }),
     sinceNotification: new Gauge({
       name: 'training_controller_seconds_since_last_notification',
       help: 'Seconds since the last NOTIFY from a verification (since start if none). Rare by design (the notification gate): not a liveness signal, see listener_seconds_since_alive',
@@ -116,16 +90,68 @@ export function createMetrics(now: () => number = Date.now, sources: MetricSourc
       lastNotificationAt = now();
       m.notifications.inc();
     },
-    /** The LISTEN connection delivered its liveness ping (or subscribed). */
-    noteListenerAlive(): void {
-      listenerAliveAt = now();
-    },
   };
   if (sources.health?.cluster) clusterGauges(registry, sources.health.cluster, now, started);
   for (const cause of RECOUNT_CAUSES) m.recounts.inc({ cause }, 0);
   for (const reason of SKIP_REASONS) m.skips.inc({ reason }, 0);
   for (const state of FINISHED_STATES) m.runsFinished.inc({ state }, 0);
   return m;
+}
+
+/** Gauges read from the database when scraped; on an error or a slow answer each keeps its last value. */
+function scrapedGauges(registry: Registry, sources: MetricSources) {
+  const scraped = (name: string, help: string, read: (() => Promise<number>) | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        if (!read) return;
+        const value = await withTimeout(read(), SCRAPE_COUNT_TIMEOUT_MS).catch(() => null);
+        if (value !== null) this.set(value);
+      },
+    });
+  return {
+    pending: scraped(
+      'training_controller_pending_annotations',
+      'Verified annotations not yet claimed, counted when scraped (up to the threshold); on a database error, the last value',
+      sources.countPending,
+    ),
+    openRuns: scraped(
+      'training_controller_open_runs',
+      'Runs submitting or running, read when scraped (at most 1); on a database error, the last value',
+      sources.countOpenRuns,
+    ),
+  };
+}
+
+/** The LISTEN connection, judged by its own liveness ping (listener.ts), not by verification traffic. */
+function listenerMetrics(registry: Registry, now: () => number, started: number) {
+  let aliveAt: number | null = null;
+  return {
+    listenerConnected: new Gauge({
+      name: 'training_controller_listener_connected',
+      help: '1 while the LISTEN connection is subscribed and its liveness ping comes back; 0 while it reconnects',
+      registers: [registry],
+    }),
+    listenerLost: new Counter({
+      name: 'training_controller_listener_lost_total',
+      help: 'Times the LISTEN connection was lost (killed, network, or its liveness ping missing); a reconnect may take only milliseconds, too short for listener_connected to show 0 at a scrape',
+      registers: [registry],
+    }),
+    sinceListenerAlive: new Gauge({
+      name: 'training_controller_listener_seconds_since_alive',
+      help: 'Seconds since the LISTEN connection last proved it delivers notifications (its own ping came back, or it subscribed); about LISTEN_CHECK_INTERVAL_MS when healthy',
+      registers: [registry],
+      collect() {
+        this.set((now() - (aliveAt ?? started)) / 1000);
+      },
+    }),
+    /** The LISTEN connection delivered its liveness ping (or subscribed). */
+    noteListenerAlive(): void {
+      aliveAt = now();
+    },
+  };
 }
 
 /** Whether the API server answers, as /readyz sees it (health.cluster, written by every Kubernetes call). */

@@ -4,7 +4,10 @@
 //  - the LISTEN connection: seconds_since_last_notification climbs on a healthy service (the gate makes
 //    notifications rare); listener_connected and listener_seconds_since_alive are about the subscription.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { packageRoot } from '../src/paths.js';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { counterValue, eventually, sleep, startController, type Running } from './support/harness.js';
@@ -108,6 +111,17 @@ describe('metrics true at scrape time', () => {
     const since = (await metric('training_controller_seconds_since_last_notification')) ?? NaN;
     assert.ok(since > 2, `no notification for ${since} s, though 17 annotations were verified`);
     assert.equal(await metric('training_controller_listener_connected'), 1);
+  });
+
+  it('the README metrics table lists exactly what /metrics exposes (besides the default process metrics)', async () => {
+    const readme = readFileSync(join(packageRoot(), 'README.md'), 'utf8');
+    const documented = [...readme.matchAll(/^\| `(training_controller_\w+)/gm)].map((m) => m[1]).sort();
+    const text = await (await fetch(`http://127.0.0.1:${c.service.httpPort}/metrics`)).text();
+    const exposed = [...text.matchAll(/^# TYPE (training_controller_\w+) /gm)]
+      .map((m) => m[1])
+      .filter((n) => !/^training_controller_(process|nodejs)_/.test(n ?? ''))
+      .sort();
+    assert.deepEqual(documented, exposed);
   });
 
   it('the API server: cluster_reachable 1 while it answers, 0 once it is down', async () => {

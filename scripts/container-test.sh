@@ -7,7 +7,7 @@
 #
 #   scripts/container-test.sh                                # base images built locally (scripts/base-images.sh)
 #   CONTAINER_TEST_BASES=registry scripts/container-test.sh  # where Docker Hub answers: node:22-bookworm-slim
-#                                                            # and postgres:16-alpine, as users get them
+#                                                            # and postgres:16-bookworm, digest-pinned, as users get them
 #
 # Needs Docker, Compose (v2 `docker compose` when present, else v1 `docker-compose`; COMPOSE="…" chooses), Node
 # and npm. As root with apt-get and no Docker engine running, it installs docker.io, docker-compose and
@@ -111,7 +111,15 @@ if ! docker info >/dev/null 2>&1; then
   done
   # As these machines run it (issue 10). Without Docker's iptables rules containers have no NAT to the outside,
   # which nothing here needs: builds use the host's network, the containers talk to each other and to the host.
-  setsid dockerd --iptables=false --storage-driver=overlay2 >>/var/log/dockerd-container-test.log 2>&1 </dev/null &
+  # Every inherited descriptor above stderr closed first: dockerd outlives this script, and a lock it inherited
+  # (`flock /tmp/x.lock scripts/container-test.sh` passes fd 3) would be held for as long as dockerd runs.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec setsid dockerd --iptables=false --storage-driver=overlay2 >>/var/log/dockerd-container-test.log 2>&1 </dev/null
+  ) &
   within 30 docker info >/dev/null 2>&1 || fail "dockerd did not start: $(tail -3 /var/log/dockerd-container-test.log)"
 fi
 echo "$(docker version --format 'Docker engine {{.Server.Version}}'), $("${compose[@]}" version 2>/dev/null | head -1)"
@@ -173,6 +181,10 @@ http_status() { curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$HTTP
 ready() { [ "$(http_status /readyz)" = 200 ]; }
 within 30 ready || fail "/readyz: $(http_status /readyz) $(cat "$tmp/body")"
 echo "/healthz 200, /readyz 200"
+# docker-compose.yml's healthcheck (node -e fetch /readyz), as Docker runs it in the container.
+health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(dc ps -q controller)")" = healthy ]; }
+within 40 health || fail "the controller is not healthy: $(docker inspect -f '{{json .State.Health}}' "$(dc ps -q controller)")"
+echo "compose healthcheck: healthy"
 [ "$(docker image inspect -f '{{.Config.User}}' "$IMAGE")" = node ] || fail "the image does not run as node"
 docker run --rm "$IMAGE" render-job >"$tmp/job.yaml" && grep -q '^kind: Job$' "$tmp/job.yaml" || fail "render-job in the image"
 code=0

@@ -1,11 +1,20 @@
 // The Kubernetes port: the calls the controller makes on batch/v1 Jobs (create, get, list, watch, a patch that
-// removes our finalizer, and a delete for a cancelled run), each with a timeout, and errors turned into
-// outcomes (kubeErrors.ts). Every call names its namespace: a run is followed in the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
-// The Role in deploy/ grants exactly RBAC_VERBS.
+// removes our finalizer, and a delete for a cancelled run) and one on pods (list, the open run's), each with a
+// timeout, and errors turned into outcomes (kubeErrors.ts). Every call names its namespace: a run is followed in
+// the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
+// The Role in deploy/ grants exactly RBAC_VERBS on jobs and RBAC_POD_VERBS on pods.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { BatchV1Api, KubeConfig, Observable, type V1Job, type V1JobList } from '@kubernetes/client-node';
+import {
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  Observable,
+  type V1Job,
+  type V1JobList,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { ConfigError } from './config.js';
 import { errorMessage } from './errors.js';
 import { jobOutcome } from './jobOutcome.js';
@@ -15,6 +24,8 @@ import { openWatch, type WatchEvent, type WatchHandle } from './kubeWatch.js';
 
 // delete: `training-controller cancel` (issue #11); the service deletes the Job, the CLI never talks to the cluster.
 export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch', 'delete'] as const;
+/** On core/v1 pods: the open run's pods, to report one that cannot start (runPods.ts). */
+export const RBAC_POD_VERBS = ['list'] as const;
 
 export interface JobsApi {
   /** The configured namespace (TRAINING_NAMESPACE or its fallbacks): where new runs go. */
@@ -25,6 +36,8 @@ export interface JobsApi {
   /** null when the Job does not exist (404). */
   get(namespace: string, name: string): Promise<V1Job | null>;
   list(namespace: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
+  /** Pods (core/v1), for the open run's Job only (runPods.ts). */
+  listPods(namespace: string, labelSelector: string): Promise<V1Pod[]>;
   watch(
     namespace: string,
     labelSelector: string,
@@ -138,6 +151,7 @@ class KubeJobs implements JobsApi {
   readonly namespace: string;
   readonly server: string;
   private readonly api: Api;
+  private readonly core: CoreV1Api;
   private readonly kc: KubeConfig;
   private readonly closed = new AbortController();
 
@@ -148,6 +162,7 @@ class KubeJobs implements JobsApi {
     this.kc = cluster.kc;
     this.namespace = cluster.namespace;
     this.api = cluster.kc.makeApiClient(BatchV1Api);
+    this.core = cluster.kc.makeApiClient(CoreV1Api);
     this.server = cluster.kc.getCurrentCluster()?.server ?? '';
   }
 
@@ -194,6 +209,14 @@ class KubeJobs implements JobsApi {
       return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
     } catch (err: unknown) {
       throw toKubeError(err, `list Jobs ${ns} ${labelSelector}`);
+    }
+  }
+
+  async listPods(ns: string, labelSelector: string): Promise<V1Pod[]> {
+    try {
+      return (await this.core.listNamespacedPod({ namespace: ns, labelSelector }, this.withTimeout())).items;
+    } catch (err: unknown) {
+      throw toKubeError(err, `list Pods ${ns} ${labelSelector}`);
     }
   }
 

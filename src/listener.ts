@@ -40,6 +40,8 @@ export interface ListenerHandlers {
   /** LISTEN is active: `initial` on the first connection, false after a reconnect. */
   connected(initial: boolean): void;
   disconnected(reason: string): void;
+  /** The subscription proved it delivers: its liveness ping came back (every check interval when healthy). */
+  alive?(): void;
   /** Sends a NOTIFY on CHANNEL with this payload from another connection (the pool). */
   ping(payload: string): Promise<void>;
 }
@@ -190,7 +192,10 @@ export class Listener {
     });
     subscriber.notifications.on(CHANNEL, (payload: unknown) => {
       if (typeof payload === 'string' && payload.startsWith(PING_PREFIX)) {
-        if (payload === this.awaitedPing) this.awaitedPing = null;
+        if (payload === this.awaitedPing) {
+          this.awaitedPing = null;
+          this.handlers.alive?.();
+        }
         return;
       }
       this.handlers.notification();

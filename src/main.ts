@@ -16,7 +16,9 @@ import { createJobsApi, type ClusterConfig, type JobsApi } from './kubeJobs.js';
 import { CHANNEL, Listener } from './listener.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { countPending } from './pending.js';
 import { safeUrl } from './redact.js';
+import { openRun } from './runs.js';
 import { openDatabase, precheck, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './timers.js';
 import { maxWaitOf } from './triggers.js';
@@ -102,7 +104,9 @@ function buildController(p: Parts): { controller: Controller; watches: JobWatche
     dispatcher: { ...submitDeps, config, jobs, mode, namespace, maxWait: maxWaitOf(config), now: () => timers.now() },
     // A create attempt may be in flight for the whole request timeout (+250 ms for the clocks of two
     // replicas). Should a slow server still create the Job after that, the retry's 409 adopts it by its label.
-    reconciler: jobs ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250 } : null,
+    reconciler: jobs
+      ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250, now: () => timers.now() }
+      : null,
     watchNamespaces: (namespaces) => watches?.ensure(namespaces),
   });
   return { controller, watches };
@@ -125,6 +129,7 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
   const connected = (initial: boolean): void => {
     health.listenerConnected = true;
     metrics.listenerConnected.set(1);
+    metrics.noteListenerAlive();
     if (initial)
       logger.info(
         { database: safeUrl(url), threshold: config.trainingThreshold, mode: p.cluster.mode, httpPort },
@@ -133,6 +138,7 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
     controller.requestRecount(initial ? 'startup' : 'reconnect');
   };
   const disconnected = (): void => {
+    if (health.listenerConnected) metrics.listenerLost.inc();
     health.listenerConnected = false;
     metrics.listenerConnected.set(0);
   };
@@ -145,6 +151,7 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
     connected,
     disconnected,
     ping,
+    alive: () => metrics.noteListenerAlive(),
   };
   return new Listener(url, logger, p.timers, handlers, config.listenCheckIntervalMs);
 }
@@ -156,7 +163,11 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
   // For `status`, which would otherwise show its own shell's threshold and back-off (issue #15).
   await publishSettings(db.pool, db.tables, settingsOf(config, cluster.mode, cluster.namespace));
   const health = newHealth(clusterConfig !== null);
-  const metrics = createMetrics(() => timers.now());
+  const metrics = createMetrics(() => timers.now(), {
+    health,
+    countPending: () => countPending(db.pool, db.tables, config.trainingThreshold),
+    countOpenRuns: async () => ((await openRun(db.pool, db.tables)) ? 1 : 0),
+  });
   const parts: Parts = { config, logger, timers, db, template, cluster, health, metrics };
   const { controller, watches } = buildController(parts);
   const http = await startServer(parts);

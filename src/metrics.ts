@@ -2,6 +2,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { RECOUNT_CAUSES } from './recountCauses.js';
 import { SKIP_REASONS } from './decide.js';
+import type { Health } from './health.js';
 import type { RunState } from './runs.js';
 
 // Every label value a counter can take, created at 0 with the registry: a series that appears only at its
@@ -11,18 +12,30 @@ const FINISHED_STATES: readonly RunState[] = ['succeeded', 'failed', 'lost', 'ca
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export function createMetrics(now: () => number = Date.now) {
+/** What some gauges read when scraped, so they are true at that moment and not as of the last event. */
+export interface MetricSources {
+  /** The bounded pending count (pending.ts countPending); the gate makes recounts rare, so it runs per scrape. */
+  countPending?: () => Promise<number>;
+  /** Runs open now (submitting or running: 0 or 1, a unique index), so an alert can tell "waiting" from "stuck". */
+  countOpenRuns?: () => Promise<number>;
+  /** The cluster's last answer (health.ts); null in print mode, and then no cluster series exist. */
+  health?: Pick<Health, 'cluster'>;
+}
+
+// A scrape must not hang on a database that does not answer (Prometheus' default scrape_timeout is 10 s, and
+// the pool may wait 10 s for a connection): after 1 s the pending gauge keeps its last value. The count itself
+// takes ~1 ms through the partial index.
+const SCRAPE_COUNT_TIMEOUT_MS = 1_000;
+
+export function createMetrics(now: () => number = Date.now, sources: MetricSources = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'training_controller_' });
   let lastNotificationAt: number | null = null;
   const started = now();
   const m = {
     registry,
-    pending: new Gauge({
-      name: 'training_controller_pending_annotations',
-      help: 'Verified annotations not yet claimed, as of the last recount (counted up to the threshold)',
-      registers: [registry],
-    }),
+    ...scrapedGauges(registry, sources),
+    ...listenerMetrics(registry, now, started),
     threshold: new Gauge({ name: 'training_controller_threshold', help: 'TRAINING_THRESHOLD', registers: [registry] }),
     paused: new Gauge({
       name: 'training_controller_paused',
@@ -63,26 +76,118 @@ export function createMetrics(now: () => number = Date.now) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
-    listenerConnected: new Gauge({
-      name: 'training_controller_listener_connected',
-      help: '1 while the LISTEN connection is up',
-      registers: [registry],
-    }),
     sinceNotification: new Gauge({
       name: 'training_controller_seconds_since_last_notification',
-      help: 'Seconds since the last NOTIFY (since start if none): a silently dead LISTEN shows as a steady climb while verifications go on',
+      help: 'Seconds since the last NOTIFY from a verification (since start if none). Rare by design (the notification gate): not a liveness signal, see listener_seconds_since_alive',
       registers: [registry],
       collect() {
         this.set((now() - (lastNotificationAt ?? started)) / 1000);
       },
+    }),
+    runPodWaiting: new Gauge({
+      name: 'training_controller_run_pod_waiting',
+      help: "Pods of the open run's Job that cannot start, by reason (CreateContainerConfigError, ImagePullBackOff, Unschedulable, ...)",
+      labelNames: ['reason'] as const,
+      registers: [registry],
     }),
     noteNotification(): void {
       lastNotificationAt = now();
       m.notifications.inc();
     },
   };
+  if (sources.health?.cluster) clusterGauges(registry, sources.health.cluster, now, started);
   for (const cause of RECOUNT_CAUSES) m.recounts.inc({ cause }, 0);
   for (const reason of SKIP_REASONS) m.skips.inc({ reason }, 0);
   for (const state of FINISHED_STATES) m.runsFinished.inc({ state }, 0);
   return m;
+}
+
+/** Gauges read from the database when scraped; on an error or a slow answer each keeps its last value. */
+function scrapedGauges(registry: Registry, sources: MetricSources) {
+  const scraped = (name: string, help: string, read: (() => Promise<number>) | undefined) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        if (!read) return;
+        const value = await withTimeout(read(), SCRAPE_COUNT_TIMEOUT_MS).catch(() => null);
+        if (value !== null) this.set(value);
+      },
+    });
+  return {
+    pending: scraped(
+      'training_controller_pending_annotations',
+      'Verified annotations not yet claimed, counted when scraped (up to the threshold); on a database error, the last value',
+      sources.countPending,
+    ),
+    openRuns: scraped(
+      'training_controller_open_runs',
+      'Runs submitting or running, read when scraped (at most 1); on a database error, the last value',
+      sources.countOpenRuns,
+    ),
+  };
+}
+
+/** The LISTEN connection, judged by its own liveness ping (listener.ts), not by verification traffic. */
+function listenerMetrics(registry: Registry, now: () => number, started: number) {
+  let aliveAt: number | null = null;
+  return {
+    listenerConnected: new Gauge({
+      name: 'training_controller_listener_connected',
+      help: '1 while the LISTEN connection is subscribed and its liveness ping comes back; 0 while it reconnects',
+      registers: [registry],
+    }),
+    listenerLost: new Counter({
+      name: 'training_controller_listener_lost_total',
+      help: 'Times the LISTEN connection was lost (killed, network, or its liveness ping missing); a reconnect may take only milliseconds, too short for listener_connected to show 0 at a scrape',
+      registers: [registry],
+    }),
+    sinceListenerAlive: new Gauge({
+      name: 'training_controller_listener_seconds_since_alive',
+      help: 'Seconds since the LISTEN connection last proved it delivers notifications (its own ping came back, or it subscribed); about LISTEN_CHECK_INTERVAL_MS when healthy',
+      registers: [registry],
+      collect() {
+        this.set((now() - (aliveAt ?? started)) / 1000);
+      },
+    }),
+    /** The LISTEN connection delivered its liveness ping (or subscribed). */
+    noteListenerAlive(): void {
+      aliveAt = now();
+    },
+  };
+}
+
+/** Whether the API server answers, as /readyz sees it (health.cluster, written by every Kubernetes call). */
+function clusterGauges(
+  registry: Registry,
+  cluster: NonNullable<Health['cluster']>,
+  now: () => number,
+  started: number,
+) {
+  new Gauge({
+    name: 'training_controller_cluster_reachable',
+    help: '1 when the last request to the Kubernetes API server succeeded, 0 when it failed or none has yet',
+    registers: [registry],
+    collect() {
+      this.set(cluster.error === null && cluster.okAt !== null ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'training_controller_cluster_seconds_since_answer',
+    help: 'Seconds since the Kubernetes API server last answered a request (since start if never); the reconcile lists Jobs every RECONCILE_INTERVAL_SECONDS',
+    registers: [registry],
+    collect() {
+      this.set((now() - (cluster.okAt ?? started)) / 1000);
+    },
+  });
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

@@ -38,14 +38,21 @@ export async function recount(pool: Pool, t: Tables, threshold: number): Promise
     `SELECT g.gate, ARRAY(${writersOf(t)} AND g.gate IS NOT DISTINCT FROM g.gate) AS writers
      FROM (SELECT pg_sequence_last_value(${quoteLiteral(t.verifiedSeq)})::text AS gate OFFSET 0) g`,
   );
+  const pending = await countPending(pool, t, threshold);
+  const gate = first.rows[0];
+  if (!gate) throw new Error('recount returned no row');
+  return { pending, gateBefore: BigInt(gate.gate ?? '0'), writers: gate.writers };
+}
+
+/** min(pending, limit), through the partial index: ~1 ms at any backlog (also what /metrics shows, metrics.ts). */
+export async function countPending(pool: Pool, t: Tables, limit: number): Promise<number> {
   const { rows } = await pool.query<{ pending: number }>(
     `SELECT count(*)::int AS pending FROM (SELECT 1 FROM ${t.annotations} WHERE ${PENDING} LIMIT $1) s`,
-    [threshold],
+    [limit],
   );
-  const gate = first.rows[0];
   const row = rows[0];
-  if (!gate || !row) throw new Error('recount returned no row');
-  return { pending: row.pending, gateBefore: BigInt(gate.gate ?? '0'), writers: gate.writers };
+  if (!row) throw new Error('the pending count returned no row');
+  return row.pending;
 }
 
 /** Publishes the gate target; returns the gate sequence as read right after (gate.ts, case 2). */

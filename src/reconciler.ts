@@ -13,6 +13,7 @@ import { deletedOutcome, jobOutcome } from './jobOutcome.js';
 import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from './jobTemplate.js';
 import type { JobsApi } from './kubeJobs.js';
 import { finishClaim, finishSettle } from './chunks.js';
+import { checkRunPods } from './runPods.js';
 import {
   leaseCreateAttempt,
   markRunning,
@@ -49,6 +50,8 @@ export interface ReconcilerDeps extends SubmitDeps {
   jobs: JobsApi;
   /** How long a create attempt may be in flight: no second attempt on the same run before it expires. */
   createLeaseMs: number;
+  /** The clock for how long a pod has been unschedulable (runPods.ts); Date.now when absent. */
+  now?: () => number;
 }
 
 type Outcome = Omit<ReconcileResult, 'foreignJobs' | 'namespaces'>;
@@ -74,12 +77,18 @@ export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> 
         j.metadata?.labels?.[RUN_ID_LABEL] !== String(run?.id ?? ''),
     )
     .map((j) => j.metadata?.name ?? '?');
-  if (!run) return { ...WAITING, finished: finishedWork, foreignJobs, namespaces };
+  if (!run) {
+    deps.metrics.runPodWaiting.reset();
+    return { ...WAITING, finished: finishedWork, foreignJobs, namespaces };
+  }
   const outcome = run.cancelRequestedAt
     ? { ...WAITING, finished: await cancel(deps, run) }
     : run.state === 'submitting'
       ? await resubmit(deps, run)
       : await follow(deps, run, await deps.jobs.get(run.namespace, run.jobName));
+  // A running Job whose pod cannot start (a missing Secret, a wrong image): visible now, not after 12 h.
+  if (run.state === 'running' && !outcome.finished) await checkRunPods(deps, run);
+  else deps.metrics.runPodWaiting.reset();
   return { ...outcome, finished: outcome.finished || finishedWork, foreignJobs: [], namespaces };
 }
 

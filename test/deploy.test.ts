@@ -11,7 +11,7 @@ import { COMMANDS } from '../src/commands.js';
 import { loadConfig } from '../src/config.js';
 import { PATHS } from '../src/http.js';
 import { checkTemplate } from '../src/jobTemplate.js';
-import { RBAC_VERBS } from '../src/kubeJobs.js';
+import { RBAC_POD_VERBS, RBAC_VERBS } from '../src/kubeJobs.js';
 import { packageRoot } from '../src/paths.js';
 
 const root = packageRoot();
@@ -42,6 +42,18 @@ describe('Dockerfile', () => {
     const arg = /^\$\{?(\w+)\}?$/.exec(from)?.[1];
     const image = arg ? (new RegExp(`^ARG\\s+${arg}=(\\S+)`, 'm').exec(read('Dockerfile'))?.[1] ?? '') : from;
     assert.match(image, /^node:(22|24)[.\d]*-(bookworm-slim|slim|alpine)/);
+  });
+
+  // Issue 15: a tag alone gives another image at every rebuild.
+  it('pins its base image by digest, and says how to bump it', () => {
+    const arg = /^ARG\s+NODE_IMAGE=(\S+)/m.exec(read('Dockerfile'))?.[1] ?? '';
+    assert.match(arg, /^node:22-bookworm-slim@sha256:[0-9a-f]{64}$/);
+    assert.match(read('Dockerfile'), /docker buildx imagetools inspect node:22-bookworm-slim/);
+    // The container test passes its stand-in only when set, so the pinned default is what users build.
+    const override = load(read('scripts/container-test.compose.yml')) as {
+      services: { migrate: { build: { args: string[] } } };
+    };
+    assert.deepEqual(override.services.migrate.build.args, ['NODE_IMAGE']);
   });
 
   it('installs production dependencies only, and runs as a non-root user with NODE_ENV=production', () => {
@@ -75,15 +87,49 @@ describe('deploy/', () => {
     for (const { file, doc } of all) assert.ok(doc.kind && doc.apiVersion, `${file}: kind and apiVersion`);
   });
 
-  it('the Role grants exactly the verbs the code uses, on batch/v1 Jobs only', () => {
+  it('the Role grants exactly the verbs the code uses: batch/v1 Jobs, and list on pods', () => {
     const [role] = byKind('Role') as V1Role[];
     assert.ok(role);
-    assert.equal(role.rules?.length, 1);
-    const rule = role.rules![0]!;
-    assert.deepEqual(rule.apiGroups, ['batch']);
-    assert.deepEqual(rule.resources, ['jobs']);
-    assert.deepEqual([...rule.verbs].sort(), [...RBAC_VERBS].sort());
+    assert.equal(role.rules?.length, 2);
+    const [jobs, pods] = role.rules!;
+    assert.deepEqual(jobs?.apiGroups, ['batch']);
+    assert.deepEqual(jobs?.resources, ['jobs']);
+    assert.deepEqual([...(jobs?.verbs ?? [])].sort(), [...RBAC_VERBS].sort());
+    // Issue 15: the open run's pods, to report one that cannot start (src/runPods.ts).
+    assert.deepEqual(pods?.apiGroups, ['']);
+    assert.deepEqual(pods?.resources, ['pods']);
+    assert.deepEqual([...(pods?.verbs ?? [])].sort(), [...RBAC_POD_VERBS].sort());
     assert.equal(byKind('ClusterRole').length, 0, 'namespaced only');
+  });
+
+  // The PrometheusRule needs the Prometheus Operator's CRD: apart, so `apply -k deploy/` works on any cluster.
+  it('keeps the alert rules out of the default kustomization, in deploy/monitoring/ with its own', () => {
+    const main = load(read('deploy/kustomization.yaml')) as { namespace: string; resources: string[] };
+    assert.ok(!main.resources.some((r) => r.includes('monitoring') || r.includes('prometheus')));
+    const monitoring = load(read('deploy/monitoring/kustomization.yaml')) as typeof main;
+    assert.deepEqual(monitoring.resources, ['prometheus-rules.yaml']);
+    assert.equal(monitoring.namespace, main.namespace);
+    assert.equal((load(read('deploy/monitoring/prometheus-rules.yaml')) as { kind: string }).kind, 'PrometheusRule');
+  });
+
+  // Issue 15: `kubectl apply -k deploy/` on a fresh cluster failed: nothing created ml-training.
+  it('creates its namespace first, the one the kustomization puts everything in', () => {
+    const kustomization = load(read('deploy/kustomization.yaml')) as { namespace: string; resources: string[] };
+    const [ns] = byKind('Namespace') as { metadata: { name: string } }[];
+    assert.equal(ns?.metadata.name, kustomization.namespace);
+    const file = all.find((d) => d.doc.kind === 'Namespace')?.file;
+    assert.equal(kustomization.resources[0], file);
+    // The README's steps: the namespace before the Secret that lives in it, and both before `apply -k`.
+    const readme = read('README.md');
+    const steps = readme.slice(readme.indexOf('**Kubernetes**'));
+    const at = (text: string) => {
+      const i = steps.indexOf(text);
+      assert.ok(i >= 0, `README Kubernetes steps mention ${text}`);
+      return i;
+    };
+    const nsStep = at(`kubectl apply -f deploy/${file}`);
+    const secretStep = at(`kubectl -n ${kustomization.namespace} create secret generic training-controller-database`);
+    assert.ok(nsStep < secretStep && secretStep < at('kubectl apply -k deploy/'));
   });
 
   it('the Deployment: one replica, Recreate, probes on the real paths and port, hardened, secret URL', () => {
@@ -107,6 +153,11 @@ describe('deploy/', () => {
     assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
     assert.equal(c.securityContext?.allowPrivilegeEscalation, false);
     assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory && c.resources.limits?.memory);
+    // Issue 15: 96Mi was below the measured idle (~100 MiB); the peak VmHWM measured was 135 MiB (the comment
+    // in deploy/deployment.yaml, scripts/measure-rss.sh).
+    const mi = (q: string) => Number(/^(\d+)Mi$/.exec(q)?.[1] ?? NaN);
+    assert.ok(mi(String(c.resources.requests.memory)) >= 135, `request ${c.resources.requests.memory}`);
+    assert.ok(mi(String(c.resources.limits.memory)) >= 1.5 * 135, `limit ${c.resources.limits.memory}`);
     assert.equal(pod.serviceAccountName, (byKind('ServiceAccount')[0] as { metadata: { name: string } }).metadata.name);
     // The grace period covers the controller's own shutdown watchdog.
     assert.ok((pod.terminationGracePeriodSeconds ?? 30) * 1000 > defaults.shutdownTimeoutMs);
@@ -128,6 +179,20 @@ describe('deploy/', () => {
 describe('docker-compose.yml', () => {
   const compose = load(read('docker-compose.yml')) as { services: Record<string, Record<string, unknown>> };
   const s = compose.services;
+
+  it('PostgreSQL pinned by digest (POSTGRES_IMAGE overrides), with how to bump it', () => {
+    assert.match(String(s.postgres?.image), /^\$\{POSTGRES_IMAGE:-postgres:16-bookworm@sha256:[0-9a-f]{64}\}$/);
+    assert.match(read('docker-compose.yml'), /docker buildx imagetools inspect\s+(#\s*)?postgres:16-bookworm/);
+  });
+
+  // Issue 15: the controller had none. The image has no curl: node's fetch on the readiness path and port.
+  it('the controller has a healthcheck: node fetching /readyz on HTTP_PORT', () => {
+    const hc = s.controller?.healthcheck as { test: string[]; start_period?: string };
+    assert.deepEqual(hc.test.slice(0, 3), ['CMD', 'node', '-e']);
+    const env = s.controller?.environment as Record<string, string>;
+    assert.ok(hc.test[3]?.includes(`fetch('http://127.0.0.1:${env.HTTP_PORT}${PATHS.ready}')`), hc.test[3]);
+    assert.ok(hc.start_period);
+  });
 
   it('PostgreSQL with a healthcheck, a one-shot migrate, and the controller after both', () => {
     assert.ok(s.postgres?.healthcheck);

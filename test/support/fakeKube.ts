@@ -10,7 +10,8 @@
 //          for a stale metadata.resourceVersion, 422 for a failed JSON-patch operation, 422 Forbidden for a new
 //          finalizer on a Job being deleted, 400 for a changed name, 415 for strategic merge and apply patches
 //   401 without the token
-// Test hooks (not HTTP): move a Job through its phases, inject 5xx/403/slow answers, go down and come back,
+//   pods: list (core/v1, label selectors), the pod of a Job in the shapes of test/support/fakeKubePods.ts
+// Test hooks (not HTTP): move a Job through its phases, set the state of its pod, inject 5xx/403/slow answers, go down and come back,
 // delete as kubectl or as the TTL-after-finished controller would.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -20,13 +21,14 @@ import type { Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { V1Job } from '@kubernetes/client-node';
+import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { matches } from './labelSelector.js';
+import { podFor, podList, type PodState } from './fakeKubePods.js';
 import { validateJobLikeApiServer } from './fakeKubeValidation.js';
 import { applyJsonPatch, BadPatch, jsonEqual, mergePatch, PatchFailed, type Json } from './jsonPatch.js';
 import { packageRoot } from '../../src/paths.js';
 
-export type Verb = 'create' | 'get' | 'list' | 'watch' | 'delete' | 'patch';
+export type Verb = 'create' | 'get' | 'list' | 'watch' | 'delete' | 'patch' | 'list-pods';
 export type Phase = 'pending' | 'running' | 'complete' | 'failed' | 'failure-target' | 'suspended';
 
 export interface Fault {
@@ -86,6 +88,8 @@ export class FakeKube {
   /** Every authenticated HTTP DELETE of a named Job (also those answered with an injected fault or 404). */
   readonly deletes: { name: string; namespace: string; propagationPolicy: string | null }[] = [];
   readonly namespaces = new Set(['default']);
+  /** Pods by namespace/name; none unless a test sets one (setPod). */
+  readonly pods = new Map<string, V1Pod>();
   readonly token = randomBytes(16).toString('hex');
   kubeconfigPath = '';
   private faults: Required<Fault>[] = [];
@@ -211,6 +215,19 @@ current-context: fake
   /** Jobs marked for deletion and kept by their finalizers. */
   deleting(): string[] {
     return [...this.jobs.values()].filter((j) => j.metadata?.deletionTimestamp).map((j) => j.metadata?.name ?? '');
+  }
+
+  /** Creates or moves the pod of a Job (one per Job); `since` backdates its state (default now). */
+  setPod(jobName: string, state: PodState, options: { namespace?: string; since?: Date } = {}): V1Pod {
+    const namespace = options.namespace ?? 'default';
+    const job = this.jobs.get(`${namespace}/${jobName}`);
+    if (!job) throw new Error(`no Job ${namespace}/${jobName}`);
+    const previous = [...this.pods.values()].find(
+      (p) => p.metadata?.namespace === namespace && p.metadata.labels?.['job-name'] === jobName,
+    );
+    const pod = podFor(job, state, options.since ?? new Date(), previous);
+    this.pods.set(`${namespace}/${pod.metadata?.name}`, pod);
+    return pod;
   }
 
   /** Moves a Job the way the Job controller would, with the conditions of Kubernetes 1.31+. */
@@ -513,21 +530,26 @@ current-context: fake
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.url);
-    const m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(url.pathname);
+    const podsPath = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(url.pathname);
+    const m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs(?:\/([^/]+))?$/.exec(url.pathname) ?? podsPath;
     const watch = url.searchParams.get('watch') === 'true';
     const verb: Verb | null = !m
       ? null
-      : req.method === 'POST'
-        ? 'create'
-        : req.method === 'DELETE'
-          ? 'delete'
-          : req.method === 'PATCH'
-            ? 'patch'
-            : m[2]
-              ? 'get'
-              : watch
-                ? 'watch'
-                : 'list';
+      : podsPath
+        ? req.method === 'GET' && !watch
+          ? 'list-pods'
+          : null
+        : req.method === 'POST'
+          ? 'create'
+          : req.method === 'DELETE'
+            ? 'delete'
+            : req.method === 'PATCH'
+              ? 'patch'
+              : m[2]
+                ? 'get'
+                : watch
+                  ? 'watch'
+                  : 'list';
     let code = 200;
     res.on('finish', () => verb && this.requests.push({ verb, path: url.pathname, status: code }));
     const reply = (c: number, body: unknown) => this.send(res, (code = c), body);
@@ -567,7 +589,9 @@ current-context: fake
       if (fault.status) {
         const message =
           fault.status === 403
-            ? `jobs.batch is forbidden: User "system:serviceaccount:${namespace}:training-controller" cannot ${verb} resource "jobs" in API group "batch" in the namespace "${namespace}"`
+            ? verb === 'list-pods'
+              ? `pods is forbidden: User "system:serviceaccount:${namespace}:training-controller" cannot list resource "pods" in API group "" in the namespace "${namespace}"`
+              : `jobs.batch is forbidden: User "system:serviceaccount:${namespace}:training-controller" cannot ${verb} resource "jobs" in API group "batch" in the namespace "${namespace}"`
             : `injected ${fault.status}`;
         return reply(fault.status, status(fault.status, REASONS[fault.status] ?? 'Unknown', message));
       }
@@ -655,6 +679,7 @@ current-context: fake
     } catch (err: unknown) {
       return reply(400, status(400, 'BadRequest', `unable to parse requirement: ${(err as Error).message}`));
     }
+    if (verb === 'list-pods') return reply(200, podList(this.pods.values(), namespace, selector, this.rv));
     if (verb === 'list') {
       const items = [...this.jobs.values()]
         .filter((j) => j.metadata?.namespace === namespace && matches(selector, j.metadata?.labels))

@@ -1,0 +1,140 @@
+// Issue 15: the gauges an operator alerts on are true when scraped, not as of the last (rare) event.
+//  - training_controller_pending_annotations: with 10 pending and no recount (the gate sends no NOTIFY below
+//    the threshold), `status` said 10 and the gauge 0.
+//  - the LISTEN connection: seconds_since_last_notification climbs on a healthy service (the gate makes
+//    notifications rare); listener_connected and listener_seconds_since_alive are about the subscription.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { packageRoot } from '../src/paths.js';
+import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { counterValue, eventually, sleep, startController, type Running } from './support/harness.js';
+import { TcpProxy } from './support/tcpProxy.js';
+
+/** Every sample of a scrape, by series as written (`name{labels}`). */
+export async function scrape(port: number): Promise<Map<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(res.status, 200);
+  const samples = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    samples.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return samples;
+}
+
+describe('metrics true at scrape time', () => {
+  let db: TestDb;
+  let kube: FakeKube;
+  let proxy: TcpProxy;
+  let listenProxy: TcpProxy;
+  let c: Running;
+  const metric = async (name: string) => (await scrape(c.service.httpPort)).get(name);
+
+  before(async () => {
+    db = await freshDatabase();
+    kube = await FakeKube.start();
+    // The pool and the LISTEN connection each through a proxy the test can black-hole or cut.
+    proxy = await TcpProxy.start(db.url);
+    listenProxy = await TcpProxy.start(db.url);
+    c = await startController(proxy.via(db.url), kube, {
+      LISTEN_DATABASE_URL: listenProxy.via(db.url),
+      POLL_INTERVAL_SECONDS: '0',
+      LISTEN_CHECK_INTERVAL_MS: '500',
+    });
+  });
+  after(async () => {
+    await c?.stop();
+    await proxy?.stop();
+    await listenProxy?.stop();
+    await kube?.stop();
+    await db?.drop();
+  });
+
+  it('pending_annotations counts at scrape time, without a recount', async () => {
+    const recounts = await counterValue(c, 'recounts');
+    await verifyNew(db.pool, 10);
+    assert.equal(await metric('training_controller_pending_annotations'), 10);
+    await verifyNew(db.pool, 7);
+    assert.equal(await metric('training_controller_pending_annotations'), 17);
+    assert.equal(await counterValue(c, 'recounts'), recounts, 'no recount happened (the gate stayed quiet)');
+    assert.equal(kube.creates.length, 0);
+  });
+
+  it('pending_annotations keeps its last value when the database does not answer, and /metrics still answers', async () => {
+    proxy.blackHole();
+    try {
+      const started = Date.now();
+      assert.equal(await metric('training_controller_pending_annotations'), 17);
+      assert.ok(Date.now() - started < 3000, `the scrape took ${Date.now() - started} ms`);
+    } finally {
+      proxy.clearBlackHole();
+    }
+  });
+
+  it('LISTEN backend killed (pg_terminate_backend): counted as lost, reconnected, alive again at once', async () => {
+    assert.equal(await metric('training_controller_listener_connected'), 1);
+    await sleep(1200); // two liveness pings at 500 ms
+    const alive = (await metric('training_controller_listener_seconds_since_alive')) ?? NaN;
+    assert.ok(alive < 1.1, `seconds since alive ${alive} (pings every 0.5 s)`);
+    const lost = (await metric('training_controller_listener_lost_total')) ?? NaN;
+    const killed = await db.pool.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
+    );
+    assert.equal(killed.rowCount, 1);
+    // pg-listen's first reconnect attempt is immediate: down for milliseconds, seen by the counter.
+    await eventually(async () => (await metric('training_controller_listener_lost_total')) === lost + 1, 'lost + 1');
+    await eventually(async () => (await metric('training_controller_listener_connected')) === 1, 'connected again');
+    await sleep(1200);
+    const after = (await metric('training_controller_listener_seconds_since_alive')) ?? NaN;
+    assert.ok(after < 1.1, `seconds since alive ${after} after the reconnect`);
+  });
+
+  it('LISTEN unreachable: listener_connected 0 and seconds_since_alive climbing, then 1 once it is back', async () => {
+    await listenProxy.cut();
+    try {
+      await eventually(async () => (await metric('training_controller_listener_connected')) === 0, 'connected 0');
+      await sleep(1500);
+      const since = (await metric('training_controller_listener_seconds_since_alive')) ?? 0;
+      assert.ok(since > 1.5, `seconds since alive ${since} while the LISTEN connection cannot connect`);
+    } finally {
+      await listenProxy.restore();
+    }
+    await eventually(async () => (await metric('training_controller_listener_connected')) === 1, 'connected 1', 20_000);
+    assert.ok(((await metric('training_controller_listener_seconds_since_alive')) ?? NaN) < 1.1);
+  });
+
+  it('seconds_since_last_notification climbs on a healthy service (why it is no liveness signal)', async () => {
+    const since = (await metric('training_controller_seconds_since_last_notification')) ?? NaN;
+    assert.ok(since > 2, `no notification for ${since} s, though 17 annotations were verified`);
+    assert.equal(await metric('training_controller_listener_connected'), 1);
+  });
+
+  it('the README metrics table lists exactly what /metrics exposes (besides the default process metrics)', async () => {
+    const readme = readFileSync(join(packageRoot(), 'README.md'), 'utf8');
+    const documented = [...readme.matchAll(/^\| `(training_controller_\w+)/gm)].map((m) => m[1]).sort();
+    const text = await (await fetch(`http://127.0.0.1:${c.service.httpPort}/metrics`)).text();
+    const exposed = [...text.matchAll(/^# TYPE (training_controller_\w+) /gm)]
+      .map((m) => m[1])
+      .filter((n) => !/^training_controller_(process|nodejs)_/.test(n ?? ''))
+      .sort();
+    assert.deepEqual(documented, exposed);
+  });
+
+  it('the API server: cluster_reachable 1 while it answers, 0 once it is down', async () => {
+    assert.equal(await metric('training_controller_cluster_reachable'), 1);
+    assert.ok(((await metric('training_controller_cluster_seconds_since_answer')) ?? NaN) < 3);
+    await kube.goDown();
+    try {
+      await eventually(async () => (await metric('training_controller_cluster_reachable')) === 0, 'reachable 0');
+      await sleep(1500);
+      assert.ok(((await metric('training_controller_cluster_seconds_since_answer')) ?? 0) > 1);
+    } finally {
+      await kube.comeUp();
+    }
+    await eventually(async () => (await metric('training_controller_cluster_reachable')) === 1, 'reachable 1');
+  });
+});

@@ -1,0 +1,137 @@
+// Scenarios for `promtool test rules` on deploy/monitoring/prometheus-rules.yaml (test/alerts.test.ts): input
+// series in promtool's expanding notation ('0x10' is eleven zeros, '0+60x10' climbs by 60 per 1 min step), as
+// the service writes them (the test checks each against a scrape), and whether the alert fires at evalTime.
+
+export interface AlertScenario {
+  name: string;
+  alert: string;
+  series: Record<string, string>;
+  evalTime: string;
+  fires: boolean;
+}
+
+const healthy = {
+  training_controller_listener_connected: '1x20',
+  training_controller_listener_seconds_since_alive: '5x20',
+  training_controller_cluster_reachable: '1x20',
+  training_controller_cluster_seconds_since_answer: '10x20',
+};
+
+const waitingToTrain = {
+  training_controller_pending_annotations: '50x20',
+  training_controller_threshold: '50x20',
+  training_controller_open_runs: '0x20',
+  'training_controller_dispatch_skips_total{reason="backoff"}': '0x20',
+};
+
+export const ALERT_SCENARIOS: AlertScenario[] = [
+  {
+    name: 'a failed run',
+    alert: 'TrainingRunFailed',
+    series: { 'training_controller_runs_finished_total{state="failed"}': '0 0 1x10' },
+    evalTime: '5m',
+    fires: true,
+  },
+  {
+    name: 'a lost run',
+    alert: 'TrainingRunFailed',
+    series: { 'training_controller_runs_finished_total{state="lost"}': '0 0 1x10' },
+    evalTime: '5m',
+    fires: true,
+  },
+  {
+    name: 'runs succeed',
+    alert: 'TrainingRunFailed',
+    series: {
+      'training_controller_runs_finished_total{state="succeeded"}': '0 1 2 3x10',
+      'training_controller_runs_finished_total{state="failed"}': '0x12',
+    },
+    evalTime: '5m',
+    fires: false,
+  },
+  {
+    name: 'pending at the threshold, no run, no back-off, for 12 min',
+    alert: 'TrainingNotStarting',
+    series: waitingToTrain,
+    evalTime: '12m',
+    fires: true,
+  },
+  {
+    name: 'pending at the threshold while a run trains',
+    alert: 'TrainingNotStarting',
+    series: { ...waitingToTrain, training_controller_open_runs: '1x20' },
+    evalTime: '12m',
+    fires: false,
+  },
+  {
+    name: 'pending at the threshold during the back-off after a failure',
+    alert: 'TrainingNotStarting',
+    series: { ...waitingToTrain, 'training_controller_dispatch_skips_total{reason="backoff"}': '0+1x20' },
+    evalTime: '12m',
+    fires: false,
+  },
+  {
+    name: 'below the threshold',
+    alert: 'TrainingNotStarting',
+    series: { ...waitingToTrain, training_controller_pending_annotations: '49x20' },
+    evalTime: '12m',
+    fires: false,
+  },
+  {
+    name: 'LISTEN reconnecting for 4 min',
+    alert: 'TrainingControllerListenDown',
+    series: { ...healthy, training_controller_listener_connected: '1 0x10' },
+    evalTime: '4m',
+    fires: true,
+  },
+  {
+    name: 'LISTEN connected but its ping lost for 3 min',
+    alert: 'TrainingControllerListenDown',
+    series: { ...healthy, training_controller_listener_seconds_since_alive: '5 5 60+60x10' },
+    evalTime: '6m',
+    fires: true,
+  },
+  {
+    // The README's old advice: no notification for 20 min is what a healthy, gated service looks like.
+    name: 'healthy LISTEN, no notification for 20 min',
+    alert: 'TrainingControllerListenDown',
+    series: { ...healthy, training_controller_seconds_since_last_notification: '0+60x20' },
+    evalTime: '20m',
+    fires: false,
+  },
+  {
+    name: 'API server failing for 6 min',
+    alert: 'TrainingControllerApiServerUnreachable',
+    series: { ...healthy, training_controller_cluster_reachable: '1 0x10' },
+    evalTime: '6m',
+    fires: true,
+  },
+  {
+    name: 'API server silent (requests hang) for 10 min',
+    alert: 'TrainingControllerApiServerUnreachable',
+    series: { ...healthy, training_controller_cluster_seconds_since_answer: '0+60x20' },
+    evalTime: '11m',
+    fires: true,
+  },
+  {
+    name: 'API server answering',
+    alert: 'TrainingControllerApiServerUnreachable',
+    series: healthy,
+    evalTime: '15m',
+    fires: false,
+  },
+  {
+    name: "the run's pod in CreateContainerConfigError for 20 min",
+    alert: 'TrainingPodNotStarting',
+    series: { 'training_controller_run_pod_waiting{reason="CreateContainerConfigError"}': '1x20' },
+    evalTime: '20m',
+    fires: true,
+  },
+  {
+    name: "the run's pod waited 5 min for its image, then started",
+    alert: 'TrainingPodNotStarting',
+    series: { 'training_controller_run_pod_waiting{reason="ErrImagePull"}': '1x5 _x15' },
+    evalTime: '20m',
+    fires: false,
+  },
+];

@@ -160,20 +160,43 @@ export class Listener {
   }
 
   private async subscribe(): Promise<void> {
-    let retired = false;
+    /** retired: replaced by a newer subscription (or stopped); initialDone: the first LISTEN went through. */
+    const life = { retired: false, initialDone: false };
     const subscriber = createSubscriber(this.connectionConfig(), {
       retryTimeout: Infinity,
       retryLimit: Infinity,
       // pg-listen's reconnect loop does not look at close(): throwing here is the only way to end it, so a
       // shutdown during a database outage does not leave it retrying (and the process alive) for minutes.
       retryInterval: (attempt: number) => {
-        if (this.stopped || retired) throw new Error('listener stopped');
+        if (this.stopped || life.retired) throw new Error('listener stopped');
         return retryDelayMs(attempt + 1);
       },
       paranoidChecking: 10_000,
       parse: (s: string) => s,
     });
-    let initialDone = false;
+    this.wire(subscriber, life);
+    try {
+      await subscriber.connect();
+      await subscriber.listenTo(CHANNEL);
+      await subscriber.listenTo(CONTROL_CHANNEL);
+    } catch (err: unknown) {
+      await subscriber.close().catch(() => undefined);
+      throw err;
+    }
+    this.subscriber = subscriber;
+    this.retire = () => {
+      life.retired = true;
+    };
+    this.awaitedPing = null;
+    life.initialDone = true;
+    const initial = !this.everConnected;
+    this.everConnected = true;
+    if (!initial) this.logger.info(RECONNECTED);
+    this.handlers.connected(initial);
+  }
+
+  /** pg-listen's events and both channels' notifications, for one subscription. */
+  private wire(subscriber: ReturnType<Factory>, life: { retired: boolean; initialDone: boolean }): void {
     subscriber.events.on('reconnect', (attempt: number) => {
       if (attempt === 1) {
         this.logger.warn('LISTEN connection lost; reconnecting');
@@ -181,13 +204,13 @@ export class Listener {
       }
     });
     subscriber.events.on('connected', () => {
-      this.closeIfRetired(subscriber, retired);
-      if (!initialDone || this.stopped) return;
+      this.closeIfRetired(subscriber, life.retired);
+      if (!life.initialDone || this.stopped) return;
       this.logger.info(RECONNECTED);
       this.handlers.connected(false);
     });
     subscriber.events.on('error', (err: Error) => {
-      this.closeIfRetired(subscriber, retired);
+      this.closeIfRetired(subscriber, life.retired);
       this.logger.error({ err: scrubSecrets(err.message, this.connectionString) }, 'LISTEN connection error');
     });
     subscriber.notifications.on(CHANNEL, (payload: unknown) => {
@@ -201,21 +224,5 @@ export class Listener {
       this.handlers.notification();
     });
     subscriber.notifications.on(CONTROL_CHANNEL, () => this.handlers.control());
-    try {
-      await subscriber.connect();
-      await subscriber.listenTo(CHANNEL);
-      await subscriber.listenTo(CONTROL_CHANNEL);
-    } catch (err: unknown) {
-      await subscriber.close().catch(() => undefined);
-      throw err;
-    }
-    this.subscriber = subscriber;
-    this.retire = () => (retired = true);
-    this.awaitedPing = null;
-    initialDone = true;
-    const initial = !this.everConnected;
-    this.everConnected = true;
-    if (!initial) this.logger.info(RECONNECTED);
-    this.handlers.connected(initial);
   }
 }

@@ -30,59 +30,18 @@ const SCRAPE_COUNT_TIMEOUT_MS = 1_000;
 export function createMetrics(now: () => number = Date.now, sources: MetricSources = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'training_controller_' });
-  let lastNotificationAt: number | null = null;
   const started = now();
   const m = {
     registry,
     ...scrapedGauges(registry, sources),
     ...listenerMetrics(registry, now, started),
+    ...loopCounters(registry),
+    ...notificationMetrics(registry, now, started),
     threshold: new Gauge({ name: 'training_controller_threshold', help: 'TRAINING_THRESHOLD', registers: [registry] }),
     paused: new Gauge({
       name: 'training_controller_paused',
       help: '1 while paused by `training-controller pause` (as of the last recount: a pause NOTIFYs one at once)',
       registers: [registry],
-    }),
-    notifications: new Counter({
-      name: 'training_controller_notifications_total',
-      help: 'NOTIFY messages received',
-      registers: [registry],
-    }),
-    recounts: new Counter({
-      name: 'training_controller_recounts_total',
-      help: 'Recounts of pending annotations, by what caused them',
-      labelNames: ['cause'] as const,
-      registers: [registry],
-    }),
-    dispatches: new Counter({
-      name: 'training_controller_dispatches_total',
-      help: 'Runs started (annotations claimed and a Job submitted)',
-      registers: [registry],
-    }),
-    skips: new Counter({
-      name: 'training_controller_dispatch_skips_total',
-      help: 'Threshold reached but no run started, by reason',
-      labelNames: ['reason'] as const,
-      registers: [registry],
-    }),
-    runsFinished: new Counter({
-      name: 'training_controller_runs_finished_total',
-      help: 'Runs that ended, by final state',
-      labelNames: ['state'] as const,
-      registers: [registry],
-    }),
-    createLatency: new Histogram({
-      name: 'training_controller_job_create_seconds',
-      help: 'Duration of Job create requests to the API server',
-      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [registry],
-    }),
-    sinceNotification: new Gauge({
-      name: 'training_controller_seconds_since_last_notification',
-      help: 'Seconds since the last NOTIFY from a verification (since start if none). Rare by design (the notification gate): not a liveness signal, see listener_seconds_since_alive',
-      registers: [registry],
-      collect() {
-        this.set((now() - (lastNotificationAt ?? started)) / 1000);
-      },
     }),
     runPodWaiting: new Gauge({
       name: 'training_controller_run_pod_waiting',
@@ -90,16 +49,63 @@ export function createMetrics(now: () => number = Date.now, sources: MetricSourc
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
-    noteNotification(): void {
-      lastNotificationAt = now();
-      m.notifications.inc();
-    },
   };
   if (sources.health?.cluster) clusterGauges(registry, sources.health.cluster, now, started);
-  for (const cause of RECOUNT_CAUSES) m.recounts.inc({ cause }, 0);
-  for (const reason of SKIP_REASONS) m.skips.inc({ reason }, 0);
-  for (const state of FINISHED_STATES) m.runsFinished.inc({ state }, 0);
   return m;
+}
+
+/** What the loop did, by cause, reason and outcome; every known label value exported at 0 from the start. */
+function loopCounters(registry: Registry) {
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Counter<L>({ name, help, labelNames, registers: [registry] });
+  const c = {
+    recounts: counter('training_controller_recounts_total', 'Recounts of pending annotations, by what caused them', [
+      'cause',
+    ] as const),
+    dispatches: counter(
+      'training_controller_dispatches_total',
+      'Runs started (annotations claimed and a Job submitted)',
+    ),
+    skips: counter('training_controller_dispatch_skips_total', 'A trigger fired but no run started, by reason', [
+      'reason',
+    ] as const),
+    runsFinished: counter('training_controller_runs_finished_total', 'Runs that ended, by final state', [
+      'state',
+    ] as const),
+    createLatency: new Histogram({
+      name: 'training_controller_job_create_seconds',
+      help: 'Duration of Job create requests to the API server',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+  };
+  for (const cause of RECOUNT_CAUSES) c.recounts.inc({ cause }, 0);
+  for (const reason of SKIP_REASONS) c.skips.inc({ reason }, 0);
+  for (const state of FINISHED_STATES) c.runsFinished.inc({ state }, 0);
+  return c;
+}
+
+/** NOTIFYs from verifications: rare by design (the gate), so their age is no liveness signal. */
+function notificationMetrics(registry: Registry, now: () => number, started: number) {
+  let lastNotificationAt: number | null = null;
+  const notifications = new Counter({
+    name: 'training_controller_notifications_total',
+    help: 'NOTIFY messages received',
+    registers: [registry],
+  });
+  const sinceNotification = new Gauge({
+    name: 'training_controller_seconds_since_last_notification',
+    help: 'Seconds since the last NOTIFY from a verification (since start if none). Rare by design (the notification gate): not a liveness signal, see listener_seconds_since_alive',
+    registers: [registry],
+    collect() {
+      this.set((now() - (lastNotificationAt ?? started)) / 1000);
+    },
+  });
+  const noteNotification = (): void => {
+    lastNotificationAt = now();
+    notifications.inc();
+  };
+  return { notifications, sinceNotification, noteNotification };
 }
 
 /** Gauges read from the database when scraped; on an error or a slow answer each keeps its last value. */

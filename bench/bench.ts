@@ -17,6 +17,7 @@ import { FakeKube } from '../test/support/fakeKube.js';
 import { startOwnPostgres, type OwnPostgres } from '../test/support/ownPostgres.js';
 import { bigBacklog } from './bigBacklog.js';
 import { liveMigration } from './liveMigration.js';
+import { operatorControls } from './operatorControls.js';
 import { log, median, p95, round, type Row } from './row.js';
 import { pgbenchUpdates } from './writers.js';
 
@@ -520,6 +521,7 @@ async function main(): Promise<void> {
     if (want('storm')) await footprintAndStorm(server, kube);
     if (want('migrate')) rows.push(...(await liveMigration(server)));
     if (want('backlog')) rows.push(...(await bigBacklog(server, kube)));
+    if (want('controls')) rows.push(...(await operatorControls(server, kube)));
   } finally {
     await kube.stop();
     await own?.destroy();

@@ -226,15 +226,13 @@ describe('the command line takes only what it knows', () => {
   });
 
   it('--help and -h, alone or after a command: the usage, exit 0, nothing started', async () => {
-    const started = Date.now();
     for (const args of [['--help'], ['-h'], ['run', '--help'], ['status', '-h'], ['baseline', '--help']]) {
       // A DATABASE_URL nothing answers at: a started service would fail or hang, not print the usage.
       const r = await cli(args, { DATABASE_URL: 'postgres://u@10.255.255.1:5432/x', NODE_ENV: 'production' });
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stdout, /^usage: training-controller/, args.join(' '));
-      assert.equal(r.stderr, '');
+      assert.equal(r.stderr, ''); // a service started against that address would have logged or failed by now
     }
-    assert.ok(Date.now() - started < 10_000);
   });
 
   for (const [args, expected] of [
@@ -297,15 +295,12 @@ describe('run: bad configuration is refused before the embedded PostgreSQL start
   ] as const) {
     it(`${name}: exit 2, one line, no data directory made`, async () => {
       const data = join(dir, name.replace(/\W+/g, '-'));
-      const started = Date.now();
       const r = await cli(['run'], { ...env, EMBEDDED_DATA_DIR: data, EMBEDDED_PORT: '1', HTTP_PORT: '0' });
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, expected);
       assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
       assert.equal(existsSync(data), false, 'the embedded PostgreSQL was not initialised');
       assert.doesNotMatch(r.stdout, /embedded PostgreSQL/);
-      // initdb alone takes ~1 s here; a refusal before it is node's start-up and the checks.
-      assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms`);
     });
   }
 });

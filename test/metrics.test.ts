@@ -69,7 +69,8 @@ describe('metrics true at scrape time', () => {
     try {
       const started = Date.now();
       assert.equal(await metric('training_controller_pending_annotations'), 17);
-      assert.ok(Date.now() - started < 3000, `the scrape took ${Date.now() - started} ms`);
+      // Without the 1 s bound the scrape waits for the pool (10 s connect, 30 s query): 8 s allows a loaded CI.
+      assert.ok(Date.now() - started < 8000, `the scrape took ${Date.now() - started} ms`);
     } finally {
       proxy.clearBlackHole();
     }

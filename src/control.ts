@@ -78,8 +78,11 @@ export async function notifyControl(q: Queryable, what: string): Promise<void> {
 /** Pauses (keeping the first pause's instant when already paused) and NOTIFYs. Returns the state after. */
 export async function pause(pool: Pool, t: Tables, by: string, reason: string | null): Promise<Control> {
   await pool.query(
+    // Already paused: the first instant stays; who and why change only with a new --reason (a bare repeat
+    // by someone else must not put their name on the first person's reason).
     `UPDATE ${t.control} SET paused = true, paused_at = CASE WHEN paused THEN paused_at ELSE now() END,
-            paused_by = $1, pause_reason = coalesce($2, CASE WHEN paused THEN pause_reason END) WHERE id`,
+            paused_by = CASE WHEN paused AND $2::text IS NULL THEN paused_by ELSE $1 END,
+            pause_reason = CASE WHEN paused AND $2::text IS NULL THEN pause_reason ELSE $2 END WHERE id`,
     [by, reason],
   );
   await notifyControl(pool, 'pause');

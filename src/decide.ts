@@ -11,8 +11,11 @@ export interface DispatchFacts {
   paused: boolean;
   /** Who asked for a manual run and why, for its log line. */
   manual?: { by: string | null; reason: string | null };
-  /** The open run in training_runs, if any. */
-  openRun: { id: number; jobName: string; state: string } | null;
+  /**
+   * The open run in training_runs, if any; or a run that blocks like one until `untilMs` (database clock): one
+   * cancelled while its Job create was unanswered, which a slow API server may still persist.
+   */
+  openRun: { id: number; jobName: string; state: string; untilMs?: number } | null;
   /** Unfinished Jobs labelled app=sentinel-training, whoever created them. */
   activeJobs: string[];
   /** No new run before this instant (ms, database clock), after failed runs; null when not backing off. */
@@ -47,6 +50,7 @@ export function decideDispatch(f: DispatchFacts): Decision {
       action: 'skip',
       reason: 'in-progress',
       why: `${IN_PROGRESS}: run ${f.openRun.id} (${f.openRun.jobName}) is ${f.openRun.state}`,
+      ...(f.openRun.untilMs !== undefined ? { retryInMs: Math.max(0, f.openRun.untilMs - f.now) } : {}),
     };
   }
   if (f.activeJobs.length > 0) {

@@ -13,7 +13,9 @@ import { decideDispatch, IN_PROGRESS, type Decision, type DispatchFacts } from '
 import { buildJob, freeName, jobName, jobSummary } from './jobTemplate.js';
 import { unfinishedJobs, type JobsApi } from './kubeJobs.js';
 import { LOCK_KEYS, tryXactLock } from './locks.js';
+import { GIVE_UP_QUIET_MS } from './reconciler.js';
 import {
+  cancelledInFlight,
   countPendingExact,
   failureHistory,
   insertAndClaim,
@@ -68,6 +70,11 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
   if (locked.kind === 'locked') deps.logger.debug('Another controller holds the dispatch lock');
   if (locked.kind !== 'claimed') return locked;
   const run = locked.complete ? locked.run : await claimTheRest(deps, locked.run);
+  if (run.state !== 'submitting') {
+    // Cancelled (by another replica) while its claim went on in chunks: its annotations are released already.
+    deps.logger.info({ runId: run.id, state: run.state }, `Run ${run.id} ended as ${run.state} during its claim`);
+    return { kind: 'dispatched', run, submit: 'failed' };
+  }
   deps.metrics.dispatches.inc();
   const why = run.triggerKind === 'threshold' ? '' : ` (${run.triggerKind}: ${run.triggerReason ?? ''})`;
   deps.logger.info(
@@ -82,7 +89,10 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
 /** Under the dispatch lock: everything decide.ts weighs, read in this transaction. */
 async function gatherFacts(deps: DispatcherDeps, client: PoolClient, pending: number): Promise<Facts> {
   const { config, tables } = deps;
-  const open = (await openRun(client, tables)) ?? busy(await unfinishedRun(client, tables));
+  const open =
+    (await openRun(client, tables)) ??
+    busy(await unfinishedRun(client, tables)) ??
+    inFlight(await cancelledInFlight(client, tables, GIVE_UP_QUIET_MS));
   let activeJobs: string[] = [];
   if (!open && deps.jobs) {
     const jobs = await unfinishedJobs(deps.jobs, [deps.namespace]);
@@ -184,6 +194,18 @@ async function claimTheRest(deps: DispatcherDeps, run: Run): Promise<Run> {
   const done = await runById(deps.pool, deps.tables, run.id);
   if (!done) throw new Error(`run ${run.id} vanished during its claim`);
   return done;
+}
+
+/** A run cancelled while its create was in flight blocks until that create can no longer land. */
+function inFlight(run: (Run & { untilMs: number }) | null): DispatchFacts['openRun'] {
+  if (!run) return null;
+  const until = new Date(run.untilMs).toISOString();
+  return {
+    id: run.id,
+    jobName: run.jobName,
+    state: `cancelled, its Job create unanswered until ${until}`,
+    untilMs: run.untilMs,
+  };
 }
 
 /** A run whose chunked work is unfinished blocks the next one like an open run (the reconciler finishes it). */

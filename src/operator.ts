@@ -93,7 +93,10 @@ async function cancelCommand(
 function cancelled(run: Run): string {
   if (run.state !== 'cancelled')
     return `Run #${run.id} (${run.jobName}) ended as ${run.state} before the cancel took effect.`;
-  return `Cancelled run #${run.id} (${run.jobName}): its Job is deleted and its ${run.annotationCount} annotations are pending again. The next run starts when a trigger fires (\`pause\` first to prevent that).`;
+  const job = run.submittedAt
+    ? 'its Job is deleted'
+    : 'its Job was never confirmed created (one that still lands is deleted, and the next run waits 60 s for that)';
+  return `Cancelled run #${run.id} (${run.jobName}): ${job}; its ${run.annotationCount} annotations are pending again. The next run starts when a trigger fires (\`pause\` first to prevent that).`;
 }
 
 async function triggerCommand(

@@ -176,8 +176,7 @@ export class RecountStep {
         if (result.submit === 'failed') this.hooks.requestRecount('run-finished');
         return true;
       case 'skipped':
-        if (result.decision.reason === 'backoff' && result.decision.retryInMs !== undefined)
-          this.hooks.backoffEndsIn(Math.max(0, result.decision.retryInMs));
+        if (result.decision.retryInMs !== undefined) this.hooks.backoffEndsIn(Math.max(0, result.decision.retryInMs));
         this.hooks.foreignJob(result.foreignJob);
         return result.decision.reason !== 'below-threshold';
       case 'locked':

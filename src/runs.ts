@@ -202,6 +202,26 @@ export async function unfinishedRun(q: Queryable, t: Tables): Promise<Run | null
 }
 
 /**
+ * A run cancelled while its Job create had not answered (no Job confirmed), its last attempt less than
+ * `quietMs` ago: a slow API server (an admission webhook) may still persist that Job, so the next run waits
+ * until then (the reconciler deletes such a Job when it appears). `untilMs` is on the database clock.
+ */
+export async function cancelledInFlight(
+  q: Queryable,
+  t: Tables,
+  quietMs: number,
+): Promise<(Run & { untilMs: number }) | null> {
+  const { rows } = await q.query<RunRow & { until_ms: number }>(
+    `SELECT ${COLUMNS}, (extract(epoch FROM last_attempt_at) * 1000 + $1)::float8 AS until_ms FROM ${t.runs}
+      WHERE state = 'cancelled' AND submitted_at IS NULL AND create_attempts > 0
+        AND last_attempt_at > now() - make_interval(secs => $1::float8 / 1000)
+      ORDER BY id DESC LIMIT 1`,
+    [quietMs],
+  );
+  return rows[0] ? { ...toRun(rows[0]), untilMs: rows[0].until_ms } : null;
+}
+
+/**
  * Namespaces of the open run and the latest runs: where a Job of ours may still carry our finalizer (a run
  * that ended in team-a after TRAINING_NAMESPACE moved to team-b).
  */

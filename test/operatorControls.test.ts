@@ -98,7 +98,7 @@ describe('operator controls', () => {
     kube.setPhase(job, 'running');
     const r = await operator(db, 'cancel', '--reason', 'wrong image');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^Cancelled run #1 \(sentinel-training-[\d-]+\): its Job is deleted and its 50 annotations/);
+    assert.match(r.stdout, /^Cancelled run #1 \(sentinel-training-[\d-]+\): its Job is deleted; its 50 annotations/);
     assert.deepEqual(kube.deletes, [{ name: job, namespace: 'default', propagationPolicy: 'Background' }]);
     assert.equal(
       kube.jobs.size >= 1 && [...kube.jobs.keys()].includes(`default/${job}`),
@@ -117,6 +117,30 @@ describe('operator controls', () => {
     await eventually(() => kube.creates.length === 2, 'the next run, with no back-off', 5_000);
     const [cancelled, next] = await runRows(db.pool);
     assert.deepEqual([cancelled?.state, cancelled?.annotation_count, next?.annotation_count], ['cancelled', 50, 50]);
+  });
+
+  it('cancel while the Job create is unanswered: the late Job is deleted and no second run overlaps it', async () => {
+    // The client gives up at 300 ms; the server still creates the Job 3 s in (a slow admission webhook), and
+    // answers the retries as slowly, so the run is still `submitting` when the cancel arrives.
+    c = await startController(db.url, kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
+    kube.inject({ verb: 'create', delayMs: 3_000, times: 5 });
+    await verifyNew(db.pool, 50);
+    await c.logs.waitForMsg('Job create failed, will retry the same name');
+    const r = await operator(db, 'cancel');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /its Job was never confirmed created \(one that still lands is deleted/);
+    const late = (await eventually(() => kube.creates[0], 'the late create to land'))!;
+    let most = 0;
+    await eventually(() => {
+      most = Math.max(most, kube.unfinished().length);
+      return kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background');
+    }, 'the late Job of the cancelled run to be deleted');
+    await settled(c);
+    // Only run 1's name (its slow retries may land again after the delete, and are deleted again): the 50
+    // released wait, since a create of run 1 could still land.
+    assert.deepEqual(new Set(kube.creates.map((x) => x.name)), new Set([late.name]));
+    await c.logs.waitForMsg(/^Training already in progress/);
+    assert.ok(most <= 1, `${most} unfinished Jobs at once`);
   });
 
   it('trigger starts a run below the threshold and through a back-off, and refuses in one line when it cannot', async () => {

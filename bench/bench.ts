@@ -7,15 +7,17 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { NOTIFIED, RECOUNTED } from '../src/controller.js';
+import { NOTIFIED } from '../src/controller.js';
+import { RECOUNTED } from '../src/recountStep.js';
 import { recount } from '../src/pending.js';
 import { packageRoot } from '../src/paths.js';
 import { tables } from '../src/tables.js';
-import { spawnCli, type ChildController } from '../test/support/child.js';
+import { spawnCli } from '../test/support/child.js';
 import { freshDatabase, type TestDb } from '../test/support/db.js';
 import { FakeKube } from '../test/support/fakeKube.js';
 import { startOwnPostgres, type OwnPostgres } from '../test/support/ownPostgres.js';
 import { bigBacklog } from './bigBacklog.js';
+import { finishRun, httpPort, metricValue, stopChild, until } from './child.js';
 import { liveMigration } from './liveMigration.js';
 import { operatorControls } from './operatorControls.js';
 import { log, median, p95, round, type Row } from './row.js';
@@ -23,16 +25,6 @@ import { pgbenchUpdates } from './writers.js';
 
 const rows: Row[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 /** utime + stime of a process, in seconds (Linux /proc; clock ticks are 100 Hz here). */
 function cpuSeconds(pid: number): number {
@@ -43,24 +35,6 @@ function cpuSeconds(pid: number): number {
 function statusKb(pid: number, key: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? NaN);
-}
-
-async function stopChild(c: ChildController): Promise<void> {
-  c.proc.kill('SIGTERM');
-  await c.exited;
-}
-
-async function metricValue(port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
-}
-
-async function httpPort(c: ChildController): Promise<number> {
-  const line = await c.logs.waitForMsg('Listening for verified annotations', 30_000);
-  return Number(line.httpPort);
 }
 
 // 1. Trigger latency: commit of the threshold-reaching verification → Job create request at the API server.
@@ -111,13 +85,7 @@ async function triggerLatency(server: string, kube: FakeKube, debounceMs: number
         split.dispatch.push(claimed - recounted);
         split.create.push(created - claimed);
       }
-      // Finish the run so the next trial can start one.
-      kube.setPhase(kube.creates[creates]!.name, 'complete');
-      await until(
-        async () =>
-          (await db.pool.query("SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')")).rowCount === 0,
-        'the run to settle',
-      );
+      await finishRun(db.pool, kube, kube.creates[creates]!.name);
     }
   } finally {
     await stopChild(c);

@@ -6,6 +6,7 @@ import { spawnCli } from '../test/support/child.js';
 import { freshDatabase, type TestDb } from '../test/support/db.js';
 import type { FakeKube } from '../test/support/fakeKube.js';
 import { startPacedWriter, type PacedWriter } from './pacedWriter.js';
+import { until } from './child.js';
 import { log, round, type Row } from './row.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -28,14 +29,6 @@ async function relabeller(db: TestDb, rows: number): Promise<PacedWriter> {
     "UPDATE annotations SET label = 'relabelled' WHERE id = $1",
     () => 1 + Math.floor(Math.random() * rows),
   );
-}
-
-async function until(fn: () => Promise<boolean> | boolean, what: string, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 export async function bigBacklog(server: string, kube: FakeKube): Promise<Row[]> {

@@ -5,37 +5,13 @@
 //    its clock runs, against one NOTIFY per row (the trigger without the gate).
 import { pause, resume } from '../src/control.js';
 import { tables } from '../src/tables.js';
-import { spawnCli, type ChildController } from '../test/support/child.js';
+import { spawnCli } from '../test/support/child.js';
 import { freshDatabase } from '../test/support/db.js';
 import type { FakeKube } from '../test/support/fakeKube.js';
+import { finishRun, httpPort, metricValue, stopChild, until } from './child.js';
 import { log, median, p95, round, type Row } from './row.js';
 
 const t = tables('public');
-
-async function until<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-async function started(c: ChildController): Promise<number> {
-  return Number((await c.logs.waitForMsg('Listening for verified annotations', 30_000)).httpPort);
-}
-
-async function counter(port: number, name: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return Number(line?.split(' ').at(-1) ?? Number.NaN);
-}
-
-async function stop(c: ChildController): Promise<void> {
-  c.proc.kill('SIGTERM');
-  await c.exited;
-}
 
 async function resumeLatency(server: string, kube: FakeKube): Promise<number[]> {
   const db = await freshDatabase(server);
@@ -44,7 +20,7 @@ async function resumeLatency(server: string, kube: FakeKube): Promise<number[]> 
     KUBECONFIG: kube.kubeconfigPath,
     RECONCILE_INTERVAL_SECONDS: '1',
   });
-  await started(c);
+  await httpPort(c);
   const samples: number[] = [];
   try {
     for (let trial = 0; trial < 20; trial++) {
@@ -56,15 +32,10 @@ async function resumeLatency(server: string, kube: FakeKube): Promise<number[]> 
       await resume(db.pool, t);
       await until(() => kube.creates.length > creates, 'the Job after resume');
       samples.push(kube.creates[creates]!.at - before);
-      kube.setPhase(kube.creates[creates]!.name, 'complete');
-      await until(
-        async () =>
-          (await db.pool.query("SELECT 1 FROM training_runs WHERE state IN ('submitting', 'running')")).rowCount === 0,
-        'the run to settle',
-      );
+      await finishRun(db.pool, kube, kube.creates[creates]!.name);
     }
   } finally {
-    await stop(c);
+    await stopChild(c);
     await db.drop();
   }
   return samples;
@@ -84,16 +55,16 @@ async function maxWaitNotifications(
     TRAINING_MAX_WAIT_SECONDS: '3600',
   };
   const c = spawnCli(['run'], env);
-  const port = await started(c);
+  const port = await httpPort(c);
   try {
     for (let i = 0; i < rowsToVerify; i++) {
       await db.pool.query('INSERT INTO annotations (verified) VALUES (true)');
       if (paceMs > 0) await new Promise((r) => setTimeout(r, paceMs));
     }
     await new Promise((r) => setTimeout(r, 1_500)); // any NOTIFY still in flight arrives (loopback: ~1 ms)
-    return await counter(port, 'training_controller_notifications_total');
+    return await metricValue(port, 'training_controller_notifications_total');
   } finally {
-    await stop(c);
+    await stopChild(c);
     await db.drop();
   }
 }

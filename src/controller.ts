@@ -27,7 +27,6 @@ import { WorkQueue } from './workQueue.js';
 
 /** Debug log line the benchmark reads to split the trigger latency (RECOUNTED is in recountStep.ts). */
 export const NOTIFIED = 'Notification received';
-export { RECOUNTED } from './recountStep.js';
 
 const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'writers-ended']);
 

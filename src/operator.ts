@@ -9,8 +9,7 @@ import { PENDING } from './pending.js';
 import { openRun, runById, unfinishedRun, type Run } from './runs.js';
 import type { Tables } from './tables.js';
 
-export const OPERATOR_COMMANDS = ['pause', 'resume', 'cancel', 'trigger'] as const;
-export type OperatorCommand = (typeof OPERATOR_COMMANDS)[number];
+export type OperatorCommand = 'pause' | 'resume' | 'cancel' | 'trigger';
 
 /** How long cancel and trigger wait to report what the service did (it reacts within ~1 s). */
 export const CONFIRM_MS = 10_000;

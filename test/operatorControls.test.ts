@@ -3,13 +3,12 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { PAUSED_LOG, RESUMED_LOG } from '../src/controlLog.js';
 import { CANCELLED } from '../src/reconciler.js';
 import { cliPath } from './support/child.js';
-import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
-import { FakeKube } from './support/fakeKube.js';
-import { counterValue, eventually, startController, type Running } from './support/harness.js';
+import { runRows, verifyNew, type TestDb } from './support/db.js';
+import { counterValue, eventually, startController, useEachRun, type Running } from './support/harness.js';
 
 const exec = promisify(execFile);
 
@@ -37,150 +36,132 @@ async function settled(c: Running): Promise<void> {
 }
 
 describe('operator controls', () => {
-  let db: TestDb;
-  let kube: FakeKube;
-  let c: Running | null = null;
-
-  beforeEach(async () => {
-    db = await freshDatabase();
-    kube = await FakeKube.start();
-  });
-  afterEach(async () => {
-    await c?.stop();
-    c = null;
-    assert.deepEqual(await invariantViolations(db.pool), []);
-    await kube.stop();
-    await db.drop();
-  });
+  const s = useEachRun();
 
   it('pause holds every run, survives a restart, is harmless twice; resume starts one within a second', async () => {
-    c = await startController(db.url, kube);
-    const first = await operator(db, 'pause', '--reason', 'cluster maintenance');
+    s.c = await startController(s.db.url, s.kube);
+    const first = await operator(s.db, 'pause', '--reason', 'cluster maintenance');
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^Paused since \S+ by \S+@\S+: cluster maintenance\. No new run starts/);
-    await c.logs.waitForMsg(PAUSED_LOG);
-    await verifyNew(db.pool, 60);
-    await settled(c);
-    assert.equal(kube.creates.length, 0, 'paused: 60 pending start nothing');
-    assert.equal(await gauge(c, 'paused'), 1);
+    await s.c.logs.waitForMsg(PAUSED_LOG);
+    await verifyNew(s.db.pool, 60);
+    await settled(s.c);
+    assert.equal(s.kube.creates.length, 0, 'paused: 60 pending start nothing');
+    assert.equal(await gauge(s.c, 'paused'), 1);
 
-    const again = await operator(db, 'pause');
+    const again = await operator(s.db, 'pause');
     assert.equal(again.code, 0);
     assert.match(again.stdout, /cluster maintenance/, 'a second pause keeps the first reason');
-    const since = (await db.pool.query('SELECT paused_at FROM training_control')).rows[0].paused_at;
+    const since = (await s.db.pool.query('SELECT paused_at FROM training_control')).rows[0].paused_at;
     assert.match(first.stdout, new RegExp(`since ${since.toISOString()}`), 'and the first instant');
 
-    await c.stop();
-    c = await startController(db.url, kube);
-    await c.logs.waitForMsg(PAUSED_LOG);
-    await settled(c);
-    assert.equal(kube.creates.length, 0, 'still paused after a restart');
+    await s.c.stop();
+    s.c = await startController(s.db.url, s.kube);
+    await s.c.logs.waitForMsg(PAUSED_LOG);
+    await settled(s.c);
+    assert.equal(s.kube.creates.length, 0, 'still paused after a restart');
 
-    const resumed = await operator(db, 'resume');
+    const resumed = await operator(s.db, 'resume');
     assert.equal(resumed.code, 0);
     assert.equal(resumed.stdout, 'Resumed: runs may start again.\n');
     // Within the 5 s allowed here only the control NOTIFY can start it: the poll is 300 s away.
-    await eventually(() => kube.creates.length === 1, 'the run after resume', 5_000);
-    assert.ok((await counterValue(c, 'recounts', { cause: 'control' })) >= 1);
-    await c.logs.waitForMsg(RESUMED_LOG);
-    assert.equal(await gauge(c, 'paused'), 0);
-    assert.equal((await operator(db, 'resume')).stdout, 'Not paused: nothing to resume.\n');
+    await eventually(() => s.kube.creates.length === 1, 'the run after resume', 5_000);
+    assert.ok((await counterValue(s.c, 'recounts', { cause: 'control' })) >= 1);
+    await s.c.logs.waitForMsg(RESUMED_LOG);
+    assert.equal(await gauge(s.c, 'paused'), 0);
+    assert.equal((await operator(s.db, 'resume')).stdout, 'Not paused: nothing to resume.\n');
   });
 
   it('cancel deletes the Job (Background), releases its annotations, and starts no back-off', async () => {
-    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '600' });
-    const none = await operator(db, 'cancel');
+    s.c = await startController(s.db.url, s.kube, { RETRY_BACKOFF_SECONDS: '600' });
+    const none = await operator(s.db, 'cancel');
     assert.deepEqual([none.code, none.stderr], [1, 'training-controller: no open run to cancel\n']);
 
-    await verifyNew(db.pool, 50);
-    await eventually(() => kube.creates.length === 1, 'the first Job');
-    const job = kube.creates[0]!.name;
-    kube.setPhase(job, 'running');
-    const r = await operator(db, 'cancel', '--reason', 'wrong image');
+    await verifyNew(s.db.pool, 50);
+    await eventually(() => s.kube.creates.length === 1, 'the first Job');
+    const job = s.kube.creates[0]!.name;
+    s.kube.setPhase(job, 'running');
+    const r = await operator(s.db, 'cancel', '--reason', 'wrong image');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^Cancelled run #1 \(sentinel-training-[\d-]+\): its Job is deleted; its 50 annotations/);
-    assert.deepEqual(kube.deletes, [{ name: job, namespace: 'default', propagationPolicy: 'Background' }]);
-    assert.equal(
-      kube.jobs.size >= 1 && [...kube.jobs.keys()].includes(`default/${job}`),
-      false,
-      'finalizer off, Job gone',
-    );
-    const [run] = await runRows(db.pool);
+    assert.deepEqual(s.kube.deletes, [{ name: job, namespace: 'default', propagationPolicy: 'Background' }]);
+    assert.equal(s.kube.jobs.has(`default/${job}`), false, 'finalizer off, Job gone');
+    const [run] = await runRows(s.db.pool);
     assert.equal(run?.state, 'cancelled');
     assert.match(run?.reason ?? '', /^cancelled by \S+@\S+: wrong image$/);
-    const line = await c.logs.waitForMsg(`${CANCELLED}: 50 annotations released`);
+    const line = await s.c.logs.waitForMsg(`${CANCELLED}: 50 annotations released`);
     assert.equal(line.jobDeleted, true);
-    assert.equal(await counterValue(c, 'runsFinished', { state: 'cancelled' }), 1);
-    assert.equal(await counterValue(c, 'runsFinished', { state: 'failed' }), 0);
+    assert.equal(await counterValue(s.c, 'runsFinished', { state: 'cancelled' }), 1);
+    assert.equal(await counterValue(s.c, 'runsFinished', { state: 'failed' }), 0);
 
     // Not a failure, and not a pause: the 50 are pending again and train at once, despite a 600 s back-off.
-    await eventually(() => kube.creates.length === 2, 'the next run, with no back-off', 5_000);
-    const [cancelled, next] = await runRows(db.pool);
+    await eventually(() => s.kube.creates.length === 2, 'the next run, with no back-off', 5_000);
+    const [cancelled, next] = await runRows(s.db.pool);
     assert.deepEqual([cancelled?.state, cancelled?.annotation_count, next?.annotation_count], ['cancelled', 50, 50]);
   });
 
   it('cancel while the Job create is unanswered: the late Job is deleted and no second run overlaps it', async () => {
     // The client gives up at 300 ms; the server still creates the Job 3 s in (a slow admission webhook), and
     // answers the retries as slowly, so the run is still `submitting` when the cancel arrives.
-    c = await startController(db.url, kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
-    kube.inject({ verb: 'create', delayMs: 3_000, times: 5 });
-    await verifyNew(db.pool, 50);
-    await c.logs.waitForMsg('Job create failed, will retry the same name');
-    const r = await operator(db, 'cancel');
+    s.c = await startController(s.db.url, s.kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
+    s.kube.inject({ verb: 'create', delayMs: 3_000, times: 5 });
+    await verifyNew(s.db.pool, 50);
+    await s.c.logs.waitForMsg('Job create failed, will retry the same name');
+    const r = await operator(s.db, 'cancel');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /its Job was never confirmed created \(one that still lands is deleted/);
-    const late = (await eventually(() => kube.creates[0], 'the late create to land'))!;
+    const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;
     let most = 0;
     await eventually(() => {
-      most = Math.max(most, kube.unfinished().length);
-      return kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background');
+      most = Math.max(most, s.kube.unfinished().length);
+      return s.kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background');
     }, 'the late Job of the cancelled run to be deleted');
-    await settled(c);
+    await settled(s.c);
     // Only run 1's name (its slow retries may land again after the delete, and are deleted again): the 50
     // released wait, since a create of run 1 could still land.
-    assert.deepEqual(new Set(kube.creates.map((x) => x.name)), new Set([late.name]));
-    await c.logs.waitForMsg(/^Training already in progress/);
+    assert.deepEqual(new Set(s.kube.creates.map((x) => x.name)), new Set([late.name]));
+    await s.c.logs.waitForMsg(/^Training already in progress/);
     assert.ok(most <= 1, `${most} unfinished Jobs at once`);
   });
 
   it('trigger starts a run below the threshold and through a back-off, and refuses in one line when it cannot', async () => {
-    c = await startController(db.url, kube, { RETRY_BACKOFF_SECONDS: '600' });
-    const empty = await operator(db, 'trigger');
+    s.c = await startController(s.db.url, s.kube, { RETRY_BACKOFF_SECONDS: '600' });
+    const empty = await operator(s.db, 'trigger');
     assert.deepEqual(
       [empty.code, empty.stderr],
       [1, 'training-controller: nothing pending: a run needs at least one verified annotation not yet trained on\n'],
     );
 
-    await verifyNew(db.pool, 3);
-    const t = await operator(db, 'trigger', '--reason', 'labels fixed');
+    await verifyNew(s.db.pool, 3);
+    const t = await operator(s.db, 'trigger', '--reason', 'labels fixed');
     assert.equal(t.code, 0, t.stderr);
     assert.match(t.stdout, /^Started run #1 \(sentinel-training-[\d-]+\) with 3 annotations\.\n$/);
-    const run = (await db.pool.query('SELECT trigger_kind, trigger_reason FROM training_runs WHERE id = 1')).rows[0];
+    const run = (await s.db.pool.query('SELECT trigger_kind, trigger_reason FROM training_runs WHERE id = 1')).rows[0];
     assert.equal(run.trigger_kind, 'manual');
     assert.match(run.trigger_reason, /^\S+@\S+: labels fixed$/);
-    await c.logs.waitForMsg(/^Triggering training with 3 new images \(manual: \S+@\S+: labels fixed\)$/);
+    await s.c.logs.waitForMsg(/^Triggering training with 3 new images \(manual: \S+@\S+: labels fixed\)$/);
 
-    await eventually(() => kube.creates.length === 1, 'its Job');
-    const open = await operator(db, 'trigger');
+    await eventually(() => s.kube.creates.length === 1, 'its Job');
+    const open = await operator(s.db, 'trigger');
     assert.equal(open.code, 1);
     assert.match(
       open.stderr,
       /^training-controller: run #1 \(sentinel-training-[\d-]+\) is (submitting|running): wait for it to end, or `training-controller cancel` it\n$/,
     );
 
-    kube.setPhase(kube.creates[0]!.name, 'failed');
-    await c.logs.waitForMsg('Training run failed: 3 annotations released');
-    await settled(c);
-    assert.equal(kube.creates.length, 1, 'the threshold alone would wait: 3 pending, and a 600 s back-off');
-    const retry = await operator(db, 'trigger');
+    s.kube.setPhase(s.kube.creates[0]!.name, 'failed');
+    await s.c.logs.waitForMsg('Training run failed: 3 annotations released');
+    await settled(s.c);
+    assert.equal(s.kube.creates.length, 1, 'the threshold alone would wait: 3 pending, and a 600 s back-off');
+    const retry = await operator(s.db, 'trigger');
     assert.equal(retry.code, 0, retry.stderr);
     assert.match(retry.stdout, /^Started run #2 .* with 3 annotations/);
 
-    await operator(db, 'pause', '--reason', 'bad image');
-    kube.setPhase(kube.creates[1]!.name, 'complete');
-    await eventually(async () => (await runRows(db.pool))[1]?.state === 'succeeded', 'run 2 to succeed');
-    await verifyNew(db.pool, 1);
-    const paused = await operator(db, 'trigger');
+    await operator(s.db, 'pause', '--reason', 'bad image');
+    s.kube.setPhase(s.kube.creates[1]!.name, 'complete');
+    await eventually(async () => (await runRows(s.db.pool))[1]?.state === 'succeeded', 'run 2 to succeed');
+    await verifyNew(s.db.pool, 1);
+    const paused = await operator(s.db, 'trigger');
     assert.equal(paused.code, 1);
     assert.match(
       paused.stderr,
@@ -189,51 +170,51 @@ describe('operator controls', () => {
   });
 
   it('the README example: pause, cancel the bad run, fix, resume', async () => {
-    c = await startController(db.url, kube);
-    await verifyNew(db.pool, 50);
-    await eventually(() => kube.creates.length === 1, 'a run with the bad image');
-    assert.equal((await operator(db, 'pause', '--reason', 'bad training image')).code, 0);
-    assert.equal((await operator(db, 'cancel', '--reason', 'bad training image')).code, 0);
-    await settled(c);
-    assert.equal(kube.creates.length, 1, 'paused first: the cancelled 50 do not start a run');
-    assert.equal((await operator(db, 'resume')).code, 0);
-    await eventually(() => kube.creates.length === 2, 'the run after resume', 5_000);
-    assert.deepEqual((await runRows(db.pool)).map((r) => [r.state, r.annotation_count]).slice(0, 1), [
+    s.c = await startController(s.db.url, s.kube);
+    await verifyNew(s.db.pool, 50);
+    await eventually(() => s.kube.creates.length === 1, 'a run with the bad image');
+    assert.equal((await operator(s.db, 'pause', '--reason', 'bad training image')).code, 0);
+    assert.equal((await operator(s.db, 'cancel', '--reason', 'bad training image')).code, 0);
+    await settled(s.c);
+    assert.equal(s.kube.creates.length, 1, 'paused first: the cancelled 50 do not start a run');
+    assert.equal((await operator(s.db, 'resume')).code, 0);
+    await eventually(() => s.kube.creates.length === 2, 'the run after resume', 5_000);
+    assert.deepEqual((await runRows(s.db.pool)).map((r) => [r.state, r.annotation_count]).slice(0, 1), [
       ['cancelled', 50],
     ]);
   });
 
   it("status shows the running service's settings (not the shell's), the pause, the max wait and why runs started", async () => {
-    c = await startController(db.url, kube, {
+    s.c = await startController(s.db.url, s.kube, {
       TRAINING_THRESHOLD: '7',
       RETRY_BACKOFF_SECONDS: '20',
       TRAINING_MAX_WAIT_SECONDS: '3600',
       TRAINING_MIN_BATCH: '2',
     });
-    await verifyNew(db.pool, 1);
-    await settled(c);
-    await operator(db, 'pause', '--reason', 'cluster maintenance');
-    const s = await operator(db, 'status'); // this shell: TRAINING_THRESHOLD unset, so 50 if it read its own
-    assert.equal(s.code, 0, s.stderr);
-    assert.match(s.stdout, /^pending annotations: 1 \(threshold 7\)$/m);
-    assert.match(s.stdout, /^paused: +since \S+ by \S+@\S+: cluster maintenance \(resume lifts it\)$/m);
-    assert.match(s.stdout, /^max wait: +fires at \S+ once 2 are pending, held by the pause$/m);
+    await verifyNew(s.db.pool, 1);
+    await settled(s.c);
+    await operator(s.db, 'pause', '--reason', 'cluster maintenance');
+    const out = await operator(s.db, 'status'); // this shell: TRAINING_THRESHOLD unset, so 50 if it read its own
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /^pending annotations: 1 \(threshold 7\)$/m);
+    assert.match(out.stdout, /^paused: +since \S+ by \S+@\S+: cluster maintenance \(resume lifts it\)$/m);
+    assert.match(out.stdout, /^max wait: +fires at \S+ once 2 are pending, held by the pause$/m);
     assert.match(
-      s.stdout,
+      out.stdout,
       /^settings: +kubernetes, namespace default \(as published by the running service at \S+\)$/m,
     );
 
-    await operator(db, 'resume');
-    const t = await operator(db, 'trigger', '--reason', 'labels fixed');
+    await operator(s.db, 'resume');
+    const t = await operator(s.db, 'trigger', '--reason', 'labels fixed');
     assert.equal(t.code, 0, t.stderr);
-    const json = JSON.parse((await operator(db, 'status', '--json')).stdout);
+    const json = JSON.parse((await operator(s.db, 'status', '--json')).stdout);
     assert.match(json.openRun.trigger, /^manual \(\S+@\S+: labels fixed\)$/);
     assert.equal(json.control.settings.retryBackoffSeconds, 20);
     assert.equal(json.control.paused, null);
   });
 
   it('bad usage is exit 2 and one line', async () => {
-    const r = await operator(db, 'pause', '--bogus');
+    const r = await operator(s.db, 'pause', '--bogus');
     assert.deepEqual(
       [r.code, r.stderr],
       [
@@ -241,7 +222,7 @@ describe('operator controls', () => {
         'training-controller: pause: unknown argument "--bogus" (usage: training-controller pause [--reason TEXT])\n',
       ],
     );
-    const s = await operator(db, 'resume', '--reason', 'x');
-    assert.equal(s.code, 2);
+    const resume = await operator(s.db, 'resume', '--reason', 'x');
+    assert.equal(resume.code, 2);
   });
 });

@@ -1,18 +1,19 @@
 // Runs the real service in-process (real pg, real client-node against the fake API server), with its log
 // captured so tests can assert on what an operator would read.
+import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { after, before } from 'node:test';
+import { after, afterEach, before, beforeEach } from 'node:test';
 import pg from 'pg';
 import type { Counter } from 'prom-client';
 import { loadConfig } from '../../src/config.js';
-import { RECOUNTED } from '../../src/controller.js';
+import { RECOUNTED } from '../../src/recountStep.js';
 import { CHANNEL, LISTEN_APPLICATION_NAME, PING_PREFIX } from '../../src/listener.js';
 import { createLogger } from '../../src/logger.js';
 import { LISTENING, startService, type Service } from '../../src/main.js';
 import type { RecountCause } from '../../src/recountCauses.js';
 import { realTimers, type Timers } from '../../src/timers.js';
 import type { Metrics } from '../../src/metrics.js';
-import { freshDatabase, type TestDb } from './db.js';
+import { freshDatabase, invariantViolations, type TestDb } from './db.js';
 import { FakeKube } from './fakeKube.js';
 
 export interface LogLine {
@@ -188,6 +189,31 @@ export async function killListener(pool: pg.Pool): Promise<number> {
 export interface Infra {
   db: TestDb;
   kube: FakeKube;
+}
+
+export interface EachRun extends Infra {
+  /** The test's controller, if it started one: stopped after the test. */
+  c: Running | null;
+}
+
+/**
+ * For each test of the enclosing describe(): a fresh database and fake API server; after it, the controller
+ * stopped, the invariant checked (invariantViolations), and both torn down.
+ */
+export function useEachRun(): EachRun {
+  const s = { c: null } as EachRun;
+  beforeEach(async () => {
+    s.db = await freshDatabase();
+    s.kube = await FakeKube.start();
+  });
+  afterEach(async () => {
+    await s.c?.stop();
+    s.c = null;
+    assert.deepEqual(await invariantViolations(s.db.pool), []);
+    await s.kube.stop();
+    await s.db.drop();
+  });
+  return s;
 }
 
 /** A fresh database and a fake API server for the enclosing describe(), torn down after it. */

@@ -25,8 +25,25 @@ export function createPool(connectionString: string, logger: Logger, options: Po
   pool.on('error', (err: Error) =>
     logger.warn({ err: scrubSecrets(err.message, connectionString) }, 'Idle database connection lost'),
   );
+  // A checked-out client has no listener of the pool's (pg-pool removes it at checkout), so a connection ended
+  // between two statements (a DBA's idle_in_transaction_session_timeout, pg_terminate_backend, a restart)
+  // emitted an unhandled 'error' and the process exited 1 (issue 24). Every client gets its own listener for
+  // its lifetime; the step that holds it sees its next query fail ("not queryable") and is retried like any
+  // failed step, and this line keeps the real reason (25P03, 57P01), which that query's error does not carry.
+  const inUse = new WeakSet<pg.PoolClient>();
+  pool.on('acquire', (client) => inUse.add(client));
+  pool.on('release', (_err, client) => inUse.delete(client));
+  pool.on('connect', (client) =>
+    client.on('error', (err: Error) => {
+      if (!inUse.has(client)) return; // idle: the pool's own 'error' above reports it
+      logger.warn({ err: scrubSecrets(err.message, connectionString) }, CONNECTION_LOST_IN_USE);
+    }),
+  );
   return pool;
 }
+
+/** Logged when PostgreSQL ends a connection the controller holds; its step fails and is retried. */
+export const CONNECTION_LOST_IN_USE = 'Database connection lost while in use; the step using it is retried';
 
 /** What fn returns to end its transaction with ROLLBACK instead of COMMIT, and still answer `value`. */
 export class Rollback<T> {

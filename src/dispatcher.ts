@@ -1,14 +1,19 @@
 // Dispatch: the one transaction that turns "a trigger fired" (triggers.ts) into a run.
-//   pg_try_advisory_xact_lock → paused? open run? unfinished app=sentinel-training Job? back-off? (decide.ts)
+//   list the unfinished app=sentinel-training Jobs (before the transaction) →
+//   pg_try_advisory_xact_lock → paused? open run? one of those Jobs? back-off? (decide.ts)
 //   → insert the run (`submitting`, name fixed now) and claim the pending annotations → commit → create the Job.
 // The claim commits before the create, so a crash in between leaves a `submitting` run that the reconciler
 // creates under the same name: never a Job without its annotations, never annotations in two runs.
+// No call to the API server happens inside the transaction (issue 24): a list answering in 3 s held it, and
+// its row locks, open for 3 s, and a DBA's idle_in_transaction_session_timeout ended it. Listing first loses
+// nothing: a Job of ours created after the list belongs to a run whose claim committed before it, which the
+// transaction sees as an open run; a foreign Job (kubectl) was never atomic with our transaction anyway.
 import type { V1Job } from '@kubernetes/client-node';
 import { backoffUntil } from './backoff.js';
 import { finishClaim, LOCK_NOT_AVAILABLE } from './chunks.js';
 import type { Config, DispatchMode } from './config.js';
 import { dropTrigger, readControl, runStarted } from './control.js';
-import { rollback, withTransaction, type PoolClient, type Rollback } from './db.js';
+import { rollback, withTransaction, type Pool, type PoolClient, type Rollback } from './db.js';
 import { decideDispatch, IN_PROGRESS, type Decision, type DispatchFacts } from './decide.js';
 import { buildJob, freeName, jobName, jobSummary } from './jobTemplate.js';
 import { unfinishedJobs, type JobsApi } from './kubeJobs.js';
@@ -55,12 +60,19 @@ export const CLAIMING_IN_CHUNKS = 'Claiming a large batch in chunks before the J
 export const TRIGGER_DROPPED = 'Manual trigger request dropped';
 
 export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
+  // The list is needed only when no run blocks (an open run skips first): read that without the lock, and let
+  // the transaction confirm it.
+  const activeJobs = deps.jobs && !(await blockingRun(deps.pool, deps.tables)) ? await activeJobNames(deps) : null;
   let facts: Facts | null = null;
-  const locked = await withTransaction(deps.pool, async (client) => {
-    if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) return rollback<Locked>({ kind: 'locked' });
-    facts = await gatherFacts(deps, client, pending);
-    return decideLocked(deps, client, facts);
+  const withList = await withTransaction(deps.pool, async (client) => {
+    if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) return rollback<Locked | Rehearsal>({ kind: 'locked' });
+    const gathered = await gatherFacts(deps, client, pending, activeJobs);
+    // A run that blocked before the transaction ended in between, so the Jobs were not listed: recount.
+    if (!gathered) return rollback<Locked | Rehearsal>({ kind: 'claim-race' });
+    facts = gathered;
+    return decideLocked(deps, client, gathered);
   });
+  const locked = withList.kind === 'rehearsal' ? await rehearse(deps, withList) : withList;
   const manualRequest = (facts as Facts | null)?.control.triggerAt;
   if (manualRequest && (locked.kind === 'skipped' || locked.kind === 'rehearsed')) {
     await dropTrigger(deps.pool, deps.tables);
@@ -86,19 +98,37 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
   return { kind: 'dispatched', run, submit };
 }
 
-/** Under the dispatch lock: everything decide.ts weighs, read in this transaction. */
-async function gatherFacts(deps: DispatcherDeps, client: PoolClient, pending: number): Promise<Facts> {
+/** The unfinished Jobs labelled app=sentinel-training in the namespace, as namespace/name. */
+async function activeJobNames(deps: DispatcherDeps): Promise<string[]> {
+  if (!deps.jobs) return [];
+  const jobs = await unfinishedJobs(deps.jobs, [deps.namespace]);
+  deps.onClusterAnswer(null);
+  return jobs.map((j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`);
+}
+
+/** A run that blocks the next one: open, still settling or baselining, or cancelled with its create unanswered. */
+async function blockingRun(q: Pool | PoolClient, tables: DispatcherDeps['tables']): Promise<DispatchFacts['openRun']> {
+  return (
+    (await openRun(q, tables)) ??
+    busy(await unfinishedRun(q, tables)) ??
+    inFlight(await cancelledInFlight(q, tables, GIVE_UP_QUIET_MS))
+  );
+}
+
+/**
+ * Under the dispatch lock: everything decide.ts weighs, read in this transaction, with the Jobs listed before
+ * it (null: not listed, because a run blocked then). Null when no run blocks now and the Jobs were not listed.
+ */
+async function gatherFacts(
+  deps: DispatcherDeps,
+  client: PoolClient,
+  pending: number,
+  listed: string[] | null,
+): Promise<Facts | null> {
   const { config, tables } = deps;
-  const open =
-    (await openRun(client, tables)) ??
-    busy(await unfinishedRun(client, tables)) ??
-    inFlight(await cancelledInFlight(client, tables, GIVE_UP_QUIET_MS));
-  let activeJobs: string[] = [];
-  if (!open && deps.jobs) {
-    const jobs = await unfinishedJobs(deps.jobs, [deps.namespace]);
-    activeJobs = jobs.map((j) => `${j.metadata?.namespace ?? ''}/${j.metadata?.name ?? '?'}`);
-    deps.onClusterAnswer(null);
-  }
+  const open = await blockingRun(client, tables);
+  if (!open && deps.jobs && listed === null) return null;
+  const activeJobs = open ? [] : (listed ?? []);
   const history = await failureHistory(client, tables);
   const control = await readControl(client, tables);
   return {
@@ -115,7 +145,11 @@ async function gatherFacts(deps: DispatcherDeps, client: PoolClient, pending: nu
   };
 }
 
-async function decideLocked(deps: DispatcherDeps, client: PoolClient, f: Facts): Promise<Locked | Rollback<Locked>> {
+async function decideLocked(
+  deps: DispatcherDeps,
+  client: PoolClient,
+  f: Facts,
+): Promise<Locked | Rollback<Locked | Rehearsal>> {
   const decision = decideDispatch(f);
   if (decision.action === 'skip') {
     deps.metrics.skips.inc({ reason: decision.reason });
@@ -125,13 +159,16 @@ async function decideLocked(deps: DispatcherDeps, client: PoolClient, f: Facts):
   }
   const base = jobName(new Date(deps.now()));
   const name = freeName(base, await namesLike(client, deps.tables, base));
-  if (deps.mode !== 'kubernetes') return rollback(await rehearse(deps, client, name));
+  if (deps.mode !== 'kubernetes')
+    return rollback({ kind: 'rehearsal', name, count: await countPendingExact(client, deps.tables) });
   return claim(deps, client, name, f);
 }
 
-/** DISPATCH_MODE=dry-run or no cluster: the Job is built (and validated by the API server), nothing claimed. */
-async function rehearse(deps: DispatcherDeps, client: PoolClient, name: string): Promise<Locked> {
-  const count = await countPendingExact(client, deps.tables);
+/** DISPATCH_MODE=dry-run or no cluster: what the transaction found; the Job is built after it. */
+type Rehearsal = { kind: 'rehearsal'; name: string; count: number };
+
+/** The Job built (and validated by the API server, after the transaction), nothing claimed. */
+async function rehearse(deps: DispatcherDeps, { name, count }: Rehearsal): Promise<Locked> {
   const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
   if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
   const how = deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured';
@@ -147,7 +184,7 @@ async function claim(
   client: PoolClient,
   name: string,
   f: Facts,
-): Promise<Locked | Rollback<Locked>> {
+): Promise<Locked | Rollback<Locked | Rehearsal>> {
   const { config, tables } = deps;
   let claimed: { run: Run; complete: boolean };
   try {

@@ -3,8 +3,8 @@
 //    1 s; without it, the 300 s poll would be the fallback);
 //  - what the max wait costs the Triage API's writes: NOTIFYs received for 500 single-row verifications while
 //    its clock runs, against one NOTIFY per row (the trigger without the gate).
-import { pause, resume } from '../src/control.js';
-import { tables } from '../src/tables.js';
+import { pause, resume } from '../src/db/control.js';
+import { tables } from '../src/db/tables.js';
 import { spawnCli } from '../test/support/child.js';
 import { freshDatabase } from '../test/support/db.js';
 import type { FakeKube } from '../test/support/fakeKube.js';

@@ -1,14 +1,13 @@
 #!/usr/bin/env node
-// training-controller <command> [flags]: the commands are in commands.ts, their flags checked by cliArgs.ts.
+// training-controller <command> [flags]: the commands are in cli/commands.ts, their flags checked by cli/commandLine.ts.
 // Exit codes: 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs, UsageError } from './cliArgs.js';
-import { exitCode, fail, firstLine } from './cliExit.js';
-import { COMMANDS, commandUsage, synopsis, usage } from './commands.js';
-import { ConfigError, loadConfig, type Config } from './config.js';
-import { createLogger } from './logger.js';
-import { packageRoot } from './paths.js';
+import { exitCode, fail, firstLine, parseArgs, UsageError } from './cli/commandLine.js';
+import { COMMANDS, commandUsage, synopsis, usage } from './cli/commands.js';
+import { ConfigError, loadConfig, type Config } from './core/config.js';
+import { createLogger } from './core/logger.js';
+import { packageRoot } from './core/paths.js';
 
 function version(): string {
   const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };

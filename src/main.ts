@@ -7,25 +7,23 @@
 // Stop:  listener (no new notifications) → watch → Kubernetes requests in flight aborted → controller (the
 //        in-flight step finishes: a dispatch commits or rolls back) → HTTP → pool → embedded server.
 import type { V1Job } from '@kubernetes/client-node';
-import type { Config, DispatchMode } from './config.js';
-import { Controller } from './controller.js';
-import { newHealth, type Health } from './health.js';
-import { startHttp, type HttpServer } from './http.js';
-import { JobWatch, JobWatches } from './jobWatch.js';
-import { createJobsApi, type ClusterConfig, type JobsApi } from './kubeJobs.js';
-import { CHANNEL, Listener } from './listener.js';
-import type { Logger } from './logger.js';
-import { createMetrics, type Metrics } from './metrics.js';
-import { countPending } from './pending.js';
-import { safeUrl } from './redact.js';
-import { openRun } from './runs.js';
+import type { Config, DispatchMode } from './core/config.js';
+import { Controller } from './loop/controller.js';
+import { newHealth, type Health } from './core/health.js';
+import { startHttp, type HttpServer } from './ops/http.js';
+import { JobWatch, JobWatches } from './loop/jobWatch.js';
+import { createJobsApi, type JobsApi } from './kube/jobs.js';
+import type { ClusterConfig } from './kube/clusterConfig.js';
+import { CHANNEL, Listener } from './loop/listener.js';
+import type { Logger } from './core/logger.js';
+import { createMetrics, type Metrics } from './ops/metrics.js';
+import { countPending } from './db/pending.js';
+import { safeUrl } from './core/redact.js';
+import { openRun } from './db/runs.js';
 import { openDatabase, precheck, type Cleanup, type Database } from './startup.js';
-import { realTimers, type Timers } from './timers.js';
-import { maxWaitOf } from './triggers.js';
-import { publishSettings } from './control.js';
-import { settingsOf } from './statusControl.js';
-
-export { resolveTemplate, StartupError } from './startup.js';
+import { realTimers, type Timers } from './core/timers.js';
+import { maxWaitOf } from './core/triggers.js';
+import { publishSettings, settingsOf } from './db/control.js';
 
 /** Logged once the service is up and listening (tests and scripts/container-test.sh wait for it). */
 export const LISTENING = 'Listening for verified annotations';

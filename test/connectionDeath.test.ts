@@ -5,9 +5,9 @@
 // run into a DBA's idle_in_transaction_session_timeout.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
-import { CONNECTION_LOST_IN_USE } from '../src/db.js';
-import { CLAIMING_IN_CHUNKS } from '../src/dispatcher.js';
+import type pg from 'pg';
+import { CONNECTION_LOST_IN_USE } from '../src/db/pool.js';
+import { CLAIMING_IN_CHUNKS } from '../src/loop/dispatcher.js';
 import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, startController, useEachRun, type Running } from './support/harness.js';

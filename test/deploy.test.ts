@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadAll, load } from 'js-yaml';
 import type { V1ConfigMap, V1Deployment, V1Role } from '@kubernetes/client-node';
-import { COMMANDS } from '../src/commands.js';
-import { loadConfig } from '../src/config.js';
-import { PATHS } from '../src/http.js';
-import { checkTemplate } from '../src/jobTemplate.js';
-import { RBAC_POD_VERBS, RBAC_VERBS } from '../src/kubeJobs.js';
-import { packageRoot } from '../src/paths.js';
+import { COMMANDS } from '../src/cli/commands.js';
+import { loadConfig } from '../src/core/config.js';
+import { PATHS } from '../src/ops/http.js';
+import { checkTemplate } from '../src/kube/jobTemplate.js';
+import { RBAC_POD_VERBS, RBAC_VERBS } from '../src/kube/jobs.js';
+import { packageRoot } from '../src/core/paths.js';
 
 const root = packageRoot();
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -95,7 +95,7 @@ describe('deploy/', () => {
     assert.deepEqual(jobs?.apiGroups, ['batch']);
     assert.deepEqual(jobs?.resources, ['jobs']);
     assert.deepEqual([...(jobs?.verbs ?? [])].sort(), [...RBAC_VERBS].sort());
-    // Issue 15: the open run's pods, to report one that cannot start (src/runPods.ts).
+    // Issue 15: the open run's pods, to report one that cannot start (src/loop/runPods.ts).
     assert.deepEqual(pods?.apiGroups, ['']);
     assert.deepEqual(pods?.resources, ['pods']);
     assert.deepEqual([...(pods?.verbs ?? [])].sort(), [...RBAC_POD_VERBS].sort());

@@ -8,8 +8,8 @@ import { platform, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
-import { cannotRun, dataDirectory, postgresUser, unreachableDir } from '../src/embeddedAsRoot.js';
-import { redirectImport, stageCopy, type BinariesPackage } from '../src/embeddedBinaries.js';
+import { cannotRun, dataDirectory, postgresUser, unreachableDir } from '../src/dev/embeddedAsRoot.js';
+import { redirectImport, stageCopy, type BinariesPackage } from '../src/dev/binaries.js';
 
 const asRoot = userInfo().uid === 0 && platform() === 'linux' ? false : 'needs root on Linux (as CI runs)';
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { inspectLock, lockPid, processInfo } from '../src/embeddedLock.js';
+import { inspectLock, lockPid, processInfo } from '../src/dev/lock.js';
 import { cliPath, spawnCli, type ChildController } from './support/child.js';
 import { FAST } from './support/harness.js';
 import { freePort } from './support/ports.js';

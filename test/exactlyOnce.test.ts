@@ -3,9 +3,9 @@
 // create answers lost while the server creates, annotations un-verified while their batch trains.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { IN_PROGRESS } from '../src/decide.js';
-import { SETTLE_FINALIZER } from '../src/jobTemplate.js';
-import { ADOPTED } from '../src/submit.js';
+import { IN_PROGRESS } from '../src/core/decide.js';
+import { SETTLE_FINALIZER } from '../src/kube/jobTemplate.js';
+import { ADOPTED } from '../src/loop/submit.js';
 import { invariantViolations, freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, recountNow, startController, type Running } from './support/harness.js';

@@ -1,10 +1,10 @@
 // A run from claim to settlement, and every way it can go wrong on the way.
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
-import { IN_PROGRESS } from '../src/decide.js';
-import { jobName } from '../src/jobTemplate.js';
+import { IN_PROGRESS } from '../src/core/decide.js';
+import { jobName } from '../src/kube/jobTemplate.js';
 import { LISTENING } from '../src/main.js';
-import { ADOPTED } from '../src/submit.js';
+import { ADOPTED } from '../src/loop/submit.js';
 import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, nextRecount, recountNow, startController, type Running } from './support/harness.js';

@@ -4,9 +4,9 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { Listener, RECONNECTED } from '../src/listener.js';
-import { createLogger } from '../src/logger.js';
-import { realTimers } from '../src/timers.js';
+import { Listener, RECONNECTED } from '../src/loop/listener.js';
+import { createLogger } from '../src/core/logger.js';
+import { realTimers } from '../src/core/timers.js';
 import {
   counterValue,
   eventually,

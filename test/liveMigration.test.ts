@@ -6,12 +6,13 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { createLogger } from '../src/logger.js';
-import { LOCK_BUSY, migrate, readMigrations } from '../src/migrate.js';
-import { migrationsDir } from '../src/paths.js';
-import { PENDING } from '../src/pending.js';
-import { invalidIndexWarning, missingSchema } from '../src/schemaCheck.js';
-import { tables } from '../src/tables.js';
+import { createLogger } from '../src/core/logger.js';
+import { LOCK_BUSY, migrate, readMigrations } from '../src/db/migrate.js';
+import { migrationsDir } from '../src/core/paths.js';
+import { PENDING } from '../src/db/pending.js';
+import { invalidIndexWarning, missingSchema } from '../src/db/schemaCheck.js';
+import { tables } from '../src/db/tables.js';
+import { realTimers } from '../src/core/timers.js';
 import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, triageWrite, type TestDb } from './support/db.js';
 import { LogCapture } from './support/harness.js';
@@ -100,7 +101,7 @@ describe('migrating a live annotations table', () => {
     const old = await openTriageTransaction(db);
     const logs = new LogCapture();
     const migrating = migrate(db.pool, createLogger('info', logs), t, {
-      sleep: (ms) => new Promise((r) => setTimeout(r, Math.min(ms, 200))),
+      timers: { ...realTimers, setTimeout: (fn, ms) => setTimeout(fn, Math.min(ms, 200)) },
     });
     migrating.catch(() => undefined);
     try {

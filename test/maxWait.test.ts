@@ -3,8 +3,8 @@
 // it), the gate tells the service of the first pending verification (not one NOTIFY per row), a pause holds it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { pause, resume } from '../src/control.js';
-import { tables } from '../src/tables.js';
+import { pause, resume } from '../src/db/control.js';
+import { tables } from '../src/db/tables.js';
 import { verifyNew, type TestDb } from './support/db.js';
 import { counterValue, eventually, startController, useEachRun } from './support/harness.js';
 

@@ -2,8 +2,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { recount, stillWriting } from '../src/pending.js';
-import { tables } from '../src/tables.js';
+import { recount, stillWriting } from '../src/db/pending.js';
+import { tables } from '../src/db/tables.js';
 
 const PUBLIC = tables('public');
 import { freshDatabase, type TestDb } from './support/db.js';

@@ -5,10 +5,11 @@ import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
-import { forSchema, readMigrations } from '../src/migrate.js';
-import { migrationsDir } from '../src/paths.js';
-import { tables } from '../src/tables.js';
-import { missingSchema } from '../src/schemaCheck.js';
+import { readMigrations } from '../src/db/migrate.js';
+import { forSchema } from '../src/db/psqlScript.js';
+import { migrationsDir } from '../src/core/paths.js';
+import { tables } from '../src/db/tables.js';
+import { missingSchema } from '../src/db/schemaCheck.js';
 import { freshDatabase, type TestDb } from './support/db.js';
 
 const exec = promisify(execFile);

@@ -8,10 +8,10 @@
 // prints every step with the open run and the pending count.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { runOperatorCommand } from '../src/operator.js';
-import { GIVE_UP_QUIET_MS } from '../src/reconciler.js';
-import { PENDING } from '../src/pending.js';
-import { tables } from '../src/tables.js';
+import { runOperatorCommand } from '../src/cli/operator.js';
+import { GIVE_UP_QUIET_MS } from '../src/kube/jobs.js';
+import { PENDING } from '../src/db/pending.js';
+import { tables } from '../src/db/tables.js';
 import { freshDatabase, invariantViolations, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, killListener, sleep, startController, type Running } from './support/harness.js';

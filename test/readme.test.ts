@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { COMMANDS } from '../src/commands.js';
-import { ENV_DEFAULTS } from '../src/config.js';
-import { packageRoot } from '../src/paths.js';
+import { COMMANDS } from '../src/cli/commands.js';
+import { ENV_DEFAULTS } from '../src/core/config.js';
+import { packageRoot } from '../src/core/paths.js';
 
 const readme = readFileSync(join(packageRoot(), 'README.md'), 'utf8');
 const section = (title: string) => readme.split(/^## /m).find((s) => s.startsWith(title)) ?? '';

@@ -1,12 +1,12 @@
 // Issue 15: a training pod that cannot start (the ConfigMap's `envFrom: secretRef: training-database` without
 // that Secret) left the run `running` and silent until activeDeadlineSeconds, 12 h. Now the reconciler reports
 // it within a reconcile: the run's reason (`status`), one warning line per problem, and a gauge; the run is
-// not failed (src/podProblem.ts says why), and the same pod starting later clears it all.
+// not failed (src/core/podProblem.ts says why), and the same pod starting later clears it all.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { loadConfig } from '../src/config.js';
-import { CANNOT_LIST_PODS, POD_CANNOT_START, POD_STARTS_NOW } from '../src/runPods.js';
-import { readStatus } from '../src/status.js';
+import { loadConfig } from '../src/core/config.js';
+import { CANNOT_LIST_PODS, POD_CANNOT_START, POD_STARTS_NOW } from '../src/loop/runPods.js';
+import { readStatus } from '../src/cli/status.js';
 import { invariantViolations, runRows, verifyNew } from './support/db.js';
 import { eventually, sleep, useStack, type Stack } from './support/harness.js';
 

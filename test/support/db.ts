@@ -5,9 +5,9 @@
 // server of the test's own) each database is migrated from scratch as before.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createLogger } from '../../src/logger.js';
-import { migrate } from '../../src/migrate.js';
-import { tables } from '../../src/tables.js';
+import { createLogger } from '../../src/core/logger.js';
+import { migrate } from '../../src/db/migrate.js';
+import { tables } from '../../src/db/tables.js';
 
 export interface TestDb {
   url: string;

@@ -26,7 +26,7 @@ import { matches } from './labelSelector.js';
 import { podFor, podList, type PodState } from './fakeKubePods.js';
 import { validateJobLikeApiServer } from './fakeKubeValidation.js';
 import { applyJsonPatch, BadPatch, jsonEqual, mergePatch, PatchFailed, type Json } from './jsonPatch.js';
-import { packageRoot } from '../../src/paths.js';
+import { packageRoot } from '../../src/core/paths.js';
 
 export type Verb = 'create' | 'get' | 'list' | 'watch' | 'delete' | 'patch' | 'list-pods';
 export type Phase = 'pending' | 'running' | 'complete' | 'failed' | 'failure-target' | 'suspended';

@@ -1,5 +1,5 @@
 // A clock that moves only when told, with timers and intervals that fire as it passes them.
-import type { Timers } from '../../src/timers.js';
+import type { Timers } from '../../src/core/timers.js';
 
 interface Entry {
   at: number;

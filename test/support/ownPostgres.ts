@@ -3,7 +3,7 @@
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
-import { prepareEmbedded } from '../../src/embeddedAsRoot.js';
+import { prepareEmbedded } from '../../src/dev/embeddedAsRoot.js';
 import { freePort } from './ports.js';
 
 export interface OwnPostgres {

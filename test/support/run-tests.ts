@@ -5,9 +5,9 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { prepareEmbedded } from '../../src/embeddedAsRoot.js';
-import { errorMessage } from '../../src/errors.js';
-import { packageRoot } from '../../src/paths.js';
+import { prepareEmbedded } from '../../src/dev/embeddedAsRoot.js';
+import { errorMessage } from '../../src/core/errors.js';
+import { packageRoot } from '../../src/core/paths.js';
 import { createTemplate, dropStaleDatabases, TEMPLATE_ENV } from './db.js';
 import { startOwnPostgres, type OwnPostgres } from './ownPostgres.js';
 

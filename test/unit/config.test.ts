@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError, DEFAULT_TRAINING_IMAGE, loadConfig } from '../../src/config.js';
+import { ConfigError, DEFAULT_TRAINING_IMAGE, loadConfig } from '../../src/core/config.js';
 
 const fails = (env: Record<string, string>): string => {
   try {

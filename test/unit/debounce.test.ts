@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Debouncer, fireAt } from '../../src/debounce.js';
+import { Debouncer, fireAt } from '../../src/loop/debounce.js';
 import { FakeTimers } from '../support/fakeTimers.js';
 
 describe('debounce', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decideDispatch, type DispatchFacts } from '../../src/decide.js';
-import { backoffSeconds, backoffUntil, retryDelayMs } from '../../src/backoff.js';
+import { decideDispatch, type DispatchFacts } from '../../src/core/decide.js';
+import { backoffSeconds, backoffUntil, retryDelayMs } from '../../src/core/backoff.js';
 
 const base: DispatchFacts = {
   pending: 50,

@@ -1,7 +1,7 @@
 // What a postmaster.pid in npm start's data directory means (issue 15): pure, from what /proc says.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { classify, lockPid, type ProcessInfo } from '../../src/embeddedLock.js';
+import { classify, lockPid, type ProcessInfo } from '../../src/dev/lock.js';
 
 const DIR = '/work/repo/.data/pg';
 const PID_FILE = `4242\n${DIR}\n1795806155\n54329\n\n127.0.0.1\n  2165447        51\nready   \n`;

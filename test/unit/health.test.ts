@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { newHealth, readiness } from '../../src/health.js';
+import { newHealth, readiness } from '../../src/core/health.js';
 
 const limits = { recountMaxAgeMs: 60_000, clusterMaxAgeMs: 90_000 };
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Job, V1JobCondition } from '@kubernetes/client-node';
-import { deletedOutcome, jobOutcome } from '../../src/jobOutcome.js';
+import { deletedOutcome, jobOutcome } from '../../src/core/jobOutcome.js';
 
 const cond = (type: string, status = 'True', reason = 'R'): V1JobCondition => ({ type, status, reason });
 const job = (status: V1Job['status']): V1Job => ({ status });

@@ -6,9 +6,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { load } from 'js-yaml';
-import { schemaErrors, unknownFieldErrors } from '../../src/jobSchema.js';
-import { checkTemplate, defaultTemplate, TemplateError } from '../../src/jobTemplate.js';
-import { packageRoot } from '../../src/paths.js';
+import { schemaErrors, unknownFieldErrors } from '../../src/kube/jobSchema.js';
+import { checkTemplate, defaultTemplate, TemplateError } from '../../src/kube/jobTemplate.js';
+import { packageRoot } from '../../src/core/paths.js';
 
 const SOURCE = 'JOB_TEMPLATE_FILE /etc/training-controller/job.yaml';
 

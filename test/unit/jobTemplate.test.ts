@@ -12,9 +12,9 @@ import {
   jobSummary,
   loadJobTemplate,
   RUN_ID_LABEL,
-  validateJob,
   SETTLE_FINALIZER,
-} from '../../src/jobTemplate.js';
+} from '../../src/kube/jobTemplate.js';
+import { validateJob } from '../../src/kube/jobValidation.js';
 
 const run = { name: 'sentinel-training-20261126-195426', namespace: 'ml', runId: 42, annotationCount: 57 };
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
-import { podProblem, problemKind, problemText, UNSCHEDULABLE_AFTER_MS } from '../../src/podProblem.js';
+import { podProblem, problemKind, problemText, UNSCHEDULABLE_AFTER_MS } from '../../src/core/podProblem.js';
 import { podFor, type PodState } from '../support/fakeKubePods.js';
 
 const job: V1Job = {

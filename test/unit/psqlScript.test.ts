@@ -1,9 +1,9 @@
 // `migrate` runs the migration files the way psql does: statement by statement, with \gexec.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { readMigrations, serverTooOld } from '../../src/migrate.js';
-import { concurrentIndexes, splitStatements } from '../../src/psqlScript.js';
-import { CONCURRENT_INDEXES } from '../../src/schemaCheck.js';
+import { readMigrations, serverTooOld } from '../../src/db/migrate.js';
+import { concurrentIndexes, splitStatements } from '../../src/db/psqlScript.js';
+import { CONCURRENT_INDEXES } from '../../src/db/schemaCheck.js';
 
 const sqls = (script: string) => splitStatements(script).map((s) => s.sql);
 

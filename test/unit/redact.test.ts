@@ -2,7 +2,7 @@
 // redaction covered only the userinfo part of the URL.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { safeUrl, scrubSecrets } from '../../src/redact.js';
+import { safeUrl, scrubSecrets } from '../../src/core/redact.js';
 
 describe('safeUrl', () => {
   it('masks the userinfo password and keeps the rest', () => {

@@ -1,7 +1,7 @@
 // formatStatus, pure: the open run's reason and the last failure's are printed whole (issue 15: cut at 60).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatStatus, type Status } from '../../src/status.js';
+import { formatStatus, type Status } from '../../src/cli/status.js';
 
 const LONG = `a reason of ${'many words '.repeat(12)}that ends here`;
 

@@ -1,0 +1,227 @@
+// The command table: what each command is called, what it takes, whether it connects to PostgreSQL, and
+// what it does. cli.ts only dispatches; the usage text is generated from here, so it cannot drift.
+import { dump } from 'js-yaml';
+import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
+import { exitCode, fail, firstLine, UsageError, type FlagSpec } from './commandLine.js';
+import { runService } from './run.js';
+import { embeddedUrl, type Config } from '../core/config.js';
+import { createPool, type Pool } from '../db/pool.js';
+import { buildJob, jobName } from '../kube/jobTemplate.js';
+import { loadClusterConfig } from '../kube/clusterConfig.js';
+import type { Logger } from '../core/logger.js';
+import { migrate } from '../db/migrate.js';
+import { safeUrl, scrubSecrets } from '../core/redact.js';
+import { resolveTemplate } from '../startup.js';
+import { formatStatus, readStatus } from './status.js';
+import { runOperatorCommand, type OperatorCommand } from './operator.js';
+import { tables } from '../db/tables.js';
+
+export interface CommandContext {
+  config: Config;
+  logger: Logger;
+  /** The flags the command declared and was given (`--json`: true, `--before`: its text). */
+  flags: Record<string, string | true>;
+}
+
+export interface Command {
+  /** What follows the command's name in the usage (`[--json]`). */
+  args: string;
+  /** One line, or several indented by the caller. */
+  summary: string;
+  /** Connects to PostgreSQL: only such a command needs DATABASE_URL in production. */
+  database: boolean;
+  flags: FlagSpec;
+  run(ctx: CommandContext): Promise<void>;
+}
+
+/** DATABASE_URL, or the embedded server that `npm start` runs (the commands below never start one). */
+function databaseUrl(config: Config): string {
+  return config.databaseUrl || embeddedUrl(config.embeddedPort);
+}
+
+/** One short-lived connection for a command; any failure is one line and exit 1. */
+async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) => Promise<void>): Promise<void> {
+  const url = databaseUrl(ctx.config);
+  // migrate may build an index on a large table: no statement timeout for it.
+  const pool = createPool(url, ctx.logger, { max: 1, queryTimeoutMs: command === 'migrate' ? 0 : 30_000 });
+  try {
+    await fn(pool);
+  } catch (err: unknown) {
+    fail(`${command} ${safeUrl(url)}: ${scrubSecrets(firstLine(err), url)}`, 1);
+  } finally {
+    await pool.end();
+  }
+}
+
+function migrateCommand(ctx: CommandContext): Promise<void> {
+  return withPool(ctx, 'migrate', async (pool) => {
+    const applied = await migrate(pool, ctx.logger, tables(ctx.config.annotationsSchema));
+    ctx.logger.info(
+      { database: safeUrl(databaseUrl(ctx.config)), applied },
+      applied.length ? `Applied ${applied.length} migration(s)` : 'Database is up to date',
+    );
+  });
+}
+
+function statusCommand(ctx: CommandContext): Promise<void> {
+  return withPool(ctx, 'status', async (pool) => {
+    const status = await readStatus(pool, ctx.config);
+    process.stdout.write(ctx.flags['--json'] ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+  });
+}
+
+async function renderJobCommand({ config }: CommandContext): Promise<void> {
+  try {
+    const template = await resolveTemplate(config);
+    const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+    const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
+    const job = buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 });
+    process.stdout.write(dump(job, { noRefs: true }));
+  } catch (err: unknown) {
+    fail(firstLine(err), exitCode(err));
+  }
+}
+
+function beforeFlag(value: string | true | undefined): Date | null {
+  if (typeof value !== 'string') return null;
+  const before = new Date(value);
+  if (Number.isNaN(before.getTime()))
+    throw new UsageError(`baseline --before must be a timestamp such as 2026-11-01T00:00:00Z (got "${value}")`);
+  return before;
+}
+
+async function baselineCommand(ctx: CommandContext): Promise<void> {
+  const before = beforeFlag(ctx.flags['--before']);
+  return withPool(ctx, 'baseline', async (pool) => {
+    const deps = {
+      pool,
+      tables: tables(ctx.config.annotationsSchema),
+      logger: ctx.logger,
+      chunkRows: ctx.config.chunkRows,
+    };
+    let plan: Awaited<ReturnType<typeof planBaseline>>;
+    try {
+      plan = await planBaseline(deps, before);
+    } catch (err: unknown) {
+      if (err instanceof BaselineRefused) fail(err.message, 1);
+      throw err;
+    }
+    if (!ctx.flags['--yes'] || (plan.count === 0 && !plan.resumes)) {
+      const nothing = plan.count === 0 && !plan.resumes;
+      process.stdout.write(
+        `${nothing ? 'Nothing pending: no baseline needed.' : describePlan(plan, deps.tables.annotations)}\n`,
+      );
+      return;
+    }
+    let marked = plan.resumes?.annotationCount ?? 0;
+    let shown = 0;
+    const run = await runBaseline(deps, plan, (n) => {
+      marked += n;
+      // One progress line per ~10 %: a 500,000-row baseline takes ~250 chunks.
+      if (plan.count > 0 && marked - shown >= plan.count / 10) {
+        shown = marked;
+        process.stderr.write(`baseline: ${marked} of ${plan.count} marked\n`);
+      }
+    });
+    process.stdout.write(
+      `Baseline run #${run.id}: ${run.annotationCount} annotations marked used without training (${run.jobName}).\n`,
+    );
+  });
+}
+
+/** pause, resume, cancel, trigger (operator.ts): the state changes here, the running service carries it out. */
+function operatorCommand(command: OperatorCommand): Command['run'] {
+  return (ctx) =>
+    withPool(ctx, command, async (pool) => {
+      const reason = typeof ctx.flags['--reason'] === 'string' ? ctx.flags['--reason'].trim() || null : null;
+      const outcome = await runOperatorCommand(pool, tables(ctx.config.annotationsSchema), command, reason);
+      if (outcome.code !== 0) fail(outcome.text, outcome.code);
+      process.stdout.write(`${outcome.text}\n`);
+    });
+}
+
+const REASON: FlagSpec = { '--reason': 'value' };
+
+export const COMMANDS: Readonly<Record<string, Command>> = {
+  run: {
+    args: '',
+    summary: 'the service (default for the container image)',
+    database: true,
+    flags: {},
+    run: ({ config, logger }) => runService(config, logger),
+  },
+  migrate: {
+    args: '',
+    summary: 'apply the missing migrations (safe to run from several processes)',
+    database: true,
+    flags: {},
+    run: migrateCommand,
+  },
+  status: {
+    args: '[--json]',
+    summary: 'pending annotations, threshold, the open run, back-off, the last 10 runs',
+    database: true,
+    flags: { '--json': 'switch' },
+    run: statusCommand,
+  },
+  'render-job': {
+    args: '',
+    summary: 'print the Job manifest the controller would submit, as YAML',
+    database: false,
+    flags: {},
+    run: renderJobCommand,
+  },
+  baseline: {
+    args: '[--before TIMESTAMP] [--yes]',
+    summary:
+      'first deployment: mark the annotations pending now (or verified before TIMESTAMP) as\nused without training them; without --yes, only say how many',
+    database: true,
+    flags: { '--before': 'value', '--yes': 'switch' },
+    run: baselineCommand,
+  },
+  pause: {
+    args: '[--reason TEXT]',
+    summary: 'no new run starts until resume (an open run continues)',
+    database: true,
+    flags: REASON,
+    run: operatorCommand('pause'),
+  },
+  resume: { args: '', summary: 'runs may start again', database: true, flags: {}, run: operatorCommand('resume') },
+  cancel: {
+    args: '[--reason TEXT]',
+    summary: 'end the open run: its Job is deleted, its annotations pending again',
+    database: true,
+    flags: REASON,
+    run: operatorCommand('cancel'),
+  },
+  trigger: {
+    args: '[--reason TEXT]',
+    summary: 'start a run now with whatever is pending (below the threshold, through a back-off)',
+    database: true,
+    flags: REASON,
+    run: operatorCommand('trigger'),
+  },
+};
+
+/** `name args` and its summary, in the usage's two columns (a long left side gets a line of its own). */
+function usageLine(name: string, c: Command): string {
+  const left = `  ${name}${c.args ? ` ${c.args}` : ''}`;
+  const [first = '', ...rest] = c.summary.split('\n').map((l) => `${' '.repeat(22)}${l}`);
+  const head = left.length < 22 ? `${left.padEnd(22)}${first.trimStart()}` : `${left}\n${first}`;
+  return [head, ...rest].join('\n');
+}
+
+export function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => usageLine(name, c));
+  return `usage: training-controller <command> [--help]\n${lines.join('\n')}\n  --version           print the version`;
+}
+
+/** `training-controller status [--json]` */
+export function synopsis(name: string): string {
+  const c = COMMANDS[name]!;
+  return `training-controller ${name}${c.args ? ` ${c.args}` : ''}`;
+}
+
+export function commandUsage(name: string): string {
+  return `usage: ${synopsis(name)}\n${COMMANDS[name]!.summary.replace(/^/gm, '  ')}`;
+}

@@ -1,0 +1,151 @@
+// The operator's commands (issue #11): pause, resume, cancel, trigger. Each changes state in the database
+// (control.ts, training_runs) and NOTIFYs; the running service carries it out within a second, Kubernetes side
+// included, so only the service's identity needs RBAC. cancel and trigger then wait up to CONFIRM_MS for the
+// service to act and say what it did; a refusal is one line and exit 1, bad usage exit 2.
+import { realTimers, sleep } from '../core/timers.js';
+import { hostname, userInfo } from 'node:os';
+import { notifyControl, pause, readControl, requestTrigger, resume } from '../db/control.js';
+import { withTransaction, type Pool } from '../db/pool.js';
+import { anyPending } from '../db/pending.js';
+import { lastRunId, manualRunAfter, openRun, requestCancel, runById, unfinishedRun } from '../db/runs.js';
+import type { Run } from '../core/run.js';
+import type { Tables } from '../db/tables.js';
+
+export type OperatorCommand = 'pause' | 'resume' | 'cancel' | 'trigger';
+
+/** How long cancel and trigger wait to report what the service did (it reacts within ~1 s). */
+export const CONFIRM_MS = 10_000;
+
+export interface Outcome {
+  code: 0 | 1;
+  text: string;
+}
+
+/** Who asked, as far as this process knows: the OS user and host (a pod name, under kubectl exec). */
+export function operator(): string {
+  return `${userInfo().username}@${hostname()}`;
+}
+
+export async function runOperatorCommand(
+  pool: Pool,
+  t: Tables,
+  command: OperatorCommand,
+  reason: string | null,
+  by = operator(),
+  confirmMs = CONFIRM_MS,
+): Promise<Outcome> {
+  switch (command) {
+    case 'pause':
+      return pauseCommand(pool, t, by, reason);
+    case 'resume':
+      return {
+        code: 0,
+        text: (await resume(pool, t)) ? 'Resumed: runs may start again.' : 'Not paused: nothing to resume.',
+      };
+    case 'cancel':
+      return cancelCommand(pool, t, by, reason, confirmMs);
+    case 'trigger':
+      return triggerCommand(pool, t, by, reason, confirmMs);
+  }
+}
+
+async function pauseCommand(pool: Pool, t: Tables, by: string, reason: string | null): Promise<Outcome> {
+  const c = await pause(pool, t, by, reason);
+  const open = await openRun(pool, t);
+  const why = c.pauseReason ? `: ${c.pauseReason}` : '';
+  const run = open ? ` Run #${open.id} (${open.jobName}) continues; \`cancel\` ends it.` : '';
+  return {
+    code: 0,
+    text: `Paused since ${c.pausedAt?.toISOString()} by ${c.pausedBy}${why}. No new run starts until \`training-controller resume\`.${run}`,
+  };
+}
+
+async function cancelCommand(
+  pool: Pool,
+  t: Tables,
+  by: string,
+  reason: string | null,
+  confirmMs: number,
+): Promise<Outcome> {
+  const run = await withTransaction(pool, async (client) => {
+    const open = await openRun(client, t);
+    if (!open) return null;
+    await requestCancel(client, t, open.id, by, reason);
+    await notifyControl(client, 'cancel'); // delivered at COMMIT
+    return open;
+  });
+  if (!run) return { code: 1, text: 'no open run to cancel' };
+  const ended = await waitFor(confirmMs, async () => {
+    const now = await runById(pool, t, run.id);
+    return now && now.state !== 'submitting' && now.state !== 'running' ? now : null;
+  });
+  if (!ended)
+    return {
+      code: 0,
+      text: `Cancel of run #${run.id} (${run.jobName}) requested; no running service acted on it within ${confirmMs / 1000} s: it will when it (re)starts.`,
+    };
+  return { code: 0, text: cancelled(ended) };
+}
+
+function cancelled(run: Run): string {
+  if (run.state !== 'cancelled')
+    return `Run #${run.id} (${run.jobName}) ended as ${run.state} before the cancel took effect.`;
+  const job = run.submittedAt
+    ? 'its Job is deleted'
+    : 'its Job was never confirmed created (one that still lands is deleted, and the next run waits 60 s for that)';
+  return `Cancelled run #${run.id} (${run.jobName}): ${job}; its ${run.annotationCount} annotations are pending again. The next run starts when a trigger fires (\`pause\` first to prevent that).`;
+}
+
+async function triggerCommand(
+  pool: Pool,
+  t: Tables,
+  by: string,
+  reason: string | null,
+  confirmMs: number,
+): Promise<Outcome> {
+  const refusal = await triggerRefusal(pool, t);
+  if (refusal) return { code: 1, text: refusal };
+  const after = await lastRunId(pool, t);
+  await requestTrigger(pool, t, by, reason);
+  const seen = await waitFor(confirmMs, async () => {
+    const started = await manualRunAfter(pool, t, after);
+    if (started) return started;
+    return (await readControl(pool, t)).triggerAt === null ? 'dropped' : null;
+  });
+  if (seen === 'dropped')
+    return {
+      code: 1,
+      text: 'the service did not start a run (the state changed, or DISPATCH_MODE is dry-run): its log says why',
+    };
+  if (!seen) {
+    return {
+      code: 0,
+      text: `Trigger requested; no running service took it within ${confirmMs / 1000} s: it will when it (re)starts (\`training-controller status\` shows the request).`,
+    };
+  }
+  return { code: 0, text: `Started run #${seen.id} (${seen.jobName}) with ${seen.annotationCount} annotations.` };
+}
+
+/** Why `trigger` must refuse now, or null. The service checks again under its dispatch lock. */
+export async function triggerRefusal(pool: Pool, t: Tables): Promise<string | null> {
+  const control = await readControl(pool, t);
+  if (control.paused) {
+    const why = control.pauseReason ? ` (${control.pauseReason})` : '';
+    return `paused since ${control.pausedAt?.toISOString()} by ${control.pausedBy}${why}: \`training-controller resume\` first`;
+  }
+  const open = (await openRun(pool, t)) ?? (await unfinishedRun(pool, t));
+  if (open)
+    return `run #${open.id} (${open.jobName}) is ${open.state}: wait for it to end, or \`training-controller cancel\` it`;
+  if (!(await anyPending(pool, t)))
+    return 'nothing pending: a run needs at least one verified annotation not yet trained on';
+  return null;
+}
+
+async function waitFor<T>(ms: number, probe: () => Promise<T | null>, timers = realTimers): Promise<T | null> {
+  const deadline = timers.now() + ms;
+  for (;;) {
+    const found = await probe();
+    if (found !== null || timers.now() >= deadline) return found;
+    await sleep(timers, 100);
+  }
+}

@@ -1,0 +1,80 @@
+// Every advisory lock the controller takes, written down once (pg-boss style). The keys are arbitrary
+// bigints chosen to be unlikely to collide with the Triage API's own: 0x7472_6169_6e00 + n ("train").
+import type { PoolClient } from 'pg';
+import { realTimers, sleep, type Timers } from '../core/timers.js';
+
+export const LOCK_KEYS = {
+  /** Held for the whole `migrate` run, so two processes apply the migrations one after the other. */
+  migrate: 0x7472_6169_6e01n,
+  /** Held for one dispatch transaction: only one replica decides and claims at a time. */
+  dispatch: 0x7472_6169_6e02n,
+} as const;
+
+/** pg_try_advisory_xact_lock: true when acquired; released automatically at commit or rollback. */
+export async function tryXactLock(client: PoolClient, key: bigint): Promise<boolean> {
+  const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1::bigint) AS locked', [
+    key.toString(),
+  ]);
+  return rows[0]?.locked === true;
+}
+
+/**
+ * Runs `fn` holding a session-level advisory lock, waiting for it if another session has it.
+ * It polls pg_try_advisory_lock every 100 ms instead of blocking in pg_advisory_lock: a session blocked in
+ * that call is a transaction in progress, and CREATE INDEX CONCURRENTLY (migration 003) run by the holder
+ * waits for every such transaction to end: the two would deadlock (seen with two `migrate` at once).
+ */
+export async function withSessionLock<T>(
+  client: PoolClient,
+  key: bigint,
+  fn: () => Promise<T>,
+  timers: Timers = realTimers,
+): Promise<T> {
+  for (;;) {
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [
+      key.toString(),
+    ]);
+    if (rows[0]?.locked) break;
+    await sleep(timers, 100);
+  }
+  try {
+    return await fn();
+  } finally {
+    await client.query('SELECT pg_advisory_unlock($1::bigint)', [key.toString()]);
+  }
+}
+
+/** PostgreSQL's lock_not_available: a statement's lock_timeout ran out before it got its lock. */
+export const LOCK_NOT_AVAILABLE = '55P03';
+
+export const isLockTimeout = (err: unknown): boolean =>
+  typeof err === 'object' && err !== null && (err as { code?: unknown }).code === LOCK_NOT_AVAILABLE;
+
+export interface LockRetry {
+  /** The first wait; each next one doubles, up to maxMs. */
+  firstMs: number;
+  maxMs: number;
+  /** Rethrow the lock timeout once this long has passed since the first attempt; retry forever when absent. */
+  giveUpMs?: number;
+  timers: Timers;
+  /** Before each wait: log it, or throw to stop retrying (a shutdown). */
+  onRetry(attempt: number, waitMs: number, waitedMs: number): void;
+}
+
+/**
+ * `fn` again after each lock timeout (every statement we run on the Triage API's table sets a short
+ * lock_timeout, so we are the side that waits, never the one writers queue behind). Other errors rethrow.
+ */
+export async function retryOnLockTimeout<T>(fn: () => Promise<T>, r: LockRetry): Promise<T> {
+  const began = r.timers.now();
+  for (let attempt = 1, wait = r.firstMs; ; attempt++, wait = Math.min(wait * 2, r.maxMs)) {
+    try {
+      return await fn();
+    } catch (err: unknown) {
+      const waited = r.timers.now() - began;
+      if (!isLockTimeout(err) || (r.giveUpMs !== undefined && waited > r.giveUpMs)) throw err;
+      r.onRetry(attempt, wait, waited);
+      await sleep(r.timers, wait);
+    }
+  }
+}

@@ -1,0 +1,81 @@
+import pg from 'pg';
+import type { Logger } from '../core/logger.js';
+import { scrubSecrets } from '../core/redact.js';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+
+export interface PoolOptions {
+  /** Upper bound for any single statement, so a hung socket surfaces as an error instead of a stall. */
+  queryTimeoutMs?: number;
+  max?: number;
+  applicationName?: string;
+}
+
+export function createPool(connectionString: string, logger: Logger, options: PoolOptions = {}): Pool {
+  const pool = new pg.Pool({
+    connectionString,
+    max: options.max ?? 4,
+    connectionTimeoutMillis: 10_000,
+    query_timeout: options.queryTimeoutMs ?? 30_000,
+    keepAlive: true,
+    application_name: options.applicationName ?? 'training-controller',
+  });
+  // An idle client losing its connection (database restart) emits here; without a listener it would crash the process.
+  pool.on('error', (err: Error) =>
+    logger.warn({ err: scrubSecrets(err.message, connectionString) }, 'Idle database connection lost'),
+  );
+  // A checked-out client has no listener of the pool's (pg-pool removes it at checkout), so a connection ended
+  // between two statements (a DBA's idle_in_transaction_session_timeout, pg_terminate_backend, a restart)
+  // emitted an unhandled 'error' and the process exited 1 (issue 24). Every client gets its own listener for
+  // its lifetime; the step that holds it sees its next query fail ("not queryable") and is retried like any
+  // failed step, and this line keeps the real reason (25P03, 57P01), which that query's error does not carry.
+  const inUse = new WeakSet<pg.PoolClient>();
+  pool.on('acquire', (client) => inUse.add(client));
+  pool.on('release', (_err, client) => inUse.delete(client));
+  pool.on('connect', (client) =>
+    client.on('error', (err: Error) => {
+      if (!inUse.has(client)) return; // idle: the pool's own 'error' above reports it
+      logger.warn({ err: scrubSecrets(err.message, connectionString) }, CONNECTION_LOST_IN_USE);
+    }),
+  );
+  return pool;
+}
+
+/** Logged when PostgreSQL ends a connection the controller holds; its step fails and is retried. */
+export const CONNECTION_LOST_IN_USE = 'Database connection lost while in use; the step using it is retried';
+
+/** What fn returns to end its transaction with ROLLBACK instead of COMMIT, and still answer `value`. */
+export class Rollback<T> {
+  constructor(readonly value: T) {}
+}
+
+export const rollback = <T>(value: T): Rollback<T> => new Rollback(value);
+
+/**
+ * BEGIN … COMMIT around fn (ROLLBACK when fn returns rollback(value)); ROLLBACK on any error, which is rethrown.
+ * A client whose ROLLBACK fails is discarded, not handed back to the pool: its connection is gone or unusable.
+ */
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T | Rollback<T>>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    if (result instanceof Rollback) {
+      await client.query('ROLLBACK');
+      return result.value;
+    }
+    await client.query('COMMIT');
+    return result;
+  } catch (err: unknown) {
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      broken = true; // the connection itself is gone: do not hand it back to the pool
+    }
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}

@@ -1,0 +1,189 @@
+// The Job the controller submits: a template (the default below, or JOB_TEMPLATE_FILE) plus what the
+// controller owns: name, namespace, the app=sentinel-training label, the run-id label and the TRAINING_* env.
+import { readFile } from 'node:fs/promises';
+import type { V1Container, V1EnvVar, V1Job } from '@kubernetes/client-node';
+import { load } from 'js-yaml';
+import { schemaErrors, unknownFieldErrors } from './jobSchema.js';
+import { validateJob } from './jobValidation.js';
+import { templateShapeErrors } from './templateShape.js';
+
+export const APP_LABEL = 'app';
+export const APP_VALUE = 'sentinel-training';
+export const APP_SELECTOR = `${APP_LABEL}=${APP_VALUE}`;
+/** Tells our Job from another with the same name: names have one-second resolution. */
+export const RUN_ID_LABEL = 'sentinel-training/run-id';
+export const JOB_PREFIX = 'sentinel-training-';
+/**
+ * On every Job we create. A deletion (the TTL controller, `kubectl delete job`) then only sets
+ * deletionTimestamp, and the Job keeps its final status until the controller has recorded the run's outcome
+ * and removed this entry: a Job that completed while the controller was away is still `succeeded`.
+ */
+export const SETTLE_FINALIZER = 'sentinel-training.io/settle';
+
+export interface RunIdentity {
+  name: string;
+  namespace: string;
+  runId: number;
+  annotationCount: number;
+}
+
+/** `sentinel-training-YYYYMMDD-HHMMSS` in UTC: 34 characters, well inside a 63-character DNS label. */
+export function jobName(at: Date): string {
+  const iso = at.toISOString(); // 2026-11-26T19:54:26.123Z
+  return `${JOB_PREFIX}${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}`;
+}
+
+/** `sentinel-training-20261126-195426-2` → `sentinel-training-20261126-195426`; other names unchanged. */
+export function baseName(name: string): string {
+  return /^sentinel-training-\d{8}-\d{6}-\d+$/.test(name) ? name.replace(/-\d+$/, '') : name;
+}
+
+/** The first of base, base-2, base-3 … that is not taken (runs started within the same second). */
+export function freeName(base: string, taken: ReadonlySet<string>): string {
+  if (!taken.has(base)) return base;
+  for (let n = 2; ; n++) if (!taken.has(`${base}-${n}`)) return `${base}-${n}`;
+}
+
+export function defaultTemplate(image: string, ttlSeconds: number): V1Job {
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {},
+    spec: {
+      // The controller retries whole runs with its own back-off; a pod retry would re-train the same batch.
+      backoffLimit: 0,
+      ttlSecondsAfterFinished: ttlSeconds,
+      template: {
+        metadata: {},
+        spec: {
+          restartPolicy: 'Never',
+          // A training pod must not be able to act with the controller's rights (or any API rights).
+          automountServiceAccountToken: false,
+          containers: [
+            {
+              name: 'train',
+              image,
+              command: [
+                'sh',
+                '-c',
+                'echo "training run $TRAINING_RUN_ID on $TRAINING_ANNOTATION_COUNT annotations"; sleep 30',
+              ],
+              resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '64Mi' } },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+const OWNED_ENV = new Set(['TRAINING_RUN_ID', 'TRAINING_ANNOTATION_COUNT']);
+
+function withRunEnv(c: V1Container, run: RunIdentity): V1Container {
+  const env: V1EnvVar[] = (c.env ?? []).filter((e) => !OWNED_ENV.has(e.name));
+  env.push(
+    { name: 'TRAINING_RUN_ID', value: String(run.runId) },
+    { name: 'TRAINING_ANNOTATION_COUNT', value: String(run.annotationCount) },
+  );
+  return { ...c, env };
+}
+
+/** The template with the controller-owned fields set. Never mutates the template. */
+export function buildJob(template: V1Job, run: RunIdentity): V1Job {
+  const job = structuredClone(template);
+  const labels = { [APP_LABEL]: APP_VALUE, [RUN_ID_LABEL]: String(run.runId) };
+  job.apiVersion = 'batch/v1';
+  job.kind = 'Job';
+  const finalizers = [...(job.metadata?.finalizers ?? []).filter((f) => f !== SETTLE_FINALIZER), SETTLE_FINALIZER];
+  job.metadata = {
+    ...job.metadata,
+    name: run.name,
+    namespace: run.namespace,
+    labels: { ...job.metadata?.labels, ...labels },
+    finalizers,
+  };
+  delete job.metadata.generateName;
+  const spec = job.spec ?? { template: {} };
+  spec.template.metadata = { ...spec.template.metadata, labels: { ...spec.template.metadata?.labels, ...labels } };
+  if (spec.template.spec) {
+    spec.template.spec.containers = (spec.template.spec.containers ?? []).map((c) => withRunEnv(c, run));
+    if (spec.template.spec.initContainers)
+      spec.template.spec.initContainers = spec.template.spec.initContainers.map((c) => withRunEnv(c, run));
+  }
+  job.spec = spec;
+  return job;
+}
+
+/**
+ * What a log may say about a Job: its name, namespace and, per container, the name, the image and the names
+ * of its env variables. Never the values: a template's `env[].value` is where an S3 key ends up when the
+ * cluster has no Secret for it yet, and a log is read by more people than the template. `render-job` prints
+ * the whole Job, because the operator asked for it.
+ */
+export function jobSummary(job: V1Job): Record<string, unknown> {
+  const pod = job.spec?.template?.spec;
+  const containers = (list: V1Container[] | undefined) =>
+    (list ?? []).map((c) => ({ name: c.name, image: c.image, env: (c.env ?? []).map((e) => e.name) }));
+  return {
+    name: job.metadata?.name,
+    namespace: job.metadata?.namespace,
+    containers: containers(pod?.containers),
+    ...(pod?.initContainers?.length ? { initContainers: containers(pod.initContainers) } : {}),
+  };
+}
+
+export class TemplateError extends Error {
+  override name = 'TemplateError';
+}
+
+/** Reads and checks JOB_TEMPLATE_FILE. Throws TemplateError with one line naming the file and the field. */
+export async function loadJobTemplate(path: string): Promise<V1Job> {
+  let doc: unknown;
+  try {
+    doc = load(await readFile(path, 'utf8'));
+  } catch (err: unknown) {
+    throw new TemplateError(
+      `JOB_TEMPLATE_FILE ${path}: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}`,
+    );
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc))
+    throw new TemplateError(`JOB_TEMPLATE_FILE ${path}: must be one YAML Job object`);
+  checkTemplate(doc, `JOB_TEMPLATE_FILE ${path}`);
+  return doc;
+}
+
+/** At most this many problems on the one line; a template with more has a bigger problem than its details. */
+const SHOWN = 5;
+
+function refuse(source: string, errors: string[]): void {
+  if (errors.length === 0) return;
+  const more = errors.length > SHOWN ? `; and ${errors.length - SHOWN} more` : '';
+  throw new TemplateError(`${source}: ${errors.slice(0, SHOWN).join('; ')}${more}`);
+}
+
+/** A Deployment pasted by mistake: its kind is the one useful line, not the Job fields it lacks. */
+function typeMetaErrors(template: unknown): string[] {
+  const { kind, apiVersion } = (typeof template === 'object' && template !== null ? template : {}) as Record<
+    string,
+    unknown
+  >;
+  if (typeof kind === 'string' && kind !== 'Job') return [`kind: must be Job, not "${kind}"`];
+  if (typeof apiVersion === 'string' && apiVersion !== 'batch/v1')
+    return [`apiVersion: must be batch/v1, not "${apiVersion}"`];
+  return [];
+}
+
+/**
+ * Validates a template, each step only when the one before found nothing: the kind of Job; the shape of every
+ * field the controller touches (so building a Job cannot throw); unknown fields and the OpenAPI schema
+ * (jobSchema.ts); then a sample Job built from it, so controller-owned fields are what they will be.
+ */
+export function checkTemplate(template: unknown, source: string): asserts template is V1Job {
+  refuse(source, typeMetaErrors(template));
+  refuse(source, templateShapeErrors(template));
+  const doc = template as Record<string, unknown>;
+  refuse(source, [...unknownFieldErrors(doc), ...schemaErrors(doc)]);
+  const job = template as V1Job;
+  const sample = buildJob(job, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 });
+  refuse(source, validateJob(sample));
+}

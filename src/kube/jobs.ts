@@ -1,0 +1,212 @@
+// The Kubernetes port: the calls the controller makes on batch/v1 Jobs (create, get, list, watch, a patch that
+// removes our finalizer, and a delete for a cancelled run) and one on pods (list, the open run's), each with a
+// timeout, and errors turned into outcomes (errors.ts). Every call names its namespace: a run is followed in
+// the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
+// The Role in deploy/ grants exactly RBAC_VERBS on jobs and RBAC_POD_VERBS on pods.
+import {
+  BatchV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  Observable,
+  type V1Job,
+  type V1JobList,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { jobOutcome } from '../core/jobOutcome.js';
+import type { ClusterConfig } from './clusterConfig.js';
+import { APP_SELECTOR, SETTLE_FINALIZER } from './jobTemplate.js';
+import { toKubeError } from './errors.js';
+import { openWatch, type WatchEvent, type WatchHandle } from './watch.js';
+
+// kube-apiserver's default --request-timeout: a create still unanswered after 60 s has been abandoned by the
+// server too, so a 404 read after that is definite. Before it, a slow admission webhook may still persist it.
+export const GIVE_UP_QUIET_MS = 60_000;
+
+// delete: `training-controller cancel` (issue #11); the service deletes the Job, the CLI never talks to the cluster.
+export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch', 'delete'] as const;
+/** On core/v1 pods: the open run's pods, to report one that cannot start (runPods.ts). */
+export const RBAC_POD_VERBS = ['list'] as const;
+
+export interface JobsApi {
+  /** The configured namespace (TRAINING_NAMESPACE or its fallbacks): where new runs go. */
+  readonly namespace: string;
+  readonly server: string;
+  /** Creates the Job in its metadata.namespace. */
+  create(job: V1Job, options?: { dryRun?: boolean }): Promise<V1Job>;
+  /** null when the Job does not exist (404). */
+  get(namespace: string, name: string): Promise<V1Job | null>;
+  list(namespace: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
+  /** Pods (core/v1), for the open run's Job only (runPods.ts). */
+  listPods(namespace: string, labelSelector: string): Promise<V1Pod[]>;
+  watch(
+    namespace: string,
+    labelSelector: string,
+    resourceVersion: string,
+    onEvent: (type: WatchEvent, obj: unknown) => void,
+  ): Promise<WatchHandle>;
+  /**
+   * Removes our finalizer from the Job as read (a JSON patch that tests the entry before removing it, so a
+   * concurrent change fails instead of removing someone else's). 'gone': the Job no longer exists.
+   */
+  removeFinalizer(job: V1Job): Promise<'removed' | 'absent' | 'gone'>;
+  /** Deletes the Job with propagationPolicy Background (its pods go too). 'gone': it did not exist. */
+  delete(namespace: string, name: string): Promise<'deleted' | 'gone'>;
+  /** Aborts every request in flight and fails every later one at once (shutdown must not wait on a slow server). */
+  close(): void;
+}
+
+/** Unfinished Jobs labelled app=sentinel-training in these namespaces, whoever created them. */
+export async function unfinishedJobs(jobs: JobsApi, namespaces: Iterable<string>): Promise<V1Job[]> {
+  const found: V1Job[] = [];
+  for (const ns of new Set(namespaces)) {
+    const { items } = await jobs.list(ns, APP_SELECTOR);
+    found.push(...items.filter((j) => !jobOutcome(j).finished));
+  }
+  return found;
+}
+
+export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsApi {
+  return new KubeJobs(cluster, timeoutMs);
+}
+
+type Api = BatchV1Api;
+type Options = Parameters<Api['readNamespacedJob']>[1];
+
+class KubeJobs implements JobsApi {
+  readonly namespace: string;
+  readonly server: string;
+  private readonly api: Api;
+  private readonly core: CoreV1Api;
+  private readonly kc: KubeConfig;
+  private readonly closed = new AbortController();
+
+  constructor(
+    cluster: ClusterConfig,
+    private readonly timeoutMs: number,
+  ) {
+    this.kc = cluster.kc;
+    this.namespace = cluster.namespace;
+    this.api = cluster.kc.makeApiClient(BatchV1Api);
+    this.core = cluster.kc.makeApiClient(CoreV1Api);
+    this.server = cluster.kc.getCurrentCluster()?.server ?? '';
+  }
+
+  /** client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever. */
+  private withTimeout(): Options {
+    const signal = () => AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closed.signal]);
+    return {
+      middleware: [
+        {
+          pre: (ctx: { setSignal(s: AbortSignal): void }) => {
+            ctx.setSignal(signal());
+            return new Observable(Promise.resolve(ctx));
+          },
+          post: <T>(rsp: T) => new Observable(Promise.resolve(rsp)),
+        },
+      ],
+      middlewareMergeStrategy: 'append' as const,
+    } as unknown as Options;
+  }
+
+  async create(job: V1Job, options: { dryRun?: boolean } = {}): Promise<V1Job> {
+    const ns = job.metadata?.namespace ?? this.namespace;
+    try {
+      const dryRun = options.dryRun ? 'All' : undefined;
+      return await this.api.createNamespacedJob({ namespace: ns, body: job, dryRun }, this.withTimeout());
+    } catch (err: unknown) {
+      throw toKubeError(err, `create Job ${ns}/${job.metadata?.name ?? ''}`);
+    }
+  }
+
+  async get(ns: string, name: string): Promise<V1Job | null> {
+    try {
+      return await this.api.readNamespacedJob({ name, namespace: ns }, this.withTimeout());
+    } catch (err: unknown) {
+      const e = toKubeError(err, `get Job ${ns}/${name}`);
+      if (e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  async list(ns: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }> {
+    try {
+      const list: V1JobList = await this.api.listNamespacedJob({ namespace: ns, labelSelector }, this.withTimeout());
+      return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? '' };
+    } catch (err: unknown) {
+      throw toKubeError(err, `list Jobs ${ns} ${labelSelector}`);
+    }
+  }
+
+  async listPods(ns: string, labelSelector: string): Promise<V1Pod[]> {
+    try {
+      return (await this.core.listNamespacedPod({ namespace: ns, labelSelector }, this.withTimeout())).items;
+    } catch (err: unknown) {
+      throw toKubeError(err, `list Pods ${ns} ${labelSelector}`);
+    }
+  }
+
+  watch(
+    ns: string,
+    labelSelector: string,
+    resourceVersion: string,
+    onEvent: (type: WatchEvent, obj: unknown) => void,
+  ): Promise<WatchHandle> {
+    const { kc, server } = this;
+    return openWatch({
+      kc,
+      server,
+      closed: this.closed.signal,
+      namespace: ns,
+      labelSelector,
+      resourceVersion,
+      onEvent,
+    });
+  }
+
+  async delete(ns: string, name: string): Promise<'deleted' | 'gone'> {
+    try {
+      // Background: the Job goes at once (once our finalizer is off) and the garbage collector removes its pods.
+      await this.api.deleteNamespacedJob({ name, namespace: ns, propagationPolicy: 'Background' }, this.withTimeout());
+      return 'deleted';
+    } catch (err: unknown) {
+      const e = toKubeError(err, `delete Job ${ns}/${name}`);
+      if (e.status === 404) return 'gone';
+      throw e;
+    }
+  }
+
+  async removeFinalizer(job: V1Job): Promise<'removed' | 'absent' | 'gone'> {
+    const ns = job.metadata?.namespace ?? this.namespace;
+    const name = job.metadata?.name ?? '';
+    let current: V1Job | null = job;
+    for (let attempt = 1; ; attempt++) {
+      const index = (current.metadata?.finalizers ?? []).indexOf(SETTLE_FINALIZER);
+      if (index < 0) return 'absent';
+      try {
+        await this.patchOutFinalizer(ns, name, index);
+        return 'removed';
+      } catch (err: unknown) {
+        const e = toKubeError(err, `remove finalizer from Job ${ns}/${name}`);
+        if (e.status === 404) return 'gone';
+        // The finalizers changed since the read (the test op failed): read again and try once more.
+        if (attempt > 1 || (e.kind !== 'conflict' && e.status !== 422)) throw e;
+        current = await this.get(ns, name);
+        if (!current) return 'gone';
+      }
+    }
+  }
+
+  /** A JSON patch that tests the entry before removing it (client-node's default patch type is json-patch). */
+  private async patchOutFinalizer(ns: string, name: string, index: number): Promise<void> {
+    const path = `/metadata/finalizers/${index}`;
+    const body = [
+      { op: 'test', path, value: SETTLE_FINALIZER },
+      { op: 'remove', path },
+    ];
+    await this.api.patchNamespacedJob({ name, namespace: ns, body }, this.withTimeout());
+  }
+
+  close(): void {
+    this.closed.abort();
+  }
+}

@@ -83,7 +83,10 @@ describe('operator controls', () => {
     s.kube.setPhase(job, 'running');
     const r = await operator(s.db, 'cancel', '--reason', 'wrong image');
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^Cancelled run #1 \(sentinel-training-[\d-]+\): its Job is deleted; its 50 annotations/);
+    assert.match(
+      r.stdout,
+      /^Cancelled run #1 \(sentinel-training-[\d-]+\): its 50 annotations are pending again; the service deletes its Job/,
+    );
     assert.deepEqual(s.kube.deletes, [{ name: job, namespace: 'default', propagationPolicy: 'Background' }]);
     assert.equal(s.kube.jobs.has(`default/${job}`), false, 'finalizer off, Job gone');
     const [run] = await runRows(s.db.pool);
@@ -98,6 +101,22 @@ describe('operator controls', () => {
     await eventually(() => s.kube.creates.length === 2, 'the next run, with no back-off', 5_000);
     const [cancelled, next] = await runRows(s.db.pool);
     assert.deepEqual([cancelled?.state, cancelled?.annotation_count, next?.annotation_count], ['cancelled', 50, 50]);
+  });
+
+  it('cancel with every Job delete answered 503 says what is true: the cancel is recorded, the Job not yet gone', async () => {
+    // Issue 24, item 4: the CLI printed "its Job is deleted" while the Job lived on.
+    s.c = await startController(s.db.url, s.kube);
+    await verifyNew(s.db.pool, 50);
+    await eventually(() => s.kube.creates.length === 1, 'the Job');
+    const job = s.kube.creates[0]!.name;
+    s.kube.inject({ verb: 'delete', status: 503, times: 1000 });
+    const r = await operator(s.db, 'cancel');
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, /Job is deleted|Job is gone/);
+    assert.match(r.stdout, /the service deletes its Job \(retrying until the API server accepts/);
+    assert.ok(s.kube.jobs.has(`default/${job}`), 'the Job is still there, as the CLI said');
+    s.kube.clearFaults();
+    await eventually(() => !s.kube.jobs.has(`default/${job}`), 'a later pass to delete it', 10_000);
   });
 
   it('cancel while the Job create is unanswered: the late Job is deleted and no second run overlaps it', async () => {

@@ -189,7 +189,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   resume: { args: '', summary: 'runs may start again', database: true, flags: {}, run: operatorCommand('resume') },
   cancel: {
     args: '[--reason TEXT]',
-    summary: 'end the open run: its Job is deleted, its annotations pending again',
+    summary: 'end the open run: its annotations pending again, its Job deleted by the service',
     database: true,
     flags: REASON,
     run: operatorCommand('cancel'),

@@ -90,10 +90,12 @@ async function cancelCommand(
 function cancelled(run: Run): string {
   if (run.state !== 'cancelled')
     return `Run #${run.id} (${run.jobName}) ended as ${run.state} before the cancel took effect.`;
+  // What is true now: the outcome is recorded. The Job's delete is the service's, after that, retried until the
+  // API server takes it (a 503 or a Role without `delete` keeps it alive: issue 24 saw "its Job is deleted" then).
   const job = run.submittedAt
-    ? 'its Job is deleted'
+    ? `the service deletes its Job (retrying until the API server accepts; \`kubectl get job ${run.jobName}\` shows when it is gone)`
     : 'its Job was never confirmed created (one that still lands is deleted, and the next run waits 60 s for that)';
-  return `Cancelled run #${run.id} (${run.jobName}): ${job}; its ${run.annotationCount} annotations are pending again. The next run starts when a trigger fires (\`pause\` first to prevent that).`;
+  return `Cancelled run #${run.id} (${run.jobName}): its ${run.annotationCount} annotations are pending again; ${job}. The next run starts when a trigger fires (\`pause\` first to prevent that).`;
 }
 
 async function triggerCommand(

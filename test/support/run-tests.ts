@@ -64,12 +64,17 @@ const template = await createTemplate(server).catch(async (err: unknown) => {
 env[TEMPLATE_ENV] = template.name;
 process.stdout.write(`# migrated template ${template.name} in ${Math.round(performance.now() - templateStarted)} ms\n`);
 
-// Two files at a time on this 2-core machine: each uses its own database, and the timing-sensitive
-// assertions allow for a neighbour.
-const child = spawn(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=240000', ...files], {
-  stdio: 'inherit',
-  env,
-});
+// Files at a time: each uses its own database, and most of a file's time is spent waiting on the loop,
+// PostgreSQL or a child process, so more files than cores keep both cores busy. TEST_CONCURRENCY overrides.
+const concurrency = Number(process.env.TEST_CONCURRENCY ?? 4);
+const child = spawn(
+  process.execPath,
+  ['--test', `--test-concurrency=${concurrency}`, '--test-timeout=240000', ...files],
+  {
+    stdio: 'inherit',
+    env,
+  },
+);
 // Ctrl-C reaches the whole process group: the tests stop on their own; this process stays to drop the template.
 // A signal sent to this process alone is passed on.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));

@@ -124,10 +124,14 @@ function startServer(p: Parts): Promise<HttpServer> {
 function createListener(p: Parts, controller: Controller, httpPort: number): Listener {
   const { config, logger, health, metrics } = p;
   const url = config.listenDatabaseUrl || p.db.url;
-  const connected = (initial: boolean): void => {
+  const up = (): void => {
     health.listenerConnected = true;
     metrics.listenerConnected.set(1);
     metrics.noteListenerAlive();
+  };
+  const connected = (initial: boolean, proven: boolean): void => {
+    // An unproven subscription (its predecessor's ping never came back) is up only once a ping arrives.
+    if (proven) up();
     if (initial)
       logger.info(
         { database: safeUrl(url), threshold: config.trainingThreshold, mode: p.cluster.mode, httpPort },
@@ -149,7 +153,7 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
     connected,
     disconnected,
     ping,
-    alive: () => metrics.noteListenerAlive(),
+    alive: up,
   };
   return new Listener(url, logger, p.timers, handlers, config.listenCheckIntervalMs);
 }

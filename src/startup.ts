@@ -4,6 +4,7 @@
 import type { V1Job } from '@kubernetes/client-node';
 import type { Config } from './core/config.js';
 import { createPool, type Pool } from './db/pool.js';
+import { transactionPooled } from './db/pooler.js';
 import { checkTemplate, defaultTemplate, loadJobTemplate } from './kube/jobTemplate.js';
 import { loadClusterConfig, type ClusterConfig } from './kube/clusterConfig.js';
 import type { Logger } from './core/logger.js';
@@ -85,5 +86,25 @@ export async function openDatabase(config: Config, logger: Logger, cleanup: Clea
     );
   const indexWarning = await invalidIndexWarning(pool, t);
   if (indexWarning) logger.warn(indexWarning);
+  await refusePooledListen(config, url);
   return { url, pool, tables: t };
+}
+
+/**
+ * LISTEN needs a session of its own: through a transaction pooler it delivers nothing, and the liveness ping
+ * would replace the subscription every 20 s without ever reporting it down (issue 24). One line, naming the
+ * setting to change. The embedded server is direct.
+ */
+async function refusePooledListen(config: Config, url: string): Promise<void> {
+  if (config.databaseUrl === '') return;
+  const listenUrl = config.listenDatabaseUrl || url;
+  if (!(await transactionPooled(listenUrl))) return;
+  // The config fills an unset LISTEN_DATABASE_URL with DATABASE_URL.
+  const which =
+    listenUrl !== config.databaseUrl
+      ? `LISTEN_DATABASE_URL ${safeUrl(listenUrl)} goes through a transaction pooler`
+      : `DATABASE_URL ${safeUrl(listenUrl)} goes through a transaction pooler and LISTEN_DATABASE_URL is not set`;
+  throw new StartupError(
+    `${which} (two open connections got the same server process): LISTEN would deliver nothing there; set LISTEN_DATABASE_URL to a direct connection to PostgreSQL (DATABASE_URL may stay pooled)`,
+  );
 }

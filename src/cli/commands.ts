@@ -1,5 +1,6 @@
 // The command table: what each command is called, what it takes, whether it connects to PostgreSQL, and
 // what it does. cli.ts only dispatches; the usage text is generated from here, so it cannot drift.
+import { transactionPooled } from '../db/pooler.js';
 import { dump } from 'js-yaml';
 import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
 import { exitCode, fail, firstLine, UsageError, type FlagSpec } from './commandLine.js';
@@ -55,6 +56,11 @@ async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) =
 
 function migrateCommand(ctx: CommandContext): Promise<void> {
   return withPool(ctx, 'migrate', async (pool) => {
+    // Before any lock is taken: through a transaction pooler none would hold (db/pooler.ts).
+    if (await transactionPooled(databaseUrl(ctx.config)))
+      throw new Error(
+        'this URL goes through a transaction pooler (two open connections got the same server process): migrate needs a session of its own for its lock; point DATABASE_URL at PostgreSQL directly for migrate (the service may stay pooled), or apply migrations/*.sql with psql',
+      );
     const applied = await migrate(pool, ctx.logger, tables(ctx.config.annotationsSchema));
     ctx.logger.info(
       { database: safeUrl(databaseUrl(ctx.config)), applied },

@@ -28,13 +28,16 @@ export async function withSessionLock<T>(
   client: PoolClient,
   key: bigint,
   fn: () => Promise<T>,
-  timers: Timers = realTimers,
+  options: { timers?: Timers; onWait?: (holder: LockHolder | null) => void } = {},
 ): Promise<T> {
-  for (;;) {
+  const timers = options.timers ?? realTimers;
+  for (let attempt = 1; ; attempt++) {
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [
       key.toString(),
     ]);
     if (rows[0]?.locked) break;
+    // Never a silent wait: who holds it is said once (a lock left on an idle session is found by its pid).
+    if (attempt === 1) options.onWait?.(await lockHolder(client, key));
     await sleep(timers, 100);
   }
   try {
@@ -77,4 +80,27 @@ export async function retryOnLockTimeout<T>(fn: () => Promise<T>, r: LockRetry):
       await sleep(r.timers, wait);
     }
   }
+}
+
+export interface LockHolder {
+  pid: number;
+  applicationName: string | null;
+  clientAddr: string | null;
+  /** What the holding session is doing: 'idle' for a lock left behind by a session that is not running. */
+  state: string | null;
+  since: Date | null;
+}
+
+/** The session holding an advisory lock on `key`, from pg_locks (a bigint key is classid:objid, objsubid 1). */
+export async function lockHolder(client: PoolClient, key: bigint): Promise<LockHolder | null> {
+  const { rows } = await client.query<LockHolder>(
+    `SELECT l.pid, a.application_name AS "applicationName", a.client_addr::text AS "clientAddr", a.state,
+            a.state_change AS since
+       FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+      WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1
+      LIMIT 1`,
+    [(key >> 32n).toString(), (key & 0xffff_ffffn).toString()],
+  );
+  return rows[0] ?? null;
 }

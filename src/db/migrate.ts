@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Pool, PoolClient } from './pool.js';
 import { errorMessage } from '../core/errors.js';
 import { realTimers, type Timers } from '../core/timers.js';
-import { LOCK_KEYS, retryOnLockTimeout, withSessionLock } from './locks.js';
+import { LOCK_KEYS, retryOnLockTimeout, withSessionLock, type LockHolder } from './locks.js';
 import type { Logger } from '../core/logger.js';
 import { migrationsDir } from '../core/paths.js';
 import { concurrentIndexes, forSchema, splitStatements } from './psqlScript.js';
@@ -99,7 +99,7 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
         }
         return applied;
       },
-      timers,
+      { timers, onWait: (holder) => logger.warn(waitingFor(holder), MIGRATE_LOCK_WAIT) },
     );
   } catch (err: unknown) {
     failed = true;
@@ -138,6 +138,25 @@ function withLockRetry<T>(fn: () => Promise<T>, logger: Logger, name: string, sq
     onRetry: (attempt, retryInMs) =>
       logger.warn({ migration: name, statement: firstLine(sql), attempt, retryInMs }, LOCK_BUSY),
   });
+}
+
+/** Logged once when another session holds the migrate lock: `migrate` waits for it, and says for whom. */
+export const MIGRATE_LOCK_WAIT = 'Another session holds the migrate lock: waiting for it to finish';
+
+function waitingFor(holder: LockHolder | null): Record<string, unknown> {
+  if (!holder) return { holder: 'released as we looked' };
+  return {
+    holderPid: holder.pid,
+    holderApplication: holder.applicationName,
+    holderClient: holder.clientAddr,
+    holderState: holder.state,
+    holderSince: holder.since?.toISOString() ?? null,
+    // An idle holder is not migrating: a session that kept the lock after its migrate went away.
+    hint:
+      holder.state === 'idle'
+        ? `the holder is idle, not migrating: a session left it behind (SELECT pg_terminate_backend(${holder.pid}) frees it)`
+        : 'another migrate is running; this one goes on when it ends',
+  };
 }
 
 /** Logged while a long transaction keeps a migration from its brief lock. */

@@ -30,6 +30,12 @@ type Factory = typeof pgListen.default;
 const createSubscriber: Factory =
   (pgListen as unknown as { default?: Factory }).default ?? (pgListen as unknown as Factory);
 
+/** Logged (warn) when the liveness ping did not come back: once per streak of such checks. */
+export const NO_DELIVERY =
+  'LISTEN connection delivers no notifications (its liveness ping did not arrive; through a transaction pooler it never will: set LISTEN_DATABASE_URL to a direct connection); reconnecting';
+/** Logged when a ping arrives after a streak of missing ones. */
+export const DELIVERING_AGAIN = 'LISTEN connection delivers notifications again';
+
 /** Payloads a listener takes for a liveness ping (its own, or another replica's to ignore). */
 export const PING_PREFIX = 'ping:';
 
@@ -37,8 +43,12 @@ export interface ListenerHandlers {
   notification(): void;
   /** A NOTIFY on CONTROL_CHANNEL: the CLI changed the operator state (control.ts). */
   control(): void;
-  /** LISTEN is active: `initial` on the first connection, false after a reconnect. */
-  connected(initial: boolean): void;
+  /**
+   * LISTEN is active: `initial` on the first connection, false after a reconnect. `proven` is false when this
+   * subscription replaces one whose liveness ping never arrived: it is not reported up until a ping arrives
+   * (alive), so a LISTEN that never delivers (a transaction pooler) stays down instead of flapping up.
+   */
+  connected(initial: boolean, proven: boolean): void;
   disconnected(reason: string): void;
   /** The subscription proved it delivers: its liveness ping came back (every check interval when healthy). */
   alive?(): void;
@@ -58,6 +68,8 @@ export class Listener {
   /** The ping sent and not yet received, if any. */
   private awaitedPing: string | null = null;
   private everConnected = false;
+  /** A liveness ping went missing and none has arrived since: the subscription is not trusted. */
+  private unproven = false;
 
   constructor(
     private readonly connectionString: string,
@@ -86,15 +98,19 @@ export class Listener {
     if (this.stopped || !this.subscriber || this.loop) return;
     if (this.awaitedPing !== null) {
       this.awaitedPing = null;
-      this.logger.warn(
-        { checkIntervalMs: this.checkIntervalMs },
-        'LISTEN connection delivers no notifications (its liveness ping did not arrive); reconnecting',
-      );
+      // Once per streak, not every interval: a pooler that never delivers would repeat it every 20 s.
+      const level = this.unproven ? 'debug' : 'warn';
+      this.unproven = true;
+      this.logger[level]({ checkIntervalMs: this.checkIntervalMs }, NO_DELIVERY);
       this.handlers.disconnected('LISTEN liveness ping did not arrive');
       await this.dropSubscriber();
       this.connect();
       return;
     }
+    await this.sendPing();
+  }
+
+  private async sendPing(): Promise<void> {
     const payload = `${PING_PREFIX}${this.instance}:${++this.pings}`;
     this.awaitedPing = payload;
     // A database that is down fails this too; that is the pool's problem (and /readyz's), not a dead LISTEN.
@@ -192,7 +208,9 @@ export class Listener {
     const initial = !this.everConnected;
     this.everConnected = true;
     if (!initial) this.logger.info(RECONNECTED);
-    this.handlers.connected(initial);
+    this.handlers.connected(initial, !this.unproven);
+    // An unproven subscription is tested at once, not at the next interval: a working one is up in milliseconds.
+    if (this.unproven) void this.sendPing();
   }
 
   /** pg-listen's events and both channels' notifications, for one subscription. */
@@ -207,7 +225,8 @@ export class Listener {
       this.closeIfRetired(subscriber, life.retired);
       if (!life.initialDone || this.stopped) return;
       this.logger.info(RECONNECTED);
-      this.handlers.connected(false);
+      this.handlers.connected(false, !this.unproven);
+      if (this.unproven) void this.sendPing();
     });
     subscriber.events.on('error', (err: Error) => {
       this.closeIfRetired(subscriber, life.retired);
@@ -217,6 +236,8 @@ export class Listener {
       if (typeof payload === 'string' && payload.startsWith(PING_PREFIX)) {
         if (payload === this.awaitedPing) {
           this.awaitedPing = null;
+          if (this.unproven) this.logger.info(DELIVERING_AGAIN);
+          this.unproven = false;
           this.handlers.alive?.();
         }
         return;

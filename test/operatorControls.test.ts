@@ -120,13 +120,17 @@ describe('operator controls', () => {
   });
 
   it('cancel while the Job create is unanswered: the late Job is deleted and no second run overlaps it', async () => {
-    // The client gives up at 300 ms; the server still creates the Job 3 s in (a slow admission webhook), and
-    // answers the retries as slowly, so the run is still `submitting` when the cancel arrives.
+    // The client gives up at 300 ms; the server holds every create (a slow admission webhook) until the cancel
+    // is in, then creates the Job: the run is `submitting` when the cancel arrives, whatever the machine's load
+    // (a fixed 3 s delay let a loaded CI confirm the create first).
     s.c = await startController(s.db.url, s.kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
-    s.kube.inject({ verb: 'create', delayMs: 3_000, times: 5 });
+    let release: () => void = () => undefined;
+    const webhook = new Promise<void>((resolve) => (release = resolve));
+    s.kube.inject({ verb: 'create', until: webhook, times: 5 });
     await verifyNew(s.db.pool, 50);
     await s.c.logs.waitForMsg('Job create failed, will retry the same name');
     const r = await operator(s.db, 'cancel');
+    release();
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /its Job was never confirmed created \(one that still lands is deleted/);
     const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;

@@ -37,6 +37,8 @@ export interface Fault {
   status?: number;
   /** Wait this long first (combined with status, or alone for a slow success). */
   delayMs?: number;
+  /** Hold the answer until this settles (a webhook that answers when the test says): order, not timing. */
+  until?: Promise<unknown>;
   /** How many requests it applies to (default 1). */
   times?: number;
 }
@@ -92,7 +94,7 @@ export class FakeKube {
   readonly pods = new Map<string, V1Pod>();
   readonly token = randomBytes(16).toString('hex');
   kubeconfigPath = '';
-  private faults: Required<Fault>[] = [];
+  private faults: (Required<Omit<Fault, 'until'>> & Pick<Fault, 'until'>)[] = [];
   private rv = 1;
   private history: { rv: number; type: string; job: V1Job }[] = [];
   private expiredBefore = 0;
@@ -583,6 +585,7 @@ current-context: fake
     if (fault) {
       fault.times--;
       if (fault.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs).unref());
+      if (fault.until) await fault.until;
       // A real API server finishes a create whose client has gone (the object is in etcd, the answer is
       // lost): the client's retry then meets a 409 for its own Job. Other verbs change nothing.
       if (res.destroyed && verb !== 'create') return;

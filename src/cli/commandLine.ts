@@ -3,7 +3,7 @@
 // exit 0), and the CLI ends with one line on stderr and an exit code:
 // 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
 import { ConfigError } from '../core/config.js';
-import { TemplateError } from '../kube/jobTemplate.js';
+import { TemplateError } from '../core/errors.js';
 
 /** A flag that stands alone (`--json`) or takes the next argument as its value (`--before TIMESTAMP`). */
 export type FlagKind = 'switch' | 'value';

@@ -1,7 +1,7 @@
 // `training-controller run`: the service, with its signal handling.
 import type { Config } from '../core/config.js';
 import { exitCode, fail, firstLine } from './commandLine.js';
-import { TemplateError } from '../kube/jobTemplate.js';
+import { TemplateError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { startService, type Service } from '../main.js';
 import { StartupError } from '../startup.js';

@@ -4,3 +4,8 @@
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** A Job template (JOB_TEMPLATE_FILE, TRAINING_IMAGE) the service will not use: one line naming the field, exit 2. */
+export class TemplateError extends Error {
+  override name = 'TemplateError';
+}

@@ -6,6 +6,7 @@ import { load } from 'js-yaml';
 import { schemaErrors, unknownFieldErrors } from './jobSchema.js';
 import { validateJob } from './jobValidation.js';
 import { templateShapeErrors } from './templateShape.js';
+import { TemplateError } from '../core/errors.js';
 
 export const APP_LABEL = 'app';
 export const APP_VALUE = 'sentinel-training';
@@ -130,10 +131,6 @@ export function jobSummary(job: V1Job): Record<string, unknown> {
     containers: containers(pod?.containers),
     ...(pod?.initContainers?.length ? { initContainers: containers(pod.initContainers) } : {}),
   };
-}
-
-export class TemplateError extends Error {
-  override name = 'TemplateError';
 }
 
 /** Reads and checks JOB_TEMPLATE_FILE. Throws TemplateError with one line naming the file and the field. */

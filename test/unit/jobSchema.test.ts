@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { load } from 'js-yaml';
 import { schemaErrors, unknownFieldErrors } from '../../src/kube/jobSchema.js';
-import { checkTemplate, defaultTemplate, TemplateError } from '../../src/kube/jobTemplate.js';
+import { TemplateError } from '../../src/core/errors.js';
+import { checkTemplate, defaultTemplate } from '../../src/kube/jobTemplate.js';
 import { packageRoot } from '../../src/core/paths.js';
 
 const SOURCE = 'JOB_TEMPLATE_FILE /etc/training-controller/job.yaml';

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { load } from 'js-yaml';
-import { checkTemplate, defaultTemplate, TemplateError } from '../../src/kube/jobTemplate.js';
+import { TemplateError } from '../../src/core/errors.js';
+import { checkTemplate, defaultTemplate } from '../../src/kube/jobTemplate.js';
 import { templateShapeErrors } from '../../src/kube/templateShape.js';
 
 const SOURCE = 'JOB_TEMPLATE_FILE /etc/training-controller/job.yaml';

@@ -112,7 +112,10 @@ async function triggerCommand(
   const seen = await waitFor(confirmMs, async () => {
     const started = await manualRunAfter(pool, t, after);
     if (started) return started;
-    return (await readControl(pool, t)).triggerAt === null ? 'dropped' : null;
+    if ((await readControl(pool, t)).triggerAt !== null) return null;
+    // The request is gone. The service clears it in the transaction that inserts the run, which may have
+    // committed between the two reads above: look once more before calling it dropped.
+    return (await manualRunAfter(pool, t, after)) ?? 'dropped';
   });
   if (seen === 'dropped')
     return {

@@ -26,14 +26,6 @@ import {
 const runStates = async (pool: pg.Pool) =>
   (await pool.query<{ state: string }>('SELECT state FROM training_runs ORDER BY id')).rows.map((r) => r.state);
 
-/** The dispatch transaction holds its advisory lock from BEGIN to COMMIT/ROLLBACK: it is between recount and claim. */
-const dispatchInFlight = async (pool: pg.Pool) =>
-  (
-    await pool.query(
-      "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
-    )
-  ).rowCount === 1;
-
 describe('no stall: a row un-verified between the recount and the claim', () => {
   // No periodic reconcile: its list must not take the delayed answer meant for the dispatch.
   const s = useStack({ POLL_INTERVAL_SECONDS: '0', TRAINING_THRESHOLD: '50', RECONCILE_INTERVAL_SECONDS: '3600' });
@@ -43,13 +35,16 @@ describe('no stall: a row un-verified between the recount and the claim', () => 
     // The Job watch is open, so its first list is done: the delayed list below is the dispatch's.
     await eventually(() => s.kube.openWatches() === 1, 'the Job watch');
     const skipsBefore = await counterValue(s.c, 'skips', { reason: 'below-threshold' });
-    // The dispatch lists Jobs between the recount and the claim: a slow answer holds that window open.
-    s.kube.inject({ verb: 'list', delayMs: 600 });
+    // The dispatch lists Jobs between the recount and the claim (before its transaction: issue 24): the
+    // test holds that answer until the row is un-verified, so the window is open whatever the machine's load.
+    let release: () => void = () => undefined;
+    s.kube.inject({ verb: 'list', until: new Promise<void>((resolve) => (release = resolve)) });
     await verifyNew(s.db.pool, 50);
-    await eventually(() => dispatchInFlight(s.db.pool), 'the dispatch transaction to start', 5000, 5);
+    await eventually(() => s.kube.pendingFaults() === 0, "the dispatch's list to be in flight", 5000, 5);
     await s.db.pool.query(
       'UPDATE annotations SET verified = false WHERE id = (SELECT min(id) FROM annotations WHERE verified)',
     );
+    release();
     await eventually(
       async () => (await counterValue(s.c, 'skips', { reason: 'below-threshold' })) > skipsBefore,
       'the claim to find 49 and roll back',

@@ -20,6 +20,7 @@ import { createMetrics, type Metrics } from './ops/metrics.js';
 import { countPending } from './db/pending.js';
 import { safeUrl } from './core/redact.js';
 import { openRun } from './db/runs.js';
+import { checkOnCluster } from './kube/templateCheck.js';
 import { openDatabase, precheck, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './core/timers.js';
 import { maxWaitOf } from './core/triggers.js';
@@ -160,8 +161,18 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
 
 async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cleanup): Promise<Omit<Service, 'stop'>> {
   const { template, cluster: clusterConfig } = await precheck(config);
-  const db = await openDatabase(config, logger, cleanup);
   const cluster = connectCluster(config, clusterConfig, logger);
+  // Before the database: a template the cluster refuses is exit 2 before anything is opened.
+  if (cluster.jobs) {
+    const source = config.jobTemplateFile ? `JOB_TEMPLATE_FILE ${config.jobTemplateFile}` : 'TRAINING_IMAGE';
+    const unchecked = await checkOnCluster(cluster.jobs, template, source);
+    if (unchecked)
+      logger.warn(
+        { err: unchecked },
+        'Could not have the API server check the Job template; starting anyway (its values were checked offline, but a field the client library does not know would be dropped from each Job unnoticed: restart once the API server answers to have it checked)',
+      );
+  }
+  const db = await openDatabase(config, logger, cleanup);
   // For `status`, which would otherwise show its own shell's threshold and back-off (issue #15).
   await publishSettings(db.pool, db.tables, settingsOf(config, cluster.mode, cluster.namespace));
   const health = newHealth(clusterConfig !== null);

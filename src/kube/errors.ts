@@ -12,6 +12,8 @@ export class KubeError extends Error {
     readonly status: number | null,
     readonly reason: string,
     readonly kind: KubeErrorKind,
+    /** The Status message of the API server, as it said it (empty when there was no answer). */
+    readonly detail = '',
   ) {
     super(message);
   }
@@ -28,26 +30,29 @@ export function errorKind(status: number | null): KubeErrorKind {
   return 'transient';
 }
 
+/** A KubeError from an HTTP status and the Status body the API server answered with. */
+export function statusError(status: number, bodyText: string, what: string): KubeError {
+  let reason = '';
+  let message = '';
+  try {
+    const body = JSON.parse(bodyText) as { reason?: string; message?: string };
+    reason = body.reason ?? '';
+    message = body.message ?? '';
+  } catch {
+    message = bodyText.slice(0, 200);
+  }
+  return new KubeError(
+    `${what}: HTTP ${status}${reason ? ` ${reason}` : ''}${message ? `: ${message}` : ''}`,
+    status,
+    reason,
+    errorKind(status),
+    message,
+  );
+}
+
 export function toKubeError(err: unknown, what: string): KubeError {
   if (err instanceof KubeError) return err;
-  if (err instanceof ApiException) {
-    const status = Number(err.code);
-    let reason = '';
-    let message = '';
-    try {
-      const body = JSON.parse(String(err.body)) as { reason?: string; message?: string };
-      reason = body.reason ?? '';
-      message = body.message ?? '';
-    } catch {
-      message = String(err.body).slice(0, 200);
-    }
-    return new KubeError(
-      `${what}: HTTP ${status}${reason ? ` ${reason}` : ''}${message ? `: ${message}` : ''}`,
-      status,
-      reason,
-      errorKind(status),
-    );
-  }
+  if (err instanceof ApiException) return statusError(Number(err.code), String(err.body), what);
   const reason = err instanceof Error && err.name === 'AbortError' ? 'Timeout' : 'Unreachable';
   return new KubeError(`${what}: ${reason === 'Timeout' ? 'timed out' : errorMessage(err)}`, null, reason, 'transient');
 }

@@ -3,6 +3,8 @@
 // timeout, and errors turned into outcomes (errors.ts). Every call names its namespace: a run is followed in
 // the namespace recorded on it, whatever TRAINING_NAMESPACE says now.
 // The Role in deploy/ grants exactly RBAC_VERBS on jobs and RBAC_POD_VERBS on pods.
+import http from 'node:http';
+import https from 'node:https';
 import {
   BatchV1Api,
   CoreV1Api,
@@ -15,7 +17,7 @@ import {
 import { jobOutcome } from '../core/jobOutcome.js';
 import type { ClusterConfig } from './clusterConfig.js';
 import { APP_SELECTOR, SETTLE_FINALIZER } from './jobTemplate.js';
-import { toKubeError } from './errors.js';
+import { statusError, toKubeError } from './errors.js';
 import { openWatch, type WatchEvent, type WatchHandle } from './watch.js';
 
 // kube-apiserver's default --request-timeout: a create still unanswered after 60 s has been abandoned by the
@@ -33,6 +35,11 @@ export interface JobsApi {
   readonly server: string;
   /** Creates the Job in its metadata.namespace. */
   create(job: V1Job, options?: { dryRun?: boolean }): Promise<V1Job>;
+  /**
+   * A server-side dry run of the Job exactly as written, with strict field validation: the API server of the
+   * cluster judges every field, so a newer cluster's field is accepted and a typo is refused.
+   */
+  dryRunStrict(job: V1Job): Promise<void>;
   /** null when the Job does not exist (404). */
   get(namespace: string, name: string): Promise<V1Job | null>;
   list(namespace: string, labelSelector: string): Promise<{ items: V1Job[]; resourceVersion: string }>;
@@ -116,6 +123,32 @@ class KubeJobs implements JobsApi {
     } catch (err: unknown) {
       throw toKubeError(err, `create Job ${ns}/${job.metadata?.name ?? ''}`);
     }
+  }
+
+  /**
+   * Sent as raw JSON over the kubeconfig's own TLS and credentials: client-node's typed create serializes
+   * through its 1.34 models and silently drops every field they do not know, so `toleration:` would never
+   * reach the server (and a newer cluster's field would be dropped, not judged).
+   */
+  async dryRunStrict(job: V1Job): Promise<void> {
+    const ns = job.metadata?.namespace ?? this.namespace;
+    const what = `dry-run create Job ${ns}/${job.metadata?.name ?? ''}`;
+    const url = new URL(`${this.server}/apis/batch/v1/namespaces/${encodeURIComponent(ns)}/jobs`);
+    url.searchParams.set('dryRun', 'All');
+    url.searchParams.set('fieldValidation', 'Strict');
+    const options: https.RequestOptions = {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+    };
+    let answer: { status: number; body: string };
+    try {
+      await this.kc.applyToHTTPSOptions(options);
+      const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closed.signal]);
+      answer = await post(url, { ...options, signal }, JSON.stringify(job));
+    } catch (err: unknown) {
+      throw toKubeError(err, what);
+    }
+    if (answer.status < 200 || answer.status >= 300) throw statusError(answer.status, answer.body, what);
   }
 
   async get(ns: string, name: string): Promise<V1Job | null> {
@@ -209,4 +242,18 @@ class KubeJobs implements JobsApi {
   close(): void {
     this.closed.abort();
   }
+}
+
+function post(url: URL, options: https.RequestOptions, body: string): Promise<{ status: number; body: string }> {
+  const request = url.protocol === 'http:' ? http.request : https.request;
+  return new Promise((resolve, reject) => {
+    const req = request(url, options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -24,11 +24,15 @@ import { join } from 'node:path';
 import type { V1Job, V1Pod } from '@kubernetes/client-node';
 import { matches } from './labelSelector.js';
 import { podFor, podList, type PodState } from './fakeKubePods.js';
-import { validateJobLikeApiServer } from './fakeKubeValidation.js';
+import { unknownFieldsLikeApiServer, validateJobLikeApiServer } from './fakeKubeValidation.js';
 import { applyJsonPatch, BadPatch, jsonEqual, mergePatch, PatchFailed, type Json } from './jsonPatch.js';
 import { packageRoot } from '../../src/core/paths.js';
 
-export type Verb = 'create' | 'get' | 'list' | 'watch' | 'delete' | 'patch' | 'list-pods';
+/**
+ * `check-template`: a create with dryRun=All and fieldValidation=Strict, the controller's startup check of its
+ * template; its own verb so that a fault injected for the dispatch's creates is not spent on it.
+ */
+export type Verb = 'create' | 'check-template' | 'get' | 'list' | 'watch' | 'delete' | 'patch' | 'list-pods';
 export type Phase = 'pending' | 'running' | 'complete' | 'failed' | 'failure-target' | 'suspended';
 
 export interface Fault {
@@ -86,6 +90,10 @@ export class FakeKube {
   /** Every create the server accepted (not dry runs), with performance.now() at arrival. */
   readonly creates: { name: string; at: number }[] = [];
   readonly dryRuns: V1Job[] = [];
+  /** Strict dry runs (fieldValidation=Strict): the controller's startup check of its template, apart from dryRuns. */
+  readonly templateChecks: V1Job[] = [];
+  /** Fields this server accepts beyond the 1.34 types (a newer cluster's), as strict decoding paths. */
+  readonly newerFields = new Set<string>();
   readonly requests: { verb: Verb; path: string; status: number }[] = [];
   /** Every authenticated HTTP DELETE of a named Job (also those answered with an injected fault or 404). */
   readonly deletes: { name: string; namespace: string; propagationPolicy: string | null }[] = [];
@@ -542,7 +550,9 @@ current-context: fake
           ? 'list-pods'
           : null
         : req.method === 'POST'
-          ? 'create'
+          ? url.searchParams.get('fieldValidation') === 'Strict' && url.searchParams.get('dryRun') === 'All'
+            ? 'check-template'
+            : 'create'
           : req.method === 'DELETE'
             ? 'delete'
             : req.method === 'PATCH'
@@ -568,7 +578,10 @@ current-context: fake
       );
 
     // The body arrives before any injected delay, as it would at a real server that is slow to answer.
-    const bodyText = verb === 'create' || verb === 'patch' || verb === 'delete' ? await readBody(req) : '';
+    const bodyText =
+      verb === 'create' || verb === 'check-template' || verb === 'patch' || verb === 'delete'
+        ? await readBody(req)
+        : '';
     let deleteOptions: { propagationPolicy?: string } = {};
     if (verb === 'delete') {
       // Like k8s.io/apiserver handlers/delete.go: DeleteOptions come from a non-empty body, else from the query.
@@ -605,7 +618,7 @@ current-context: fake
         status(404, 'NotFound', `namespaces "${namespace}" not found`, { name: namespace, kind: 'namespaces' }),
       );
 
-    if (verb === 'create') {
+    if (verb === 'create' || verb === 'check-template') {
       let body: V1Job;
       try {
         body = JSON.parse(bodyText) as V1Job;
@@ -615,6 +628,22 @@ current-context: fake
       const dryRun = url.searchParams.get('dryRun');
       if (dryRun !== null && dryRun !== 'All')
         return reply(400, status(400, 'BadRequest', `invalid dry run value: "${dryRun}"`));
+      // fieldValidation: Strict refuses unknown fields (400, as the strict decoder words it); Warn (the
+      // default) and Ignore drop them.
+      const fieldValidation = url.searchParams.get('fieldValidation');
+      if (fieldValidation !== null && !['Ignore', 'Warn', 'Strict'].includes(fieldValidation))
+        return reply(400, status(400, 'BadRequest', `invalid fieldValidation directive: ${fieldValidation}`));
+      const unknown =
+        fieldValidation === 'Strict' ? unknownFieldsLikeApiServer(body).filter((p) => !this.newerFields.has(p)) : [];
+      if (unknown.length > 0)
+        return reply(
+          400,
+          status(
+            400,
+            'BadRequest',
+            `Job in version "v1" cannot be handled as a Job: strict decoding error: ${unknown.map((f) => `unknown field "${f}"`).join(', ')}`,
+          ),
+        );
       if (body.metadata?.namespace && body.metadata.namespace !== namespace) {
         return reply(
           400,
@@ -649,7 +678,7 @@ current-context: fake
         );
       }
       if (dryRun === 'All') {
-        this.dryRuns.push(body);
+        (fieldValidation === 'Strict' ? this.templateChecks : this.dryRuns).push(body);
         return reply(201, { ...body, metadata: { ...body.metadata, namespace, uid: randomUUID() } });
       }
       this.creates.push({ name: jobName, at: performance.now() });

@@ -1,5 +1,6 @@
 // The fake API server's own validation of a Job, written from the API server's messages rather than shared
 // with src/jobTemplate.ts: a test double that reuses the code under test would agree with its bugs.
+import * as k8s from '@kubernetes/client-node';
 import type { V1Job } from '@kubernetes/client-node';
 
 export interface Cause {
@@ -65,4 +66,47 @@ export function validateJobLikeApiServer(job: V1Job): Cause[] {
       add('FieldValueInvalid', `spec.${f}`, `Invalid value: ${String(v)}: must be greater than or equal to 0`);
   }
   return causes;
+}
+
+// Strict field validation (fieldValidation=Strict): every field the API server's types do not have, named as
+// its strict decoder names them (`spec.template.spec.toleration`, `…containers[0].resources.limit`). The types
+// come from client-node's models (generated from the Kubernetes OpenAPI document), not from src/.
+interface Attribute {
+  baseName: string;
+  type: string;
+}
+type Model = { getAttributeTypeMap(): Attribute[] };
+
+function model(type: string): Model | null {
+  const found = (k8s as unknown as Record<string, unknown>)[type] as Partial<Model> | undefined;
+  return typeof found?.getAttributeTypeMap === 'function' ? (found as Model) : null;
+}
+
+const ARRAY = /^Array<(.+)>$/;
+const MAP = /^\{ \[key: string\]: (.+); \}$/;
+
+function unknownIn(path: string, value: unknown, type: string, found: string[]): void {
+  if (value === null || typeof value !== 'object') return;
+  const inner = ARRAY.exec(type)?.[1] ?? MAP.exec(type)?.[1];
+  const at = (k: string) => (path === '' ? k : `${path}.${k}`);
+  if (inner) {
+    for (const [k, v] of Object.entries(value))
+      unknownIn(Array.isArray(value) ? `${path}[${k}]` : at(k), v, inner, found);
+    return;
+  }
+  const fields = model(type)?.getAttributeTypeMap();
+  if (!fields || Array.isArray(value)) return;
+  const byName = new Map(fields.map((f) => [f.baseName, f.type]));
+  for (const [k, v] of Object.entries(value)) {
+    const fieldType = byName.get(k);
+    if (fieldType === undefined) found.push(at(k));
+    else unknownIn(at(k), v, fieldType, found);
+  }
+}
+
+/** The paths of the fields a batch/v1 Job does not have (status aside: the server drops it on create). */
+export function unknownFieldsLikeApiServer(job: unknown): string[] {
+  const found: string[] = [];
+  unknownIn('', job, 'V1Job', found);
+  return found.filter((p) => !p.startsWith('status.'));
 }

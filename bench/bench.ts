@@ -9,7 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { NOTIFIED } from '../src/loop/controller.js';
 import { RECOUNTED } from '../src/loop/recountStep.js';
-import { recount } from '../src/db/pending.js';
+import { recount } from '../src/db/annotations.js';
 import { packageRoot } from '../src/core/paths.js';
 import { tables } from '../src/db/tables.js';
 import { spawnCli } from '../test/support/child.js';

@@ -17,7 +17,7 @@ import type { ClusterConfig } from './kube/clusterConfig.js';
 import { CHANNEL, Listener } from './loop/listener.js';
 import type { Logger } from './core/logger.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
-import { countPending } from './db/pending.js';
+import { countPending } from './db/annotations.js';
 import { safeUrl } from './core/redact.js';
 import { openRun } from './db/runs.js';
 import { checkOnCluster } from './kube/templateCheck.js';

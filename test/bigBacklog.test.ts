@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import type { V1Job } from '@kubernetes/client-node';
 import pg from 'pg';
 import { CLAIMING_IN_CHUNKS } from '../src/loop/dispatcher.js';
-import { PENDING } from '../src/db/pending.js';
+import { PENDING } from '../src/db/annotations.js';
 import { FINISHING_CLAIM, FINISHING_UNFINISHED } from '../src/loop/reconciler.js';
 import { cliPath, spawnCli, type ChildController } from './support/child.js';
 import { freshDatabase, invariantViolations, runRows, triageWrite, verifyNew, type TestDb } from './support/db.js';

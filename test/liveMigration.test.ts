@@ -9,7 +9,7 @@ import pg from 'pg';
 import { createLogger } from '../src/core/logger.js';
 import { LOCK_BUSY, migrate, readMigrations } from '../src/db/migrate.js';
 import { migrationsDir } from '../src/core/paths.js';
-import { PENDING } from '../src/db/pending.js';
+import { PENDING } from '../src/db/annotations.js';
 import { invalidIndexWarning, missingSchema } from '../src/db/schemaCheck.js';
 import { tables } from '../src/db/tables.js';
 import { realTimers } from '../src/core/timers.js';

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { recount, stillWriting } from '../src/db/pending.js';
+import { recount, stillWriting } from '../src/db/annotations.js';
 import { tables } from '../src/db/tables.js';
 
 const PUBLIC = tables('public');

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { runOperatorCommand } from '../src/cli/operator.js';
 import { GIVE_UP_QUIET_MS } from '../src/kube/jobs.js';
-import { PENDING } from '../src/db/pending.js';
+import { PENDING } from '../src/db/annotations.js';
 import { tables } from '../src/db/tables.js';
 import { freshDatabase, invariantViolations, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';

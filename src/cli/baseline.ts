@@ -7,7 +7,7 @@
 import { finishClaim, type ChunkDeps } from '../db/chunks.js';
 import { withTransaction } from '../db/pool.js';
 import { LOCK_KEYS, tryXactLock } from '../db/locks.js';
-import { countPendingBefore, VERIFIED_AT } from '../db/pending.js';
+import { countPendingBefore, VERIFIED_AT } from '../db/annotations.js';
 import { insertBaseline, openRun, runById, unfinishedRun } from '../db/runs.js';
 import type { Run } from '../core/run.js';
 import { hasColumn } from '../db/schemaCheck.js';

@@ -6,7 +6,7 @@ import { realTimers, sleep } from '../core/timers.js';
 import { hostname, userInfo } from 'node:os';
 import { notifyControl, pause, readControl, requestTrigger, resume } from '../db/control.js';
 import { withTransaction, type Pool } from '../db/pool.js';
-import { anyPending } from '../db/pending.js';
+import { anyPending } from '../db/annotations.js';
 import { lastRunId, manualRunAfter, openRun, requestCancel, runById, unfinishedRun } from '../db/runs.js';
 import type { Run } from '../core/run.js';
 import type { Tables } from '../db/tables.js';

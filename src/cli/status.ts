@@ -6,7 +6,8 @@ import { publishedSettings, readControl, settingsOf, type PublishedSettings } fr
 import type { Pool } from '../db/pool.js';
 import { invalidIndexWarning } from '../db/schemaCheck.js';
 import { tables, type Tables } from '../db/tables.js';
-import { countPendingExact, failureHistory, openRun, recentRuns, unfinishedRun } from '../db/runs.js';
+import { failureHistory, openRun, recentRuns, unfinishedRun } from '../db/runs.js';
+import { countPendingExact } from '../db/annotations.js';
 import type { Run } from '../core/run.js';
 
 export interface Status {

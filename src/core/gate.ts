@@ -7,7 +7,7 @@
 // for every verification that takes its number after `gateBefore`. Two cases are not covered by it alone,
 // and the controller covers them by recounting again:
 //  1. A transaction that took its number at or before `gateBefore` but had not committed when the count ran
-//     (it was still writing to annotations, see pending.ts): its row is not counted and it compared its number
+//     (it was still writing to annotations, see db/annotations.ts): its row is not counted and it compared its number
 //     with the *previous* target. The controller waits for those writers to end, then recounts
 //     (loop/awaitWriters.ts).
 //  2. A verification that took its number between reading `gateBefore` and publishing the new target compared

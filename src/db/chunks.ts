@@ -19,11 +19,20 @@ import type { Pool, PoolClient } from './pool.js';
 import { withTransaction } from './pool.js';
 import type { Logger } from '../core/logger.js';
 import { realTimers, type Timers } from '../core/timers.js';
-import { retryOnLockTimeout } from './locks.js';
-import { PENDING, VERIFIED_AT } from './pending.js';
+import { isLockTimeout, retryOnLockTimeout } from './locks.js';
+import { claimChunk, settleChunk } from './annotations.js';
+import {
+  advanceClaim,
+  advanceSettle,
+  insertSubmitting,
+  lockClaimProgress,
+  lockSettleProgress,
+  recordOutcome,
+} from './runs.js';
+import type { ReleasedState, Run } from '../core/run.js';
+import type { TriggerKind } from '../core/triggers.js';
 import type { Tables } from './tables.js';
 
-export const LOCK_TIMEOUT_MS = 50;
 // After a lock timeout: 10 ms doubling to 1 s before the chunk is tried again. A row locked for longer than
 // STUCK_WARN_MS is worth a warning (a Triage transaction left open), never a failure.
 const RETRY_FIRST_MS = 10;
@@ -52,104 +61,6 @@ export class ChunkInterrupted extends Error {
   }
 }
 
-export interface ChunkResult {
-  /** The highest id the chunk looked at; null when there was nothing left (the walk is complete). */
-  last: string | null;
-  /** Rows claimed, or (settle) marked used. */
-  done: number;
-  /** Rows a settle released. */
-  released: number;
-  /** Rows the chunk looked at: fewer than asked for means it reached the end. */
-  seen: number;
-}
-
-/**
- * A claim (or, with `used`, a baseline): pending rows with ids in (cursor, through], taken for `runId`. A row
- * a Triage transaction is writing at that instant is skipped (SKIP LOCKED), never waited for: it stays
- * pending, for the next run.
- */
-export async function claimChunk(
-  client: PoolClient,
-  t: Tables,
-  runId: number,
-  cursor: string | null,
-  through: string | null,
-  rows: number,
-  opts: { used?: boolean; before?: Date | null } = {},
-): Promise<ChunkResult> {
-  await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
-  const p = new Params(runId, rows);
-  // Ids are compared in their own type (bigint, uuid, text: $n takes the column's type), never as numbers.
-  const after = cursor === null ? null : p.add(cursor);
-  const upTo = p.add(through);
-  const range = (id: string) => `${after === null ? '' : `AND ${id} > ${after}`} AND ${id} <= ${upTo}`;
-  const before = opts.before ? `AND ${VERIFIED_AT} < ${p.add(opts.before.toISOString())}::timestamptz` : '';
-  const { rows: r } = await client.query<{ last: string | null; done: number; seen: number }>(
-    `WITH c AS (
-       SELECT id FROM ${t.annotations} WHERE ${PENDING} ${range('id')} ${before} ORDER BY id LIMIT $2
-       FOR UPDATE SKIP LOCKED
-     ), u AS (
-       UPDATE ${t.annotations} a SET training_run_id = $1${opts.used ? ', used_for_training = true' : ''}
-         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) ${range('a.id')} AND a.id <= (SELECT id FROM c ORDER BY id DESC LIMIT 1)
-           AND ${PENDING} ${before} RETURNING 1
-     )
-     SELECT (SELECT id FROM c ORDER BY id DESC LIMIT 1)::text AS last, (SELECT count(*) FROM u)::int AS done, (SELECT count(*) FROM c)::int AS seen`,
-    p.values,
-  );
-  return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: 0, seen: r[0]?.seen ?? 0 };
-}
-
-/** Numbered query parameters: $1 and $2 are always the run id and the chunk size. */
-class Params {
-  readonly values: unknown[];
-  constructor(...first: unknown[]) {
-    this.values = first;
-  }
-  add(value: unknown): string {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  }
-}
-
-/**
- * A settle: the run's annotations not yet used, from the cursor on. Succeeded: those still verified become
- * used, any a reviewer un-verified while it trained are released. Failed or lost: all are released.
- */
-export async function settleChunk(
-  client: PoolClient,
-  t: Tables,
-  runId: number,
-  succeeded: boolean,
-  cursor: string | null,
-  rows: number,
-): Promise<ChunkResult> {
-  await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
-  const used = succeeded ? 'a.verified IS TRUE' : 'false';
-  const p = new Params(runId, rows);
-  const after = cursor === null ? null : p.add(cursor);
-  const from = (id: string) => (after === null ? '' : `AND ${id} > ${after}`);
-  const { rows: r } = await client.query<{ last: string | null; done: number; released: number; seen: number }>(
-    `WITH c AS (
-       SELECT id FROM ${t.annotations} WHERE training_run_id = $1 AND NOT used_for_training ${from('id')} ORDER BY training_run_id, id LIMIT $2
-     ), u AS (
-       UPDATE ${t.annotations} a SET used_for_training = ${used}, training_run_id = CASE WHEN ${used} THEN a.training_run_id END
-         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) AND a.training_run_id = $1 ${from('a.id')}
-           AND a.id <= (SELECT id FROM c ORDER BY id DESC LIMIT 1) AND NOT a.used_for_training RETURNING a.used_for_training AS used
-     )
-     SELECT (SELECT id FROM c ORDER BY id DESC LIMIT 1)::text AS last, count(*) FILTER (WHERE used)::int AS done,
-            count(*) FILTER (WHERE NOT used)::int AS released, (SELECT count(*) FROM c)::int AS seen FROM u`,
-    p.values,
-  );
-  return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: r[0]?.released ?? 0, seen: r[0]?.seen ?? 0 };
-}
-
-interface ClaimProgress {
-  state: string;
-  claim_cursor: string | null;
-  claim_through: string | null;
-  baseline_before: Date | null;
-}
-
 /**
  * Finishes the chunked claim (or baseline) of a run from where it stands. Each chunk locks the run's row
  * first, so two processes finishing the same claim take turns. Returns false when there was no claim in
@@ -165,24 +76,14 @@ export async function finishClaim(
   for (;;) {
     if (deps.stopping?.()) throw new ChunkInterrupted(`claim of run ${runId}`);
     const step = await chunkWithRetry(deps, `claim of run ${runId}`, async (client) => {
-      const { rows } = await client.query<ClaimProgress>(
-        `SELECT state, claim_cursor, claim_through, baseline_before FROM ${t.runs} WHERE id = $1 AND claim_pending FOR UPDATE`,
-        [runId],
-      );
-      const p = rows[0];
+      const p = await lockClaimProgress(client, t, runId);
       if (!p) return 'none';
-      const baseline = p.state === 'baseline';
-      const r = await claimChunk(client, t, runId, p.claim_cursor, p.claim_through, deps.chunkRows, {
-        used: baseline,
-        before: p.baseline_before,
+      const r = await claimChunk(client, t, runId, p.cursor, p.through, deps.chunkRows, {
+        used: p.state === 'baseline',
+        before: p.baselineBefore,
       });
       const complete = r.seen < deps.chunkRows; // fewer than asked for: that was the end
-      await client.query(
-        `UPDATE ${t.runs} SET claim_cursor = coalesce($2, claim_cursor), claim_pending = NOT $4, annotation_count = annotation_count + $3,
-                finished_at = CASE WHEN $4 AND state = 'baseline' THEN now() ELSE finished_at END
-          WHERE id = $1`,
-        [runId, r.last, r.done, complete],
-      );
+      await advanceClaim(client, t, runId, r.last, r.done, complete);
       onChunk?.(r.done);
       return complete ? 'complete' : 'more';
     });
@@ -202,13 +103,9 @@ export async function finishSettle(
   for (;;) {
     if (deps.stopping?.()) throw new ChunkInterrupted(`settle of run ${runId}`);
     const step = await chunkWithRetry(deps, `settle of run ${runId}`, async (client) => {
-      const { rows } = await client.query<{ state: string; settle_cursor: string | null }>(
-        `SELECT state, settle_cursor FROM ${t.runs} WHERE id = $1 AND settle_pending FOR UPDATE`,
-        [runId],
-      );
-      const p = rows[0];
+      const p = await lockSettleProgress(client, t, runId);
       if (!p) return null;
-      return settleStep(client, t, runId, p.state === 'succeeded', p.settle_cursor, deps.chunkRows);
+      return settleStep(client, t, runId, p.state === 'succeeded', p.cursor, deps.chunkRows);
     });
     if (step === null) return totals; // none pending, or another process finished it
     totals = { trained: step.trained, released: step.released };
@@ -234,13 +131,89 @@ export async function settleStep(
   const r = await settleChunk(client, t, runId, succeeded, cursor, rows);
   // Fewer rows than asked for: that was the end (so a run of one chunk settles in one transaction).
   const complete = r.seen < rows;
-  const { rows: totals } = await client.query<{ trained: number | null; released: number }>(
-    `UPDATE ${t.runs} SET settle_cursor = coalesce($2, settle_cursor), settle_pending = NOT $5,
-            trained_count = trained_count + $3, released_count = released_count + $4
-      WHERE id = $1 RETURNING trained_count AS trained, released_count AS released`,
-    [runId, r.last, r.done, r.released, complete],
-  );
-  return { complete, trained: totals[0]?.trained ?? 0, released: totals[0]?.released ?? 0 };
+  return { complete, ...(await advanceSettle(client, t, runId, r, complete)) };
+}
+
+/**
+ * Inserts a `submitting` run and claims the first chunk of the pending annotations for it, in the caller's
+ * transaction. The claim covers the pending ids up to the highest one now; `complete` says the first chunk
+ * took them all (the common case: a batch of a few hundred). Otherwise finishClaim takes the rest, each
+ * chunk in its own transaction, before the Job is created.
+ */
+export async function insertAndClaim(
+  client: PoolClient,
+  t: Tables,
+  jobName: string,
+  namespace: string,
+  chunkRows: number,
+  trigger: { kind: TriggerKind; reason: string | null } = { kind: 'threshold', reason: null },
+): Promise<{ run: Run; complete: boolean }> {
+  const { id, through } = await insertSubmitting(client, t, jobName, namespace, trigger);
+  const first = await claimChunk(client, t, id, null, through, chunkRows);
+  const complete = first.seen < chunkRows;
+  return { run: await advanceClaim(client, t, id, first.last, first.done, complete), complete };
+}
+
+/**
+ * Records a run's outcome, guarded so two replicas (or a watch event racing the periodic pass) record it once,
+ * and settles its annotations: those still verified become used on success, the rest are released. A run
+ * that fits in one chunk (most runs) is settled in this same transaction; a larger one is recorded with
+ * settle_pending and finished chunk by chunk (finishSettle), each chunk its own transaction. A claim still in
+ * progress stops here: what it took is released. Returns the totals, or null when another settle got there first.
+ */
+async function settle(
+  deps: ChunkDeps,
+  id: number,
+  state: 'succeeded' | ReleasedState,
+  reason: string,
+  guard: ReleaseGuard = {},
+): Promise<SettleStep | null> {
+  const t = deps.tables;
+  const first = await withTransaction(deps.pool, async (client) => {
+    if (!(await recordOutcome(client, t, id, state, reason, guard.submittingQuietForMs ?? null))) return null;
+    await client.query('SAVEPOINT first_chunk');
+    try {
+      return await settleStep(client, t, id, state === 'succeeded', null, deps.chunkRows);
+    } catch (err: unknown) {
+      if (!isLockTimeout(err)) throw err;
+      // A Triage transaction holds a row of the first chunk: record the outcome now, settle in chunks after.
+      await client.query('ROLLBACK TO SAVEPOINT first_chunk');
+      return { complete: false, trained: 0, released: 0 };
+    }
+  });
+  if (first === null || first.complete) return first;
+  const totals = await finishSettle(deps, id);
+  return totals ? { complete: true, ...totals } : first;
+}
+
+/**
+ * Job Complete: the run succeeded, and of its annotations those still verified become used; any a reviewer
+ * un-verified while the Job trained are released (training_run_id = NULL), never marked used. The training
+ * container reads `WHERE training_run_id = $TRAINING_RUN_ID AND verified`, so it also skipped rows un-verified
+ * before it read them. Returns how many were marked used and released, or null when another settle got there first.
+ */
+export async function settleSucceeded(
+  deps: ChunkDeps,
+  id: number,
+  reason: string,
+): Promise<{ trained: number; released: number } | null> {
+  return settle(deps, id, 'succeeded', reason);
+}
+
+export interface ReleaseGuard {
+  /** Only a `submitting` run whose last create attempt started longer ago than this (database time). */
+  submittingQuietForMs?: number;
+}
+
+/** Job Failed, gone, or never creatable: the run ends and its annotations are pending again. */
+export async function settleReleased(
+  deps: ChunkDeps,
+  id: number,
+  state: ReleasedState,
+  reason: string,
+  guard: ReleaseGuard = {},
+): Promise<boolean> {
+  return (await settle(deps, id, state, reason, guard)) !== null;
 }
 
 /** Runs one chunk in its own transaction, again after a lock timeout (see the header). */

@@ -1,15 +1,10 @@
-// training_runs and the annotations a run claims: every statement that changes a run's state, each naming its
-// tables qualified (tables.ts).
-// Each settle statement is guarded by `state IN ('submitting','running')`, so two replicas (or a watch event
-// racing the periodic pass) settle a run once: the loser updates no row and rolls back.
-import { claimChunk, finishSettle, settleStep, type ChunkDeps, type SettleStep } from './chunks.js';
-import { isLockTimeout } from './locks.js';
+// Every statement on training_runs, each naming its tables qualified (tables.ts). chunks.ts walks a claim or a
+// settle with these and the annotation statements of annotations.ts, a chunk per transaction.
 import type { Pool, PoolClient } from './pool.js';
-import { withTransaction } from './pool.js';
-import { PENDING } from './pending.js';
+import { PENDING } from './annotations.js';
 import type { FailureHistory } from '../core/backoff.js';
 import type { Tables } from './tables.js';
-import type { ReleasedState, Run, RunState } from '../core/run.js';
+import type { Run, RunState } from '../core/run.js';
 import type { TriggerKind } from '../core/triggers.js';
 
 type Queryable = Pool | PoolClient;
@@ -53,44 +48,6 @@ export async function namesLike(q: Queryable, t: Tables, base: string): Promise<
   return new Set(rows.map((r) => r.job_name));
 }
 
-/**
- * Inserts a `submitting` run and claims the first chunk of the pending annotations for it, in the caller's
- * transaction. The claim covers the pending ids up to the highest one now; `complete` says the first chunk
- * took them all (the common case: a batch of a few hundred). Otherwise finishClaim (chunks.ts) takes the rest,
- * each chunk in its own transaction, before the Job is created.
- */
-export async function insertAndClaim(
-  client: PoolClient,
-  t: Tables,
-  jobName: string,
-  namespace: string,
-  chunkRows: number,
-  trigger: { kind: TriggerKind; reason: string | null } = { kind: 'threshold', reason: null },
-): Promise<{ run: Run; complete: boolean }> {
-  const inserted = await client.query<{ id: number; through: string | null }>(
-    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_pending,
-                            trigger_kind, trigger_reason)
-     VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT id::text AS top FROM ${t.annotations} WHERE ${PENDING} ORDER BY id DESC LIMIT 1), true, $3, $4)
-     RETURNING id::int, claim_through::text AS through`,
-    [jobName, namespace, trigger.kind, trigger.reason],
-  );
-  const row = inserted.rows[0];
-  if (row === undefined) throw new Error('insert into training_runs returned no id');
-  const first = await claimChunk(client, t, row.id, null, row.through, chunkRows);
-  const complete = first.seen < chunkRows;
-  const { rows } = await client.query<RunRow>(
-    `UPDATE ${t.runs} SET annotation_count = $2, claim_cursor = $3, claim_pending = NOT $4 WHERE id = $1 RETURNING ${COLUMNS}`,
-    [row.id, first.done, first.last, complete],
-  );
-  return { run: toRun(rows[0] as RunRow), complete };
-}
-
-/** Exact pending count, for a dry run (which claims nothing). */
-export async function countPendingExact(q: Queryable, t: Tables): Promise<number> {
-  const { rows } = await q.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.annotations} WHERE ${PENDING}`);
-  return rows[0]?.n ?? 0;
-}
-
 export async function markRunning(q: Queryable, t: Tables, id: number, jobUid: string | undefined): Promise<boolean> {
   const r = await q.query(
     `UPDATE ${t.runs} SET state = 'running', submitted_at = coalesce(submitted_at, now()), job_uid = $2
@@ -117,76 +74,6 @@ export async function leaseCreateAttempt(q: Queryable, t: Tables, id: number, le
     [id, leaseMs],
   );
   return rows[0] ? toRun(rows[0]) : null;
-}
-
-/**
- * Records a run's outcome, guarded so two replicas (or a watch event racing the periodic pass) record it once,
- * and settles its annotations: those still verified become used on success, the rest are released. A run
- * that fits in one chunk (most runs) is settled in this same transaction; a larger one is recorded with
- * settle_pending and finished chunk by chunk (finishSettle), each chunk its own transaction. A claim still in
- * progress stops here: what it took is released. Returns the totals, or null when another settle got there first.
- */
-async function settle(
-  deps: ChunkDeps,
-  id: number,
-  state: 'succeeded' | ReleasedState,
-  reason: string,
-  guard: ReleaseGuard = {},
-): Promise<SettleStep | null> {
-  const t = deps.tables;
-  const first = await withTransaction(deps.pool, async (client) => {
-    const quiet = guard.submittingQuietForMs;
-    const run = await client.query(
-      `UPDATE ${t.runs} SET state = $2, finished_at = now(), reason = $3, claim_pending = false,
-              settle_pending = true, settle_cursor = NULL, released_count = 0, trained_count = CASE WHEN $2 = 'succeeded' THEN 0 END
-        WHERE id = $1 AND state IN ('submitting', 'running')
-          AND ($4::float8 IS NULL OR (state = 'submitting' AND last_attempt_at < now() - make_interval(secs => $4::float8 / 1000)))`,
-      [id, state, reason.slice(0, 2000), quiet ?? null],
-    );
-    if (run.rowCount !== 1) return null;
-    await client.query('SAVEPOINT first_chunk');
-    try {
-      return await settleStep(client, t, id, state === 'succeeded', null, deps.chunkRows);
-    } catch (err: unknown) {
-      if (!isLockTimeout(err)) throw err;
-      // A Triage transaction holds a row of the first chunk: record the outcome now, settle in chunks after.
-      await client.query('ROLLBACK TO SAVEPOINT first_chunk');
-      return { complete: false, trained: 0, released: 0 };
-    }
-  });
-  if (first === null || first.complete) return first;
-  const totals = await finishSettle(deps, id);
-  return totals ? { complete: true, ...totals } : first;
-}
-
-/**
- * Job Complete: the run succeeded, and of its annotations those still verified become used; any a reviewer
- * un-verified while the Job trained are released (training_run_id = NULL), never marked used. The training
- * container reads `WHERE training_run_id = $TRAINING_RUN_ID AND verified`, so it also skipped rows un-verified
- * before it read them. Returns how many were marked used and released, or null when another settle got there first.
- */
-export async function settleSucceeded(
-  deps: ChunkDeps,
-  id: number,
-  reason: string,
-): Promise<{ trained: number; released: number } | null> {
-  return settle(deps, id, 'succeeded', reason);
-}
-
-export interface ReleaseGuard {
-  /** Only a `submitting` run whose last create attempt started longer ago than this (database time). */
-  submittingQuietForMs?: number;
-}
-
-/** Job Failed, gone, or never creatable: the run ends and its annotations are pending again. */
-export async function settleReleased(
-  deps: ChunkDeps,
-  id: number,
-  state: ReleasedState,
-  reason: string,
-  guard: ReleaseGuard = {},
-): Promise<boolean> {
-  return (await settle(deps, id, state, reason, guard)) !== null;
 }
 
 /**
@@ -353,4 +240,115 @@ export async function setPodProblem(q: Queryable, t: Tables, runId: number, text
     [runId, text?.slice(0, 2000) ?? null],
   );
   return (rowCount ?? 0) > 0;
+}
+
+/**
+ * A new `submitting` run, its Job name fixed now, claiming the pending ids up to the highest one now
+ * (claim_through); chunks.ts claims them. Returns its id and that bound.
+ */
+export async function insertSubmitting(
+  client: PoolClient,
+  t: Tables,
+  jobName: string,
+  namespace: string,
+  trigger: { kind: TriggerKind; reason: string | null },
+): Promise<{ id: number; through: string | null }> {
+  const { rows } = await client.query<{ id: number; through: string | null }>(
+    `INSERT INTO ${t.runs} (job_name, namespace, state, annotation_count, create_attempts, last_attempt_at, claim_through, claim_pending,
+                            trigger_kind, trigger_reason)
+     VALUES ($1, $2, 'submitting', 0, 1, now(), (SELECT id::text AS top FROM ${t.annotations} WHERE ${PENDING} ORDER BY id DESC LIMIT 1), true, $3, $4)
+     RETURNING id::int, claim_through::text AS through`,
+    [jobName, namespace, trigger.kind, trigger.reason],
+  );
+  const row = rows[0];
+  if (row === undefined) throw new Error('insert into training_runs returned no id');
+  return row;
+}
+
+export interface ClaimProgress {
+  state: RunState;
+  cursor: string | null;
+  through: string | null;
+  baselineBefore: Date | null;
+}
+
+/** The progress of a claim (or baseline) still under way, its row locked for this chunk; null when none is. */
+export async function lockClaimProgress(client: PoolClient, t: Tables, id: number): Promise<ClaimProgress | null> {
+  const { rows } = await client.query<ClaimProgress>(
+    `SELECT state, claim_cursor AS cursor, claim_through AS through, baseline_before AS "baselineBefore"
+       FROM ${t.runs} WHERE id = $1 AND claim_pending FOR UPDATE`,
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+/** One claim chunk recorded: the cursor moves on, the count grows; a baseline ends with its last chunk. */
+export async function advanceClaim(
+  client: PoolClient,
+  t: Tables,
+  id: number,
+  last: string | null,
+  claimed: number,
+  complete: boolean,
+): Promise<Run> {
+  const { rows } = await client.query<RunRow>(
+    `UPDATE ${t.runs} SET claim_cursor = coalesce($2, claim_cursor), claim_pending = NOT $4, annotation_count = annotation_count + $3,
+            finished_at = CASE WHEN $4 AND state = 'baseline' THEN now() ELSE finished_at END
+      WHERE id = $1 RETURNING ${COLUMNS}`,
+    [id, last, claimed, complete],
+  );
+  return toRun(rows[0] as RunRow);
+}
+
+/** The progress of a settle still under way, its row locked for this chunk; null when none is. */
+export async function lockSettleProgress(
+  client: PoolClient,
+  t: Tables,
+  id: number,
+): Promise<{ state: RunState; cursor: string | null } | null> {
+  const { rows } = await client.query<{ state: RunState; cursor: string | null }>(
+    `SELECT state, settle_cursor AS cursor FROM ${t.runs} WHERE id = $1 AND settle_pending FOR UPDATE`,
+    [id],
+  );
+  return rows[0] ?? null;
+}
+
+/** One settle chunk recorded; returns the run's totals so far. */
+export async function advanceSettle(
+  client: PoolClient,
+  t: Tables,
+  id: number,
+  chunk: { last: string | null; done: number; released: number },
+  complete: boolean,
+): Promise<{ trained: number; released: number }> {
+  const { rows } = await client.query<{ trained: number | null; released: number }>(
+    `UPDATE ${t.runs} SET settle_cursor = coalesce($2, settle_cursor), settle_pending = NOT $5,
+            trained_count = trained_count + $3, released_count = released_count + $4
+      WHERE id = $1 RETURNING trained_count AS trained, released_count AS released`,
+    [id, chunk.last, chunk.done, chunk.released, complete],
+  );
+  return { trained: rows[0]?.trained ?? 0, released: rows[0]?.released ?? 0 };
+}
+
+/**
+ * A run's outcome, recorded once: guarded by `state IN ('submitting','running')` (and, with quietForMs, a
+ * `submitting` run's last create attempt older than that), so two replicas or a watch event racing the
+ * periodic pass record it once. Its settle starts (settle_pending). False when another got there first.
+ */
+export async function recordOutcome(
+  client: PoolClient,
+  t: Tables,
+  id: number,
+  state: RunState,
+  reason: string,
+  quietForMs: number | null,
+): Promise<boolean> {
+  const { rowCount } = await client.query(
+    `UPDATE ${t.runs} SET state = $2, finished_at = now(), reason = $3, claim_pending = false,
+            settle_pending = true, settle_cursor = NULL, released_count = 0, trained_count = CASE WHEN $2 = 'succeeded' THEN 0 END
+      WHERE id = $1 AND state IN ('submitting', 'running')
+        AND ($4::float8 IS NULL OR (state = 'submitting' AND last_attempt_at < now() - make_interval(secs => $4::float8 / 1000)))`,
+    [id, state, reason.slice(0, 2000), quietForMs],
+  );
+  return rowCount === 1;
 }

@@ -1,4 +1,4 @@
-// Gate case 1 (gate.ts): a recount that saw transactions writing to annotations (pending.ts reads them from
+// Gate case 1 (gate.ts): a recount that saw transactions writing to annotations (db/annotations.ts reads them from
 // pg_locks) may have missed a verification one of them holds, so it must be followed by another recount once
 // they end. This is the wait for those writers, one wait for all of them:
 //

@@ -18,7 +18,7 @@ import { ChunkInterrupted } from '../db/chunks.js';
 import { Debouncer } from './debounce.js';
 import { errorMessage } from '../core/errors.js';
 import { KubeError } from '../kube/errors.js';
-import { stillWriting } from '../db/pending.js';
+import { stillWriting } from '../db/annotations.js';
 import type { RecountCause } from '../core/recountCauses.js';
 import { RecountStep, type RecountDeps, type RecountEffect } from './recountStep.js';
 import { reconcile, type ReconcilerDeps } from './reconciler.js';

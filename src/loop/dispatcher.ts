@@ -10,7 +10,7 @@
 // transaction sees as an open run; a foreign Job (kubectl) was never atomic with our transaction anyway.
 import type { V1Job } from '@kubernetes/client-node';
 import { backoffUntil } from '../core/backoff.js';
-import { finishClaim } from '../db/chunks.js';
+import { finishClaim, insertAndClaim } from '../db/chunks.js';
 import type { Config, DispatchMode } from '../core/config.js';
 import { dropTrigger, readControl, runStarted } from '../db/control.js';
 import { rollback, withTransaction, type Pool, type PoolClient, type Rollback } from '../db/pool.js';
@@ -18,16 +18,8 @@ import { decideDispatch, IN_PROGRESS, type Decision, type DispatchFacts } from '
 import { buildJob, freeName, jobName, jobSummary } from '../kube/jobTemplate.js';
 import { GIVE_UP_QUIET_MS, unfinishedJobs, type JobsApi } from '../kube/jobs.js';
 import { isLockTimeout, LOCK_KEYS, tryXactLock } from '../db/locks.js';
-import {
-  cancelledInFlight,
-  countPendingExact,
-  failureHistory,
-  insertAndClaim,
-  namesLike,
-  openRun,
-  runById,
-  unfinishedRun,
-} from '../db/runs.js';
+import { cancelledInFlight, failureHistory, namesLike, openRun, runById, unfinishedRun } from '../db/runs.js';
+import { countPendingExact } from '../db/annotations.js';
 import type { Run } from '../core/run.js';
 import { submitRun, type SubmitDeps, type SubmitResult } from './submit.js';
 import { firedTrigger, type Control, type MaxWait } from '../core/triggers.js';

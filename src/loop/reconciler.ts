@@ -13,18 +13,9 @@ import { errorMessage } from '../core/errors.js';
 import { deletedOutcome, jobOutcome } from '../core/jobOutcome.js';
 import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from '../kube/jobTemplate.js';
 import { GIVE_UP_QUIET_MS, type JobsApi } from '../kube/jobs.js';
-import { finishClaim, finishSettle } from '../db/chunks.js';
+import { finishClaim, finishSettle, settleReleased, settleSucceeded } from '../db/chunks.js';
 import { checkRunPods } from './runPods.js';
-import {
-  leaseCreateAttempt,
-  markRunning,
-  openRun,
-  recentNamespaces,
-  runStates,
-  settleReleased,
-  settleSucceeded,
-  unfinishedRun,
-} from '../db/runs.js';
+import { leaseCreateAttempt, markRunning, openRun, recentNamespaces, runStates, unfinishedRun } from '../db/runs.js';
 import type { Run } from '../core/run.js';
 import { ADOPTED, submitRun, type SubmitDeps } from './submit.js';
 

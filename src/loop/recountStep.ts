@@ -15,7 +15,7 @@ import type { Health } from '../core/health.js';
 import { KubeError } from '../kube/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../ops/metrics.js';
-import { publishNotifyAt, recount, type Recount } from '../db/pending.js';
+import { publishNotifyAt, recount, type Recount } from '../db/annotations.js';
 import type { RecountCause } from '../core/recountCauses.js';
 import type { Timers } from '../core/timers.js';
 import { firedTrigger, maxWaitDueAt, maxWaitOf, wakeAtCount, type Control, type MaxWait } from '../core/triggers.js';

@@ -8,7 +8,8 @@ import type { JobsApi } from '../kube/jobs.js';
 import { KubeError } from '../kube/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../ops/metrics.js';
-import { markRunning, namesLike, rename, settleReleased } from '../db/runs.js';
+import { markRunning, namesLike, rename } from '../db/runs.js';
+import { settleReleased } from '../db/chunks.js';
 import type { Run } from '../core/run.js';
 
 /** running: the Job exists. failed: it never will (run released). retry: try again later (still submitting). */

@@ -14,7 +14,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 
 /** What some gauges read when scraped, so they are true at that moment and not as of the last event. */
 export interface MetricSources {
-  /** The bounded pending count (pending.ts countPending); the gate makes recounts rare, so it runs per scrape. */
+  /** The bounded pending count (db/annotations.ts countPending); the gate makes recounts rare, so it runs per scrape. */
   countPending?: () => Promise<number>;
   /** Runs open now (submitting or running: 0 or 1, a unique index), so an alert can tell "waiting" from "stuck". */
   countOpenRuns?: () => Promise<number>;

@@ -1,5 +1,7 @@
-// The recount: how many verified annotations wait for training, bounded, plus what the gate needs.
-import type { Pool } from './pool.js';
+// Every statement on the Triage API's annotations table: the pending predicate and the recount (how many
+// verified annotations wait for training, bounded, plus what the gate needs), and one chunk of a claim, settle,
+// release or baseline (chunks.ts walks them, each chunk in its own transaction).
+import type { Pool, PoolClient } from './pool.js';
 import { quoteLiteral, type Tables } from './tables.js';
 
 // The literal predicate of the partial index annotations_pending: a parameterised predicate would not match it.
@@ -94,4 +96,104 @@ export async function countPendingBefore(q: Pool, t: Tables, before: Date | null
 export async function anyPending(q: Pool, t: Tables): Promise<boolean> {
   const { rows } = await q.query(`SELECT 1 FROM ${t.annotations} WHERE ${PENDING} LIMIT 1`);
   return rows.length > 0;
+}
+
+/** A chunk waits at most this long for a row lock (then the walk retries it): far below deadlock_timeout's 1 s. */
+export const LOCK_TIMEOUT_MS = 50;
+
+export interface ChunkResult {
+  /** The highest id the chunk looked at; null when there was nothing left (the walk is complete). */
+  last: string | null;
+  /** Rows claimed, or (settle) marked used. */
+  done: number;
+  /** Rows a settle released. */
+  released: number;
+  /** Rows the chunk looked at: fewer than asked for means it reached the end. */
+  seen: number;
+}
+
+/**
+ * A claim (or, with `used`, a baseline): pending rows with ids in (cursor, through], taken for `runId`. A row
+ * a Triage transaction is writing at that instant is skipped (SKIP LOCKED), never waited for: it stays
+ * pending, for the next run.
+ */
+export async function claimChunk(
+  client: PoolClient,
+  t: Tables,
+  runId: number,
+  cursor: string | null,
+  through: string | null,
+  rows: number,
+  opts: { used?: boolean; before?: Date | null } = {},
+): Promise<ChunkResult> {
+  await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
+  const p = new Params(runId, rows);
+  // Ids are compared in their own type (bigint, uuid, text: $n takes the column's type), never as numbers.
+  const after = cursor === null ? null : p.add(cursor);
+  const upTo = p.add(through);
+  const range = (id: string) => `${after === null ? '' : `AND ${id} > ${after}`} AND ${id} <= ${upTo}`;
+  const before = opts.before ? `AND ${VERIFIED_AT} < ${p.add(opts.before.toISOString())}::timestamptz` : '';
+  const { rows: r } = await client.query<{ last: string | null; done: number; seen: number }>(
+    `WITH c AS (
+       SELECT id FROM ${t.annotations} WHERE ${PENDING} ${range('id')} ${before} ORDER BY id LIMIT $2
+       FOR UPDATE SKIP LOCKED
+     ), u AS (
+       UPDATE ${t.annotations} a SET training_run_id = $1${opts.used ? ', used_for_training = true' : ''}
+         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) ${range('a.id')} AND a.id <= (SELECT id FROM c ORDER BY id DESC LIMIT 1)
+           AND ${PENDING} ${before} RETURNING 1
+     )
+     SELECT (SELECT id FROM c ORDER BY id DESC LIMIT 1)::text AS last, (SELECT count(*) FROM u)::int AS done, (SELECT count(*) FROM c)::int AS seen`,
+    p.values,
+  );
+  return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: 0, seen: r[0]?.seen ?? 0 };
+}
+
+/** Numbered query parameters: $1 and $2 are always the run id and the chunk size. */
+class Params {
+  readonly values: unknown[];
+  constructor(...first: unknown[]) {
+    this.values = first;
+  }
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+/**
+ * A settle: the run's annotations not yet used, from the cursor on. Succeeded: those still verified become
+ * used, any a reviewer un-verified while it trained are released. Failed or lost: all are released.
+ */
+export async function settleChunk(
+  client: PoolClient,
+  t: Tables,
+  runId: number,
+  succeeded: boolean,
+  cursor: string | null,
+  rows: number,
+): Promise<ChunkResult> {
+  await client.query(`SET LOCAL lock_timeout = ${LOCK_TIMEOUT_MS}`);
+  const used = succeeded ? 'a.verified IS TRUE' : 'false';
+  const p = new Params(runId, rows);
+  const after = cursor === null ? null : p.add(cursor);
+  const from = (id: string) => (after === null ? '' : `AND ${id} > ${after}`);
+  const { rows: r } = await client.query<{ last: string | null; done: number; released: number; seen: number }>(
+    `WITH c AS (
+       SELECT id FROM ${t.annotations} WHERE training_run_id = $1 AND NOT used_for_training ${from('id')} ORDER BY training_run_id, id LIMIT $2
+     ), u AS (
+       UPDATE ${t.annotations} a SET used_for_training = ${used}, training_run_id = CASE WHEN ${used} THEN a.training_run_id END
+         WHERE a.id = ANY (ARRAY(SELECT id FROM c)) AND a.training_run_id = $1 ${from('a.id')}
+           AND a.id <= (SELECT id FROM c ORDER BY id DESC LIMIT 1) AND NOT a.used_for_training RETURNING a.used_for_training AS used
+     )
+     SELECT (SELECT id FROM c ORDER BY id DESC LIMIT 1)::text AS last, count(*) FILTER (WHERE used)::int AS done,
+            count(*) FILTER (WHERE NOT used)::int AS released, (SELECT count(*) FROM c)::int AS seen FROM u`,
+    p.values,
+  );
+  return { last: r[0]?.last ?? null, done: r[0]?.done ?? 0, released: r[0]?.released ?? 0, seen: r[0]?.seen ?? 0 };
+}
+
+/** Exact pending count, for a dry run (which claims nothing). */
+export async function countPendingExact(q: Pool | PoolClient, t: Tables): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.annotations} WHERE ${PENDING}`);
+  return rows[0]?.n ?? 0;
 }

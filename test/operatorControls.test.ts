@@ -4,9 +4,13 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
+import pg from 'pg';
 import { PAUSED_LOG, RESUMED_LOG } from '../src/ops/controlLog.js';
 import { CANCELLED } from '../src/loop/reconciler.js';
+import { runOperatorCommand } from '../src/cli/operator.js';
+import { tables } from '../src/db/tables.js';
 import { cliPath } from './support/child.js';
+import { TcpProxy } from './support/tcpProxy.js';
 import { runRows, verifyNew, type TestDb } from './support/db.js';
 import { counterValue, eventually, startController, useEachRun, type Running } from './support/harness.js';
 
@@ -117,6 +121,82 @@ describe('operator controls', () => {
     assert.ok(s.kube.jobs.has(`default/${job}`), 'the Job is still there, as the CLI said');
     s.kube.clearFaults();
     await eventually(() => !s.kube.jobs.has(`default/${job}`), 'a later pass to delete it', 10_000);
+  });
+
+  it('cancel of a run larger than one chunk says its annotations are being released until they all are', async () => {
+    // Issue 24's review: "its 300 annotations are pending again" while most were still claimed (the settle
+    // of a run larger than one chunk goes on after its outcome; here a Triage transaction holds one row).
+    s.c = await startController(s.db.url, s.kube, { CHUNK_ROWS: '10' });
+    await verifyNew(s.db.pool, 300);
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'running', 'the run', 20_000);
+    const t = tables('public');
+    await runOperatorCommand(s.db.pool, t, 'pause', null, 'test');
+    const triage = new pg.Client({ connectionString: s.db.url });
+    await triage.connect();
+    try {
+      await triage.query('BEGIN');
+      await triage.query(
+        'SELECT id FROM annotations WHERE training_run_id = 1 ORDER BY id LIMIT 1 OFFSET 105 FOR UPDATE',
+      );
+      const r = await runOperatorCommand(s.db.pool, t, 'cancel', null, 'test', 2000);
+      assert.equal(r.code, 0);
+      assert.doesNotMatch(r.text, /annotations are pending again/);
+      // The settle stops at the chunk with the locked row: the count the CLI printed is still the count.
+      const { rows } = await s.db.pool.query('SELECT released_count FROM training_runs WHERE id = 1');
+      assert.ok(
+        r.text.includes(`its annotations are being released in chunks (${rows[0]?.released_count} of 300 so far;`),
+        `${r.text} (released_count ${rows[0]?.released_count})`,
+      );
+    } finally {
+      await triage.query('COMMIT');
+      await triage.end();
+    }
+    const done = await runOperatorCommand(s.db.pool, t, 'resume', null, 'test');
+    assert.equal(done.code, 0);
+    await eventually(
+      async () =>
+        (await s.db.pool.query('SELECT 1 FROM training_runs WHERE id = 1 AND NOT settle_pending')).rowCount === 1,
+      'every annotation released',
+      20_000,
+    );
+  });
+
+  it('cancel goes on through a database failover while it waits, and says the cancel is recorded', async () => {
+    // Issue 24's review: the CLI exited 1 ("read ECONNRESET") after its cancel had been recorded and carried out.
+    s.c = await startController(s.db.url, s.kube);
+    await verifyNew(s.db.pool, 50);
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'running', 'the run');
+    // The service is busy (its Job lists held) until the CLI has lost the database, so the cancel cannot be
+    // carried out before the failover.
+    let release: () => void = () => undefined;
+    s.kube.inject({ verb: 'list', until: new Promise<void>((r) => (release = r)), times: 1000 });
+    const proxy = await TcpProxy.start(s.db.url);
+    const pool = new pg.Pool({ connectionString: proxy.via(s.db.url), max: 1 });
+    pool.on('error', () => undefined);
+    try {
+      const cancelling = runOperatorCommand(pool, tables('public'), 'cancel', null, 'test', 3000);
+      await eventually(
+        async () =>
+          (await s.db.pool.query('SELECT 1 FROM training_runs WHERE cancel_requested_at IS NOT NULL')).rowCount,
+        'the cancel recorded',
+        10_000,
+        5,
+      );
+      await proxy.cut();
+      const r = await cancelling;
+      assert.equal(r.code, 0);
+      assert.match(r.text, /requested and recorded; the database stopped answering while this command waited/);
+    } finally {
+      release();
+      s.kube.clearFaults();
+      await proxy.stop();
+      await pool.end().catch(() => undefined);
+    }
+    await eventually(
+      async () => (await runRows(s.db.pool))[0]?.state === 'cancelled',
+      'the cancel carried out',
+      20_000,
+    );
   });
 
   it('cancel while the Job create is unanswered: the late Job is deleted and no second run overlaps it', async () => {

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { LOCK_KEYS } from '../src/db/locks.js';
-import { MIGRATE_LOCK_WAIT } from '../src/db/migrate.js';
+import { MIGRATE_LOCK_WAIT, migrate, STALE_LOCK_FREED } from '../src/db/migrate.js';
+import { tables } from '../src/db/tables.js';
 import { transactionPooled } from '../src/db/pooler.js';
 import { createLogger } from '../src/core/logger.js';
 import { realTimers } from '../src/core/timers.js';
@@ -34,22 +35,76 @@ async function exitWithin(c: ReturnType<typeof spawnCli>, ms: number): Promise<n
 describe('a transaction-mode PgBouncer in front of PostgreSQL', { skip }, () => {
   let bouncer: PgBouncer;
   let session: PgBouncer;
+  let roundRobin: PgBouncer;
   let db: TestDb;
   before(async () => {
     bouncer = await startPgBouncer(serverUrl(), 'transaction');
     session = await startPgBouncer(serverUrl(), 'session');
+    roundRobin = await startPgBouncer(serverUrl(), 'transaction', { roundRobin: true });
   });
   after(async () => {
     await bouncer?.stop();
     await session?.stop();
+    await roundRobin?.stop();
     await db?.drop();
   });
+
+  /** Several servers in the pooler's pool (as when other clients use it): round robin then spreads statements. */
+  async function warm(url: string): Promise<void> {
+    const clients = [1, 2, 3].map(() => new pg.Client({ connectionString: url }));
+    await Promise.all(clients.map((c) => c.connect()));
+    await Promise.all(clients.map((c) => c.query('SELECT pg_sleep(0.2)')));
+    await Promise.all(clients.map((c) => c.end()));
+  }
 
   it('the probe tells it from a direct connection and from a session pooler', async () => {
     db = await freshDatabase();
     assert.equal(await transactionPooled(db.url), null, 'direct');
     assert.equal(await transactionPooled(session.url(db.name)), null, 'session pooling keeps a session per client');
     assert.ok(await transactionPooled(bouncer.url(db.name)), 'transaction pooling');
+    // Issue 24's review: two connections at once got different servers from a round-robin (or busy) pooler
+    // every time; one connection's statements moving between servers gives it away.
+    await warm(roundRobin.url(db.name));
+    assert.ok(await transactionPooled(roundRobin.url(db.name)), 'transaction pooling with server_round_robin');
+  });
+
+  it('a migrate past the probe notices the pooler before its first file, frees the lock it took, and refuses', async () => {
+    const fresh = await freshDatabase(undefined, { migrate: false });
+    const pooled = new pg.Pool({ connectionString: roundRobin.url(fresh.name), max: 1 });
+    pooled.on('error', () => undefined);
+    try {
+      await warm(roundRobin.url(fresh.name));
+      await assert.rejects(migrate(pooled, createLogger('silent'), tables('public')), (err: Error) =>
+        err.message.includes(
+          'goes through a transaction pooler (statements of one connection ran in different server processes)',
+        ),
+      );
+      await eventually(
+        async () => (await fresh.pool.query("SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")).rowCount === 0,
+        'the migrate lock freed',
+        5000,
+      );
+      const applied = await migrate(fresh.pool, createLogger('silent'), tables('public'));
+      assert.ok(applied.length > 0, 'a direct migrate afterwards applies every file');
+    } finally {
+      await pooled.end();
+      await fresh.drop();
+    }
+  });
+
+  it('a migrate lock left on an idle session is freed after the stale limit, and migrate goes on', async () => {
+    const holder = new pg.Client({ connectionString: db.url });
+    holder.on('error', () => undefined);
+    await holder.connect();
+    await holder.query('SELECT pg_advisory_lock($1::bigint)', [LOCK_KEYS.migrate.toString()]);
+    const logs = new LogCapture();
+    try {
+      await migrate(db.pool, createLogger('info', logs), tables('public'), { staleHolderSeconds: 1 });
+      assert.equal(logs.count(MIGRATE_LOCK_WAIT), 1);
+      assert.equal(logs.count(STALE_LOCK_FREED), 1);
+    } finally {
+      await holder.end().catch(() => undefined);
+    }
   });
 
   it('run refuses in one line when LISTEN would go through it, naming LISTEN_DATABASE_URL', async () => {

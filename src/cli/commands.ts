@@ -3,7 +3,7 @@
 // The service (run) and the Kubernetes side (render-job) are imported when their command runs: the client
 // library alone costs ~0.65 s of CPU to load, which `status`, `pause` or `--help` never need (a CLI call took
 // ~1.35 s of CPU; the test suite makes over a hundred).
-import { transactionPooled } from '../db/pooler.js';
+import { POOLED_MIGRATE, transactionPooled } from '../db/pooler.js';
 import { dump } from 'js-yaml';
 import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
 import { exitCode, fail, firstLine, UsageError, type FlagSpec } from './commandLine.js';
@@ -56,10 +56,7 @@ async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) =
 function migrateCommand(ctx: CommandContext): Promise<void> {
   return withPool(ctx, 'migrate', async (pool) => {
     // Before any lock is taken: through a transaction pooler none would hold (db/pooler.ts).
-    if (await transactionPooled(databaseUrl(ctx.config)))
-      throw new Error(
-        'this URL goes through a transaction pooler (two open connections got the same server process): migrate needs a session of its own for its lock; point DATABASE_URL at PostgreSQL directly for migrate (the service may stay pooled), or apply migrations/*.sql with psql',
-      );
+    if (await transactionPooled(databaseUrl(ctx.config))) throw new Error(POOLED_MIGRATE);
     const applied = await migrate(pool, ctx.logger, tables(ctx.config.annotationsSchema));
     ctx.logger.info(
       { database: safeUrl(databaseUrl(ctx.config)), applied },

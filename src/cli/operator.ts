@@ -2,6 +2,7 @@
 // (control.ts, training_runs) and NOTIFYs; the running service carries it out within a second, Kubernetes side
 // included, so only the service's identity needs RBAC. cancel and trigger then wait up to CONFIRM_MS for the
 // service to act and say what it did; a refusal is one line and exit 1, bad usage exit 2.
+import { errorMessage } from '../core/errors.js';
 import { realTimers, sleep } from '../core/timers.js';
 import { hostname, userInfo } from 'node:os';
 import { notifyControl, pause, readControl, requestTrigger, resume } from '../db/control.js';
@@ -75,27 +76,40 @@ async function cancelCommand(
     return open;
   });
   if (!run) return { code: 1, text: 'no open run to cancel' };
-  const ended = await waitFor(confirmMs, async () => {
-    const now = await runById(pool, t, run.id);
-    return now && now.state !== 'submitting' && now.state !== 'running' ? now : null;
+  // Done: the outcome recorded and every annotation released (a run larger than one chunk releases them in
+  // chunks after its outcome: "pending again" before that was untrue for most of them, issue 24's review).
+  let last: Run | null = null;
+  const { found: ended, error } = await waitFor(confirmMs, async () => {
+    last = (await runById(pool, t, run.id)) ?? last;
+    return last && last.state !== 'submitting' && last.state !== 'running' && !last.settlePending ? last : null;
   });
-  if (!ended)
+  if (ended) return { code: 0, text: cancelled(ended) };
+  const seen = last as Run | null;
+  if (seen?.state === 'cancelled')
     return {
       code: 0,
-      text: `Cancel of run #${run.id} (${run.jobName}) requested; no running service acted on it within ${confirmMs / 1000} s: it will when it (re)starts.`,
+      text: `Cancelled run #${run.id} (${run.jobName}): its annotations are being released in chunks (${seen.releasedCount ?? 0} of ${seen.annotationCount} so far; \`training-controller status\` shows when all are pending again); ${jobFate(seen)}.`,
     };
-  return { code: 0, text: cancelled(ended) };
+  const why = error
+    ? `the database stopped answering while this command waited for the service (${error}): \`training-controller status\` shows what it did`
+    : `no running service acted on it within ${confirmMs / 1000} s: it will when it (re)starts`;
+  return { code: 0, text: `Cancel of run #${run.id} (${run.jobName}) requested and recorded; ${why}.` };
 }
 
 function cancelled(run: Run): string {
   if (run.state !== 'cancelled')
     return `Run #${run.id} (${run.jobName}) ended as ${run.state} before the cancel took effect.`;
-  // What is true now: the outcome is recorded. The Job's delete is the service's, after that, retried until the
-  // API server takes it (a 503 or a Role without `delete` keeps it alive: issue 24 saw "its Job is deleted" then).
-  const job = run.submittedAt
+  return `Cancelled run #${run.id} (${run.jobName}): its ${run.annotationCount} annotations are pending again; ${jobFate(run)}. The next run starts when a trigger fires (\`pause\` first to prevent that).`;
+}
+
+/**
+ * What is true of the Job when the outcome is recorded: its delete is the service's, after that, retried until
+ * the API server takes it (a 503 or a Role without `delete` keeps it alive: issue 24 saw "its Job is deleted").
+ */
+function jobFate(run: Run): string {
+  return run.submittedAt
     ? `the service deletes its Job (retrying until the API server accepts; \`kubectl get job ${run.jobName}\` shows when it is gone)`
     : 'its Job was never confirmed created (one that still lands is deleted, and the next run waits 60 s for that)';
-  return `Cancelled run #${run.id} (${run.jobName}): its ${run.annotationCount} annotations are pending again; ${job}. The next run starts when a trigger fires (\`pause\` first to prevent that).`;
 }
 
 async function triggerCommand(
@@ -109,7 +123,7 @@ async function triggerCommand(
   if (refusal) return { code: 1, text: refusal };
   const after = await lastRunId(pool, t);
   await requestTrigger(pool, t, by, reason);
-  const seen = await waitFor(confirmMs, async () => {
+  const { found: seen, error } = await waitFor(confirmMs, async () => {
     const started = await manualRunAfter(pool, t, after);
     if (started) return started;
     if ((await readControl(pool, t)).triggerAt !== null) return null;
@@ -123,10 +137,10 @@ async function triggerCommand(
       text: 'the service did not start a run (the state changed, or DISPATCH_MODE is dry-run): its log says why',
     };
   if (!seen) {
-    return {
-      code: 0,
-      text: `Trigger requested; no running service took it within ${confirmMs / 1000} s: it will when it (re)starts (\`training-controller status\` shows the request).`,
-    };
+    const why = error
+      ? `the database stopped answering while this command waited for the service (${error})`
+      : `no running service took it within ${confirmMs / 1000} s: it will when it (re)starts`;
+    return { code: 0, text: `Trigger requested; ${why} (\`training-controller status\` shows the request).` };
   }
   return { code: 0, text: `Started run #${seen.id} (${seen.jobName}) with ${seen.annotationCount} annotations.` };
 }
@@ -146,11 +160,28 @@ export async function triggerRefusal(pool: Pool, t: Tables): Promise<string | nu
   return null;
 }
 
-async function waitFor<T>(ms: number, probe: () => Promise<T | null>, timers = realTimers): Promise<T | null> {
+/**
+ * Polls `probe` until it finds something or `ms` pass. A probe that fails (the database restarting under a
+ * failover) is tried again: what the command asked for is already committed, so a lost connection while it
+ * waits for the service must not turn into "failed" (issue 24's review: exit 1 after a recorded cancel).
+ * The last error is returned when nothing was found.
+ */
+async function waitFor<T>(
+  ms: number,
+  probe: () => Promise<T | null>,
+  timers = realTimers,
+): Promise<{ found: T | null; error: string | null }> {
   const deadline = timers.now() + ms;
+  let error: string | null = null;
   for (;;) {
-    const found = await probe();
-    if (found !== null || timers.now() >= deadline) return found;
+    try {
+      const found = await probe();
+      error = null;
+      if (found !== null) return { found, error };
+    } catch (err: unknown) {
+      error = errorMessage(err);
+    }
+    if (timers.now() >= deadline) return { found: null, error };
     await sleep(timers, 100);
   }
 }

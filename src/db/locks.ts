@@ -28,7 +28,7 @@ export async function withSessionLock<T>(
   client: PoolClient,
   key: bigint,
   fn: () => Promise<T>,
-  options: { timers?: Timers; onWait?: (holder: LockHolder | null) => void } = {},
+  options: { timers?: Timers; onWait?: (holder: LockHolder | null, attempt: number) => Promise<void> | void } = {},
 ): Promise<T> {
   const timers = options.timers ?? realTimers;
   for (let attempt = 1; ; attempt++) {
@@ -36,8 +36,9 @@ export async function withSessionLock<T>(
       key.toString(),
     ]);
     if (rows[0]?.locked) break;
-    // Never a silent wait: who holds it is said once (a lock left on an idle session is found by its pid).
-    if (attempt === 1) options.onWait?.(await lockHolder(client, key));
+    // Never a silent wait: the caller hears who holds it at once and every 50th attempt (5 s), and can act
+    // on a holder that has stopped (a lock left on an idle session is found by its pid).
+    if (attempt % 50 === 1) await options.onWait?.(await lockHolder(client, key), attempt);
     await sleep(timers, 100);
   }
   try {
@@ -89,13 +90,15 @@ export interface LockHolder {
   /** What the holding session is doing: 'idle' for a lock left behind by a session that is not running. */
   state: string | null;
   since: Date | null;
+  /** How long it has been in that state (database clock). */
+  stateSeconds: number | null;
 }
 
 /** The session holding an advisory lock on `key`, from pg_locks (a bigint key is classid:objid, objsubid 1). */
 export async function lockHolder(client: PoolClient, key: bigint): Promise<LockHolder | null> {
   const { rows } = await client.query<LockHolder>(
     `SELECT l.pid, a.application_name AS "applicationName", a.client_addr::text AS "clientAddr", a.state,
-            a.state_change AS since
+            a.state_change AS since, extract(epoch FROM now() - a.state_change)::float8 AS "stateSeconds"
        FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
       WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import type { Pool, PoolClient } from './pool.js';
 import { errorMessage } from '../core/errors.js';
 import { realTimers, type Timers } from '../core/timers.js';
-import { LOCK_KEYS, retryOnLockTimeout, withSessionLock, type LockHolder } from './locks.js';
+import { LOCK_KEYS, lockHolder, retryOnLockTimeout, withSessionLock, type LockHolder } from './locks.js';
+import { backendPid, POOLED_MIGRATE } from './pooler.js';
 import type { Logger } from '../core/logger.js';
 import { migrationsDir } from '../core/paths.js';
 import { concurrentIndexes, forSchema, splitStatements } from './psqlScript.js';
@@ -29,6 +30,8 @@ export interface MigrateOptions {
   dir?: string;
   /** Waits between lock retries (tests pass a short one). */
   timers?: Timers;
+  /** How long the migrate lock's holder may sit idle before it is taken for left behind (tests shorten it). */
+  staleHolderSeconds?: number;
 }
 
 export async function readMigrations(dir: string = migrationsDir()): Promise<Migration[]> {
@@ -65,6 +68,7 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
       client,
       LOCK_KEYS.migrate,
       async () => {
+        const sameSession = await sessionGuard(client, logger);
         await client.query(`CREATE TABLE IF NOT EXISTS ${t.migrations} (
         name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
         const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${t.migrations}`);
@@ -86,6 +90,7 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
               `Rebuilding INVALID index ${broken.join(', ')} (an interrupted CREATE INDEX CONCURRENTLY)`,
             );
           const started = Date.now();
+          await sameSession();
           try {
             await applyScript(client, forSchema(m.sql, t.schema), logger, m.name, timers);
           } catch (err: unknown) {
@@ -99,7 +104,11 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
         }
         return applied;
       },
-      { timers, onWait: (holder) => logger.warn(waitingFor(holder), MIGRATE_LOCK_WAIT) },
+      {
+        timers,
+        onWait: (holder, attempt) =>
+          onLockWait(client, logger, holder, attempt, options.staleHolderSeconds ?? STALE_HOLDER_SECONDS),
+      },
     );
   } catch (err: unknown) {
     failed = true;
@@ -140,6 +149,57 @@ function withLockRetry<T>(fn: () => Promise<T>, logger: Logger, name: string, sq
   });
 }
 
+/**
+ * The session that took the migrate lock must run every statement: through a transaction pooler it does not
+ * (the CLI's probe can miss a pooler, db/pooler.ts). Checked after the lock and before each file; on a
+ * mismatch the lock is freed where it was left (its server process, idle in the pooler, is ended) and
+ * migrate refuses in one line.
+ */
+async function sessionGuard(client: PoolClient, logger: Logger): Promise<() => Promise<void>> {
+  const holder = await lockHolder(client, LOCK_KEYS.migrate);
+  const check = async (): Promise<void> => {
+    const pid = await backendPid(client);
+    if (holder && pid === holder.pid) return;
+    if (holder) {
+      for (let attempt = 0; attempt < 20; attempt++) {
+        if ((await lockHolder(client, LOCK_KEYS.migrate))?.pid !== holder.pid) break;
+        await terminateIdle(client, holder.pid);
+      }
+      logger.warn({ pid: holder.pid }, 'Freed the migrate lock this migrate took through a transaction pooler');
+    }
+    throw new Error(POOLED_MIGRATE);
+  };
+  await check();
+  return check;
+}
+
+const terminateIdle = (client: PoolClient, pid: number) =>
+  client.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 AND state = 'idle'", [pid]);
+
+/**
+ * A holder idle this long is no migrate at work (one waits at most 5 s between statements, a long index
+ * build is `active`): a session that kept the lock after its migrate went away, as a transaction pooler's
+ * server process did in issue 24, which hung every later migrate. It is ended and the lock taken.
+ */
+const STALE_HOLDER_SECONDS = 60;
+
+async function onLockWait(
+  client: PoolClient,
+  logger: Logger,
+  holder: LockHolder | null,
+  attempt: number,
+  staleSeconds: number,
+): Promise<void> {
+  if (attempt === 1) logger.warn(waitingFor(holder), MIGRATE_LOCK_WAIT);
+  if (holder?.state === 'idle' && (holder.stateSeconds ?? 0) > staleSeconds) {
+    await terminateIdle(client, holder.pid);
+    logger.warn({ ...waitingFor(holder), idleSeconds: Math.round(holder.stateSeconds ?? 0) }, STALE_LOCK_FREED);
+  }
+}
+
+/** Logged when a migrate ends a session that has held the migrate lock idle for over a minute. */
+export const STALE_LOCK_FREED = 'Ended an idle session that had kept the migrate lock for over a minute';
+
 /** Logged once when another session holds the migrate lock: `migrate` waits for it, and says for whom. */
 export const MIGRATE_LOCK_WAIT = 'Another session holds the migrate lock: waiting for it to finish';
 
@@ -154,7 +214,7 @@ function waitingFor(holder: LockHolder | null): Record<string, unknown> {
     // An idle holder is not migrating: a session that kept the lock after its migrate went away.
     hint:
       holder.state === 'idle'
-        ? `the holder is idle, not migrating: a session left it behind (SELECT pg_terminate_backend(${holder.pid}) frees it)`
+        ? `the holder is idle, not migrating: a session left it behind (ended once idle for ${STALE_HOLDER_SECONDS} s; SELECT pg_terminate_backend(${holder.pid}) frees it now)`
         : 'another migrate is running; this one goes on when it ends',
   };
 }

@@ -42,8 +42,8 @@ export function createPool(connectionString: string, logger: Logger, options: Po
   return pool;
 }
 
-/** Logged when PostgreSQL ends a connection the controller holds; its step fails and is retried. */
-export const CONNECTION_LOST_IN_USE = 'Database connection lost while in use; the step using it is retried';
+/** Logged when PostgreSQL ends a connection the controller holds; the service retries that step, the CLI its wait. */
+export const CONNECTION_LOST_IN_USE = 'Database connection lost while in use (the statement using it fails)';
 
 /** What fn returns to end its transaction with ROLLBACK instead of COMMIT, and still answer `value`. */
 export class Rollback<T> {

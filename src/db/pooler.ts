@@ -5,15 +5,23 @@
 // once failed with a deadlock and a duplicate pg_class row, and left the migrate lock on an idle pooled
 // backend, which hung every later `migrate`).
 //
-// The probe: two connections open at the same time ask for their server process. A direct connection and a
-// session pooler give each client its own server session, so the two pids differ. A transaction pooler hands
-// the first one's server back to its pool as soon as that statement ends, and (PgBouncer reuses the most
-// recently freed server first) gives it to the second: the same pid twice, from two open clients, can only
-// be a transaction (or statement) pooler. A busy pooler may hand out another server and the probe says "not
-// pooled": it never refuses a direct connection, and the LISTEN liveness ping stays the backstop.
+// The probe, two ways to catch a session that is not ours:
+// - two connections open at the same time ask for their server process. A direct connection and a session
+//   pooler give each client its own server session, so the two pids differ. An idle transaction pooler hands
+//   the first one's server back to its pool when that statement ends and (PgBouncer reuses the most recently
+//   freed server first) gives it to the second: the same pid twice, from two open clients.
+// - one connection asks PROBE_STATEMENTS times. Its own session answers with one pid; a busy pooler, or one
+//   with server_round_robin, hands its statements to several servers (the issue-24 review got past the first
+//   way alone in 3 to 7 of 8 tries with six other clients busy, and every time with round robin).
+// Either is proof; neither ever fires on a direct connection or a session pooler. A pooler with a single idle
+// server and no other client could still answer alike to both, so migrate also checks its server process
+// before each file (migrate.ts), and the LISTEN liveness ping stays the backstop for run.
 import pg from 'pg';
 
-/** What the probe found: null when the two sessions were distinct (direct, or a session pooler). */
+/** Statements on one connection: enough to land on a second server of a busy or round-robin pool. */
+const PROBE_STATEMENTS = 8;
+
+/** What the probe found: null when every answer came from the client's own session (direct, or a session pooler). */
 export async function transactionPooled(connectionString: string): Promise<{ pid: number } | null> {
   const options = { connectionString, connectionTimeoutMillis: 10_000, query_timeout: 10_000 };
   const first = new pg.Client(options);
@@ -23,11 +31,24 @@ export async function transactionPooled(connectionString: string): Promise<{ pid
   second.on('error', () => undefined);
   try {
     await Promise.all([first.connect(), second.connect()]);
-    const pid = async (c: pg.Client) => (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
-    const a = await pid(first);
-    const b = await pid(second);
-    return a !== undefined && a === b ? { pid: a } : null;
+    const a = await backendPid(first);
+    const b = await backendPid(second);
+    if (a === b) return { pid: a };
+    for (let i = 1; i < PROBE_STATEMENTS; i++) if ((await backendPid(first)) !== a) return { pid: a };
+    return null;
   } finally {
     await Promise.all([first.end().catch(() => undefined), second.end().catch(() => undefined)]);
   }
 }
+
+/** The server process answering this statement: through a transaction pooler, not always the same one. */
+export async function backendPid(c: pg.Client | pg.PoolClient): Promise<number> {
+  const { rows } = await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const pid = rows[0]?.pid;
+  if (pid === undefined) throw new Error('pg_backend_pid() returned no row');
+  return pid;
+}
+
+/** Why migrate refuses a transaction pooler (its lock, settings and lock_timeout live in a session). */
+export const POOLED_MIGRATE =
+  'this URL goes through a transaction pooler (statements of one connection ran in different server processes): migrate needs a session of its own for its lock; point DATABASE_URL at PostgreSQL directly for migrate (the service may stay pooled), or apply migrations/*.sql with psql';

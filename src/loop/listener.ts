@@ -207,7 +207,9 @@ export class Listener {
     life.initialDone = true;
     const initial = !this.everConnected;
     this.everConnected = true;
-    if (!initial) this.logger.info(RECONNECTED);
+    // A replacement of a subscription that never delivered is no news until a ping proves it (a pooled
+    // LISTEN logged "re-established" 34 times in 30 s while it stayed down).
+    if (!initial) this.logger[this.unproven ? 'debug' : 'info'](RECONNECTED);
     this.handlers.connected(initial, !this.unproven);
     // An unproven subscription is tested at once, not at the next interval: a working one is up in milliseconds.
     if (this.unproven) void this.sendPing();
@@ -224,7 +226,7 @@ export class Listener {
     subscriber.events.on('connected', () => {
       this.closeIfRetired(subscriber, life.retired);
       if (!life.initialDone || this.stopped) return;
-      this.logger.info(RECONNECTED);
+      this.logger[this.unproven ? 'debug' : 'info'](RECONNECTED);
       this.handlers.connected(false, !this.unproven);
       if (this.unproven) void this.sendPing();
     });

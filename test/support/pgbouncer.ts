@@ -20,6 +20,7 @@ export interface PgBouncer {
 export async function startPgBouncer(
   server: string,
   mode: 'transaction' | 'session' = 'transaction',
+  options: { roundRobin?: boolean } = {},
 ): Promise<PgBouncer> {
   if (!PGBOUNCER) throw new Error('pgbouncer is not installed (apt-get install pgbouncer)');
   const s = new URL(server);
@@ -38,6 +39,7 @@ listen_port = ${port}
 unix_socket_dir =
 auth_type = any
 pool_mode = ${mode}
+server_round_robin = ${options.roundRobin ? 1 : 0}
 default_pool_size = 4
 max_client_conn = 200
 ignore_startup_parameters = extra_float_digits,statement_timeout,options

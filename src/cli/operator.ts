@@ -76,15 +76,17 @@ async function cancelCommand(
     return open;
   });
   if (!run) return { code: 1, text: 'no open run to cancel' };
-  // Done: the outcome recorded and every annotation released (a run larger than one chunk releases them in
-  // chunks after its outcome: "pending again" before that was untrue for most of them, issue 24's review).
-  let last: Run | null = null;
+  // Done: the run ended, and if by this cancel, every annotation released (a run larger than one chunk releases
+  // them in chunks after its outcome: "pending again" before that was untrue for most of them, issue 24's review).
+  const latest: { run: Run | null } = { run: null };
   const { found: ended, error } = await waitFor(confirmMs, async () => {
-    last = (await runById(pool, t, run.id)) ?? last;
-    return last && last.state !== 'submitting' && last.state !== 'running' && !last.settlePending ? last : null;
+    const now = await runById(pool, t, run.id);
+    if (now) latest.run = now;
+    if (!now || now.state === 'submitting' || now.state === 'running') return null;
+    return now.state === 'cancelled' && now.settlePending ? null : now;
   });
   if (ended) return { code: 0, text: cancelled(ended) };
-  const seen = last as Run | null;
+  const seen = latest.run;
   if (seen?.state === 'cancelled')
     return {
       code: 0,

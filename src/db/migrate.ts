@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Pool, PoolClient } from './pool.js';
 import { errorMessage } from '../core/errors.js';
-import { realTimers, type Timers } from '../core/timers.js';
+import { realTimers, sleep, type Timers } from '../core/timers.js';
 import { LOCK_KEYS, lockHolder, retryOnLockTimeout, withSessionLock, type LockHolder } from './locks.js';
 import { backendPid, POOLED_MIGRATE } from './pooler.js';
 import type { Logger } from '../core/logger.js';
@@ -68,7 +68,7 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
       client,
       LOCK_KEYS.migrate,
       async () => {
-        const sameSession = await sessionGuard(client, logger);
+        const sameSession = await sessionGuard(client, logger, timers);
         await client.query(`CREATE TABLE IF NOT EXISTS ${t.migrations} (
         name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
         const { rows } = await client.query<{ name: string }>(`SELECT name FROM ${t.migrations}`);
@@ -155,15 +155,17 @@ function withLockRetry<T>(fn: () => Promise<T>, logger: Logger, name: string, sq
  * mismatch the lock is freed where it was left (its server process, idle in the pooler, is ended) and
  * migrate refuses in one line.
  */
-async function sessionGuard(client: PoolClient, logger: Logger): Promise<() => Promise<void>> {
+async function sessionGuard(client: PoolClient, logger: Logger, timers: Timers): Promise<() => Promise<void>> {
   const holder = await lockHolder(client, LOCK_KEYS.migrate);
   const check = async (): Promise<void> => {
     const pid = await backendPid(client);
     if (holder && pid === holder.pid) return;
     if (holder) {
+      // It is ended only while idle (another client's statement may be running on it): 20 tries, 50 ms apart.
       for (let attempt = 0; attempt < 20; attempt++) {
         if ((await lockHolder(client, LOCK_KEYS.migrate))?.pid !== holder.pid) break;
         await terminateIdle(client, holder.pid);
+        await sleep(timers, 50);
       }
       logger.warn({ pid: holder.pid }, 'Freed the migrate lock this migrate took through a transaction pooler');
     }

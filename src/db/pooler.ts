@@ -21,8 +21,8 @@ import pg from 'pg';
 /** Statements on one connection: enough to land on a second server of a busy or round-robin pool. */
 const PROBE_STATEMENTS = 8;
 
-/** What the probe found: null when every answer came from the client's own session (direct, or a session pooler). */
-export async function transactionPooled(connectionString: string): Promise<{ pid: number } | null> {
+/** True when some answer came from a server session that is not the client's own: a transaction pooler. */
+export async function transactionPooled(connectionString: string): Promise<boolean> {
   const options = { connectionString, connectionTimeoutMillis: 10_000, query_timeout: 10_000 };
   const first = new pg.Client(options);
   const second = new pg.Client(options);
@@ -33,9 +33,9 @@ export async function transactionPooled(connectionString: string): Promise<{ pid
     await Promise.all([first.connect(), second.connect()]);
     const a = await backendPid(first);
     const b = await backendPid(second);
-    if (a === b) return { pid: a };
-    for (let i = 1; i < PROBE_STATEMENTS; i++) if ((await backendPid(first)) !== a) return { pid: a };
-    return null;
+    if (a === b) return true;
+    for (let i = 1; i < PROBE_STATEMENTS; i++) if ((await backendPid(first)) !== a) return true;
+    return false;
   } finally {
     await Promise.all([first.end().catch(() => undefined), second.end().catch(() => undefined)]);
   }

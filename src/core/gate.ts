@@ -34,3 +34,12 @@ export function notifyAt(g: GateInput): bigint {
 export function missedWhilePublishing(target: bigint, gateAfterPublish: bigint): boolean {
   return target !== NEVER && gateAfterPublish >= target;
 }
+
+/**
+ * The gate watch (loop/gateWatch.ts), where the trigger cannot NOTIFY: a verification took a gate number at or
+ * past the published target since the last look (`previous`, null before the first). The same test the
+ * trigger makes, once per look instead of once per row; a target of NEVER means the controller needs no hint.
+ */
+export function crossedSince(previous: bigint | null, gate: bigint, target: bigint): boolean {
+  return target !== NEVER && gate >= target && (previous === null || gate > previous);
+}

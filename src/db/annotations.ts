@@ -14,6 +14,11 @@ export interface Recount {
   gateBefore: bigint;
   /** Transactions (virtual ids) that were writing to annotations between the gate read and the count. */
   writers: string[];
+  /**
+   * The server allows two-phase commit (max_prepared_transactions > 0): the trigger sends no NOTIFY there
+   * (migration 009), so the controller watches the gate sequence instead (loop/gateWatch.ts).
+   */
+  twoPhase: boolean;
 }
 
 // Who may hold a verification the count cannot see yet. Not the snapshot's xip list: PostgreSQL lists only
@@ -36,14 +41,24 @@ export async function recount(pool: Pool, t: Tables, threshold: number): Promise
   // Two statements on purpose: in READ COMMITTED each gets its own snapshot, so the count's snapshot is taken
   // after the gate number and the writers were read. Within the first, the writers subquery refers to the
   // gate column, which makes it a SubPlan run per row of `g`: the lock list is read after the sequence.
-  const first = await pool.query<{ gate: string | null; writers: string[] }>(
-    `SELECT g.gate, ARRAY(${writersOf(t)} AND g.gate IS NOT DISTINCT FROM g.gate) AS writers
+  const first = await pool.query<{ gate: string | null; writers: string[]; two_phase: boolean }>(
+    `SELECT g.gate, ARRAY(${writersOf(t)} AND g.gate IS NOT DISTINCT FROM g.gate) AS writers,
+            current_setting('max_prepared_transactions')::int > 0 AS two_phase
      FROM (SELECT pg_sequence_last_value(${quoteLiteral(t.verifiedSeq)})::text AS gate OFFSET 0) g`,
   );
   const pending = await countPending(pool, t, threshold);
   const gate = first.rows[0];
   if (!gate) throw new Error('recount returned no row');
-  return { pending, gateBefore: BigInt(gate.gate ?? '0'), writers: gate.writers };
+  return { pending, gateBefore: BigInt(gate.gate ?? '0'), writers: gate.writers, twoPhase: gate.two_phase };
+}
+
+/** The gate sequence and the published target, for the watch that stands in for NOTIFY (loop/gateWatch.ts). */
+export async function readGate(pool: Pool, t: Tables): Promise<{ gate: bigint; target: bigint }> {
+  const { rows } = await pool.query<{ gate: string | null; target: string | null }>(
+    `SELECT pg_sequence_last_value(${quoteLiteral(t.verifiedSeq)})::text AS gate,
+            pg_sequence_last_value(${quoteLiteral(t.notifyAtSeq)})::text AS target`,
+  );
+  return { gate: BigInt(rows[0]?.gate ?? '0'), target: BigInt(rows[0]?.target ?? '0') };
 }
 
 /** min(pending, limit), through the partial index: ~1 ms at any backlog (also what /metrics shows, metrics.ts). */

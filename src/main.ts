@@ -9,7 +9,7 @@
 import type { V1Job } from '@kubernetes/client-node';
 import type { Config, DispatchMode } from './core/config.js';
 import { Controller } from './loop/controller.js';
-import { newHealth, type Health } from './core/health.js';
+import { newHealth, readiness, type Health, type ReadinessLimits } from './core/health.js';
 import { startHttp, type HttpServer } from './ops/http.js';
 import { JobWatch, JobWatches } from './loop/jobWatch.js';
 import { createJobsApi, type JobsApi } from './kube/jobs.js';
@@ -111,15 +111,18 @@ function buildController(p: Parts): { controller: Controller; watches: JobWatche
   return { controller, watches };
 }
 
-function startServer(p: Parts): Promise<HttpServer> {
-  const { config, timers } = p;
-  const limits = {
+function readinessLimits(config: Config): ReadinessLimits {
+  return {
     // Recounts happen at least every poll; three missed polls means the loop is stuck.
     recountMaxAgeMs:
       config.pollIntervalSeconds > 0 ? config.pollIntervalSeconds * 3000 + 30_000 : Number.POSITIVE_INFINITY,
     clusterMaxAgeMs: config.reconcileIntervalSeconds * 3000 + config.kubeRequestTimeoutMs,
   };
-  return startHttp(config.httpPort, p.health, p.metrics, limits, () => timers.now(), p.logger);
+}
+
+function startServer(p: Parts): Promise<HttpServer> {
+  const { config, timers } = p;
+  return startHttp(config.httpPort, p.health, p.metrics, readinessLimits(config), () => timers.now(), p.logger);
 }
 
 function createListener(p: Parts, controller: Controller, httpPort: number): Listener {
@@ -180,6 +183,7 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
     health,
     countPending: () => countPending(db.pool, db.tables, config.trainingThreshold),
     countOpenRuns: async () => ((await openRun(db.pool, db.tables)) ? 1 : 0),
+    ready: () => readiness(health, timers.now(), readinessLimits(config)).ready,
   });
   const parts: Parts = { config, logger, timers, db, template, cluster, health, metrics };
   const { controller, watches } = buildController(parts);

@@ -12,6 +12,7 @@ import { migrate } from './db/migrate.js';
 import { safeUrl } from './core/redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './db/schemaCheck.js';
 import { tables, type Tables } from './db/tables.js';
+import { rowSecurityProblem } from './db/annotations.js';
 
 /** A startup problem the operator must fix (not a transient outage): logged as one line, exit 1. */
 export class StartupError extends Error {
@@ -84,6 +85,8 @@ export async function openDatabase(config: Config, logger: Logger, cleanup: Clea
     throw new StartupError(
       `the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`,
     );
+  const hidden = await rowSecurityProblem(pool, t);
+  if (hidden) throw new StartupError(hidden);
   const indexWarning = await invalidIndexWarning(pool, t);
   if (indexWarning) logger.warn(indexWarning);
   await refusePooledListen(config, url);

@@ -4,7 +4,6 @@
 // quiet with work pending.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
@@ -14,31 +13,10 @@ import { tables } from '../src/db/tables.js';
 import { cliPath } from './support/child.js';
 import { freshDatabase, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
+import { createRole } from './support/roles.js';
 import { eventually, killListener, startController, type Running } from './support/harness.js';
 
 const exec = promisify(execFile);
-
-/** A login role for this test (roles are cluster-wide: unique name, dropped afterwards). */
-async function createRole(
-  db: TestDb,
-  grants: (role: string) => string[],
-): Promise<{ name: string; url: string; drop(): Promise<void> }> {
-  const name = `tc_role_${randomBytes(4).toString('hex')}`;
-  const password = randomBytes(8).toString('hex');
-  await db.pool.query(`CREATE ROLE ${name} LOGIN PASSWORD '${password}'`);
-  for (const g of grants(name)) await db.pool.query(g);
-  const u = new URL(db.url);
-  u.username = name;
-  u.password = password;
-  return {
-    name,
-    url: u.toString(),
-    async drop() {
-      await db.pool.query(`DROP OWNED BY ${name}`);
-      await db.pool.query(`DROP ROLE ${name}`);
-    },
-  };
-}
 
 const jobsCreated = (kube: FakeKube) => kube.creates.length;
 

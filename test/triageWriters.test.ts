@@ -1,13 +1,15 @@
 // The Triage API's writers, part 2 (issue 21): writers and schemas we had not met. A writer that commits in two
 // phases, a `verified` that the Triage API's own trigger derives from another column. The trigger must never
 // fail their write, and the crossing must train within seconds, with the poll off (it is only a fallback).
+// Row-level security on annotations must never make the controller see less than is pending without saying so.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, invariantViolations, runRows, type TestDb } from './support/db.js';
+import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, startController, useEachRun, type Running } from './support/harness.js';
 import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
+import { createRole, readmeGrants, type TestRole } from './support/roles.js';
 
 const THRESHOLD = 50;
 
@@ -94,5 +96,60 @@ describe("a verified column derived by the Triage API's own BEFORE trigger", () 
       THRESHOLD,
     ]);
     await eventually(() => s.kube.creates.length === 1, 'the Job for 50 inserted approved rows', 5_000);
+  });
+});
+
+describe('row-level security on annotations', () => {
+  const s = useEachRun();
+  let role: TestRole;
+  const hideFromOthers = async () => {
+    await s.db.pool.query('ALTER TABLE annotations ENABLE ROW LEVEL SECURITY');
+    await s.db.pool.query(`CREATE POLICY triage_team ON annotations USING (current_user = 'triage_api')`);
+  };
+  const metric = async (c: Running, name: string) => {
+    const text = await (await fetch(`http://127.0.0.1:${c.service.httpPort}/metrics`)).text();
+    return new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1];
+  };
+  beforeEach(async () => {
+    role = await createRole(s.db, readmeGrants);
+    s.onCleanup(role.drop);
+  });
+
+  it('a policy the controller role does not pass: run refuses in one line naming row-level security and the fix', async () => {
+    await hideFromOthers();
+    await verifyNew(s.db.pool, 60);
+    await assert.rejects(startController(role.url, s.kube), (err: Error) => {
+      assert.equal(err.message.split('\n').length, 1, err.message);
+      assert.match(
+        err.message,
+        /row-level security on "public".annotations applies to role tc_role_\w+ and no policy shows it every row/,
+      );
+      assert.match(err.message, /BYPASSRLS/);
+      return true;
+    });
+  });
+
+  it('enabled while it runs: /readyz and the ready gauge say so until the role may see every row, then it trains', async () => {
+    s.c = await startController(role.url, s.kube, { POLL_INTERVAL_SECONDS: '0' });
+    const c = s.c;
+    assert.equal(await metric(c, 'training_controller_ready'), '1');
+    await hideFromOthers();
+    await verifyNew(s.db.pool, 60); // the trigger notifies; the recount must not read "0 pending" and go quiet
+    await eventually(() => /row-level security/.test(c.service.health.failing.recount ?? ''), 'the refusal on /readyz');
+    assert.equal(await metric(c, 'training_controller_ready'), '0');
+    assert.equal(s.kube.creates.length, 0);
+    await s.db.pool.query(`ALTER ROLE ${role.name} BYPASSRLS`);
+    await eventually(() => s.kube.creates.length === 1, 'the Job once the role bypasses row-level security', 15_000);
+    assert.equal((await runRows(s.db.pool))[0]?.annotation_count, 60);
+    await eventually(async () => (await metric(c, 'training_controller_ready')) === '1', 'ready again');
+  });
+
+  it("a permissive policy that shows the controller's role every row: it trains", async () => {
+    await hideFromOthers();
+    await s.db.pool.query(`CREATE POLICY controller ON annotations TO ${role.name} USING (true) WITH CHECK (true)`);
+    s.c = await startController(role.url, s.kube, { POLL_INTERVAL_SECONDS: '0' });
+    await verifyNew(s.db.pool, 60);
+    await eventually(() => s.kube.creates.length === 1, 'the Job');
+    assert.equal((await runRows(s.db.pool))[0]?.annotation_count, 60);
   });
 });

@@ -7,7 +7,7 @@
 import { finishClaim, type ChunkDeps } from '../db/chunks.js';
 import { withTransaction } from '../db/pool.js';
 import { LOCK_KEYS, tryXactLock } from '../db/locks.js';
-import { countPendingBefore, VERIFIED_AT } from '../db/annotations.js';
+import { countPendingBefore, rowSecurityProblem, VERIFIED_AT } from '../db/annotations.js';
 import { insertBaseline, openRun, runById, unfinishedRun } from '../db/runs.js';
 import type { Run } from '../core/run.js';
 import { hasColumn } from '../db/schemaCheck.js';
@@ -31,6 +31,9 @@ export async function planBaseline(deps: ChunkDeps, before: Date | null): Promis
       `${deps.tables.annotations} has no ${VERIFIED_AT} column: --before needs when each annotation was verified (created_at says when it was created); without --before, baseline takes every annotation pending now`,
     );
   }
+  // Its count and its marking would take only the rows a policy lets this role see.
+  const hidden = await rowSecurityProblem(deps.pool, deps.tables);
+  if (hidden) throw new BaselineRefused(hidden);
   return { count: await countPendingBefore(deps.pool, deps.tables, before), before, resumes: null };
 }
 

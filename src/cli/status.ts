@@ -7,7 +7,7 @@ import type { Pool } from '../db/pool.js';
 import { invalidIndexWarning } from '../db/schemaCheck.js';
 import { tables, type Tables } from '../db/tables.js';
 import { failureHistory, openRun, recentRuns, unfinishedRun } from '../db/runs.js';
-import { countPendingExact } from '../db/annotations.js';
+import { countPendingExact, rowSecurityProblem } from '../db/annotations.js';
 import type { Run } from '../core/run.js';
 
 export interface Status {
@@ -98,13 +98,15 @@ function backoffStatus(history: FailureHistory, until: number | null): Status['b
 
 export async function readStatus(pool: Pool, config: Config): Promise<Status> {
   const t = tables(config.annotationsSchema);
-  const [pending, open, unfinished, history, recent, indexWarning, control] = await Promise.all([
+  const [pending, open, unfinished, history, recent, indexWarning, hidden, control] = await Promise.all([
     countPendingExact(pool, t),
     openRun(pool, t),
     unfinishedRun(pool, t),
     failureHistory(pool, t),
     recentRuns(pool, t, 10),
     invalidIndexWarning(pool, t),
+    // The count above is of what this role may see: say so where a policy may hide rows from it.
+    rowSecurityProblem(pool, t),
     readControlStatus(pool, t, config),
   ]);
   const settings = control.settings;
@@ -118,7 +120,7 @@ export async function readStatus(pool: Pool, config: Config): Promise<Status> {
     lastFailure: failure ? statusRun(failure) : null,
     unfinished: unfinishedStatus(unfinished),
     backoff: backoffStatus(history, until),
-    warnings: indexWarning ? [indexWarning] : [],
+    warnings: [indexWarning, hidden].filter((w): w is string => w !== null),
     recentRuns: recent.map(statusRun),
     control,
   };

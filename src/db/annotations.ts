@@ -2,7 +2,7 @@
 // verified annotations wait for training, bounded, plus what the gate needs), and one chunk of a claim, settle,
 // release or baseline (chunks.ts walks them, each chunk in its own transaction).
 import type { Pool, PoolClient } from './pool.js';
-import { quoteLiteral, type Tables } from './tables.js';
+import { quoteIdent, quoteLiteral, type Tables } from './tables.js';
 
 // The literal predicate of the partial index annotations_pending: a parameterised predicate would not match it.
 export const PENDING = 'verified AND NOT used_for_training AND training_run_id IS NULL';
@@ -61,15 +61,62 @@ export async function readGate(pool: Pool, t: Tables): Promise<{ gate: bigint; t
   return { gate: BigInt(rows[0]?.gate ?? '0'), target: BigInt(rows[0]?.target ?? '0') };
 }
 
-/** min(pending, limit), through the partial index: ~1 ms at any backlog (also what /metrics shows, metrics.ts). */
+/**
+ * min(pending, limit), through the partial index: ~1 ms at any backlog (also what /metrics shows, metrics.ts).
+ * Throws RowSecurityError where row-level security may hide rows from this role: a count of what its policies
+ * let it see would read 0 with 60 waiting, and the service would report ready and never train.
+ */
 export async function countPending(pool: Pool, t: Tables, limit: number): Promise<number> {
-  const { rows } = await pool.query<{ pending: number }>(
-    `SELECT count(*)::int AS pending FROM (SELECT 1 FROM ${t.annotations} WHERE ${PENDING} LIMIT $1) s`,
+  const { rows } = await pool.query<{ pending: number; rls: boolean }>(
+    `SELECT count(*)::int AS pending, row_security_active(${quoteLiteral(t.annotations)}) AS rls
+     FROM (SELECT 1 FROM ${t.annotations} WHERE ${PENDING} LIMIT $1) s`,
     [limit],
   );
   const row = rows[0];
   if (!row) throw new Error('the pending count returned no row');
+  if (row.rls) await refuseRowSecurity(pool, t);
   return row.pending;
+}
+
+/** Row-level security that may hide annotations from the controller's role (rowSecurityProblem). */
+export class RowSecurityError extends Error {
+  override name = 'RowSecurityError';
+}
+
+// Which policies apply to the current role: PUBLIC (oid 0), or a role whose privileges it has, as PostgreSQL
+// decides it (check_role_for_policy).
+const appliesToMe = (p: string) =>
+  `(0 = ANY (${p}.polroles) OR EXISTS (SELECT 1 FROM unnest(${p}.polroles) r WHERE r <> 0 AND pg_has_role(r, 'USAGE')))`;
+
+/**
+ * Null when the role sees, and may update, every row of annotations; otherwise the problem, in one line. It
+ * does when row-level security does not apply to it (disabled, the role has BYPASSRLS or owns the table without
+ * FORCE), or when a permissive policy for every command shows it every row (USING (true), no WITH CHECK or
+ * WITH CHECK (true)) and no restrictive policy narrows that. Anything else may hide pending rows today or
+ * tomorrow, so the service refuses rather than count what a policy lets it see. pg_policy is readable by
+ * every role; the check runs at startup and whenever the pending count finds row security active.
+ */
+export async function rowSecurityProblem(pool: Pool, t: Tables): Promise<string | null> {
+  const rel = `${quoteLiteral(t.annotations)}::regclass`;
+  const { rows } = await pool.query<{ active: boolean; sees_all: boolean; role: string }>(
+    `SELECT row_security_active(${rel}) AS active, current_user AS role,
+            EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = ${rel} AND p.polpermissive AND p.polcmd = '*'
+                      AND pg_get_expr(p.polqual, p.polrelid) = 'true'
+                      AND (p.polwithcheck IS NULL OR pg_get_expr(p.polwithcheck, p.polrelid) = 'true')
+                      AND ${appliesToMe('p')})
+            AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = ${rel} AND NOT p.polpermissive
+                              AND p.polcmd IN ('*', 'r', 'w') AND ${appliesToMe('p')}) AS sees_all`,
+  );
+  const row = rows[0];
+  if (!row?.active || row.sees_all) return null;
+  const role = quoteIdent(row.role);
+  return `row-level security on ${t.annotations} applies to role ${row.role} and no policy shows it every row: it would count and claim only what its policies let it see, and never train on the rest; grant it BYPASSRLS (ALTER ROLE ${role} BYPASSRLS) or a policy that shows it every row (CREATE POLICY training_controller ON ${t.annotations} TO ${role} USING (true) WITH CHECK (true))`;
+}
+
+/** Throws RowSecurityError when rowSecurityProblem has one. */
+export async function refuseRowSecurity(pool: Pool, t: Tables): Promise<void> {
+  const problem = await rowSecurityProblem(pool, t);
+  if (problem) throw new RowSecurityError(problem);
 }
 
 /** Publishes the gate target; returns the gate sequence as read right after (gate.ts, case 2). */

@@ -18,6 +18,8 @@ export interface MetricSources {
   countPending?: () => Promise<number>;
   /** Runs open now (submitting or running: 0 or 1, a unique index), so an alert can tell "waiting" from "stuck". */
   countOpenRuns?: () => Promise<number>;
+  /** What /readyz answers now (health.ts readiness): an alert sees every reason it names, not only some. */
+  ready?: () => boolean;
   /** The cluster's last answer (health.ts); null in print mode, and then no cluster series exist. */
   health?: Pick<Health, 'cluster'>;
 }
@@ -38,6 +40,14 @@ export function createMetrics(now: () => number = Date.now, sources: MetricSourc
     ...loopCounters(registry),
     ...notificationMetrics(registry, now, started),
     threshold: new Gauge({ name: 'training_controller_threshold', help: 'TRAINING_THRESHOLD', registers: [registry] }),
+    ready: new Gauge({
+      name: 'training_controller_ready',
+      help: '1 when /readyz answers ready, 0 while it names a reason (a step failing, row-level security hiding rows, the listener or the cluster down)',
+      registers: [registry],
+      collect() {
+        if (sources.ready) this.set(sources.ready() ? 1 : 0);
+      },
+    }),
     paused: new Gauge({
       name: 'training_controller_paused',
       help: '1 while paused by `training-controller pause` (as of the last recount: a pause NOTIFYs one at once)',

@@ -78,6 +78,21 @@ export const ALERT_SCENARIOS: AlertScenario[] = [
     fires: false,
   },
   {
+    // Row-level security hides the rows: the pending gauge keeps its last value (0), the service refuses to count.
+    name: 'not ready for 12 min, pending reads 0',
+    alert: 'TrainingControllerNotReady',
+    series: { ...healthy, training_controller_ready: '1 0x12', training_controller_pending_annotations: '0x13' },
+    evalTime: '12m',
+    fires: true,
+  },
+  {
+    name: 'not ready for 3 min (a database restart), then ready',
+    alert: 'TrainingControllerNotReady',
+    series: { ...healthy, training_controller_ready: '1 0x3 1x10' },
+    evalTime: '12m',
+    fires: false,
+  },
+  {
     name: 'LISTEN reconnecting for 4 min',
     alert: 'TrainingControllerListenDown',
     series: { ...healthy, training_controller_listener_connected: '1 0x10' },

@@ -194,6 +194,8 @@ export interface Infra {
 export interface EachRun extends Infra {
   /** The test's controller, if it started one: stopped after the test. */
   c: Running | null;
+  /** Runs `fn` after the test, once its controller stopped and before its database goes (last added, first run). */
+  onCleanup(fn: () => Promise<unknown>): void;
 }
 
 /**
@@ -201,7 +203,13 @@ export interface EachRun extends Infra {
  * stopped, the invariant checked (invariantViolations), and both torn down.
  */
 export function useEachRun(): EachRun {
-  const s = { c: null } as EachRun;
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const s = {
+    c: null,
+    onCleanup(fn: () => Promise<unknown>) {
+      cleanups.push(fn);
+    },
+  } as EachRun;
   beforeEach(async () => {
     s.db = await freshDatabase();
     s.kube = await FakeKube.start();
@@ -209,6 +217,7 @@ export function useEachRun(): EachRun {
   afterEach(async () => {
     await s.c?.stop();
     s.c = null;
+    for (const fn of cleanups.splice(0).reverse()) await fn();
     assert.deepEqual(await invariantViolations(s.db.pool), []);
     await s.kube.stop();
     await s.db.drop();

@@ -200,19 +200,25 @@ describe('SIGKILL in the middle of a chunked settle, then a restart', () => {
   });
 });
 
+async function baseline(
+  db: TestDb,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const r = await exec(process.execPath, [cliPath(), 'baseline', ...args], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, CHUNK_ROWS: '7', ...env },
+    });
+    return { code: 0, ...r };
+  } catch (err: unknown) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
 describe('training-controller baseline', () => {
   let db: TestDb;
-  const cli = async (args: string[], env: Record<string, string> = {}) => {
-    try {
-      const r = await exec(process.execPath, [cliPath(), 'baseline', ...args], {
-        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, CHUNK_ROWS: '7', ...env },
-      });
-      return { code: 0, ...r };
-    } catch (err: unknown) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  };
+  const cli = (args: string[], env: Record<string, string> = {}) => baseline(db, args, env);
   before(async () => {
     db = await freshDatabase();
   });
@@ -273,6 +279,7 @@ describe('training-controller baseline', () => {
     );
     const r = await cli(['--before', '2026-01-01T00:00:00Z', '--yes']);
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Baseline run #2: 12 annotations verified before 2026-01-01T00:00:00\.000Z marked used /);
     assert.deepEqual(
       (await runRows(db.pool)).map((x) => [x.state, x.annotation_count]),
       [
@@ -298,6 +305,56 @@ describe('training-controller baseline', () => {
   it('a bad --before is a usage error', async () => {
     const r = await cli(['--before', 'yesterday']);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /baseline --before must be a timestamp such as 2026-11-01T00:00:00Z \(got "yesterday"\)/);
+    assert.match(
+      r.stderr,
+      /^training-controller: baseline: --before must be an ISO 8601 timestamp with an offset, such as 2026-01-02T00:00:00Z or 2026-01-02T09:00:00\+09:00 \(got "yesterday"\) \(usage: training-controller baseline \[--before TIMESTAMP\] \[--yes\]\)\n$/,
+    );
+  });
+});
+
+// Issue 21, item 8: `--before 2026-01-01T00:00:00` was read in the time zone of the machine running the command
+// (under TZ=Asia/Tokyo: "Nothing pending" with 2 pending), and `12` or `1/2/2026` were taken as dates. README
+// "Big backlogs": the result does not depend on that machine's time zone.
+describe('baseline --before names one instant, whatever the TZ of the machine running it', () => {
+  let db: TestDb;
+  before(async () => {
+    db = await freshDatabase();
+    await db.pool.query('ALTER TABLE annotations ADD COLUMN verified_at timestamptz');
+    await db.pool.query(`INSERT INTO annotations (verified, verified_at) VALUES
+      (true, '2025-12-31T22:00:00Z'), (true, '2025-12-31T23:30:00Z'), (true, '2026-01-01T00:30:00Z')`);
+  });
+  after(async () => {
+    await db.drop();
+  });
+
+  it('refuses a cut-off without an offset, and prints the one it resolved in UTC, the same under UTC and Asia/Tokyo', async () => {
+    const seen: Record<string, string[]> = {};
+    for (const TZ of ['UTC', 'Asia/Tokyo']) {
+      const lines: string[] = [];
+      for (const before of ['2026-01-01T00:00:00', '12', '1/2/2026']) {
+        const r = await baseline(db, ['--before', before], { TZ });
+        assert.equal(r.code, 2, `TZ=${TZ} --before ${before}: ${r.stdout}`);
+        assert.equal(r.stderr.split('\n').length, 2, 'one line');
+        assert.match(
+          r.stderr,
+          new RegExp(
+            `^training-controller: baseline: --before must be an ISO 8601 timestamp with an offset, such as 2026-01-02T00:00:00Z .*\\(got "${before}`,
+          ),
+        );
+        lines.push(r.stderr);
+      }
+      for (const before of ['2026-01-01T09:00:00+09:00', '2026-01-01T00:00:00Z', '2025-12-31T00:00:00Z']) {
+        const r = await baseline(db, ['--before', before], { TZ });
+        assert.equal(r.code, 0, r.stderr);
+        lines.push(r.stdout);
+      }
+      seen[TZ] = lines;
+    }
+    assert.deepEqual(seen['Asia/Tokyo'], seen.UTC);
+    const [offset, utc, none] = seen.UTC!.slice(3);
+    assert.match(offset!, /^Would mark the 2 annotations verified before 2026-01-01T00:00:00\.000Z /);
+    assert.equal(utc, offset);
+    assert.equal(none, 'Nothing pending was verified before 2025-12-31T00:00:00.000Z: no baseline needed.\n');
+    assert.deepEqual(await runRows(db.pool), [], 'nothing changed');
   });
 });

@@ -5,8 +5,11 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pause, resume } from '../src/db/control.js';
 import { tables } from '../src/db/tables.js';
+import { LISTENING } from '../src/main.js';
+import { RECOUNTED } from '../src/loop/recountStep.js';
+import { spawnCli } from './support/child.js';
 import { verifyNew, type TestDb } from './support/db.js';
-import { counterValue, eventually, startController, useEachRun } from './support/harness.js';
+import { counterValue, eventually, sleep, startController, useEachRun } from './support/harness.js';
 
 const t = tables('public');
 
@@ -72,5 +75,32 @@ describe('max wait', () => {
     assert.equal(s.kube.creates.length, 0, 'paused: the overdue max wait starts nothing');
     await resume(s.db.pool, t);
     await eventually(() => s.kube.creates.length === 1, 'the run after resume', 5_000);
+  });
+
+  // Issue 21, item 7: Node replaces a timeout above 2^31−1 ms (24.8 days) with 1 ms, so a 30-day max wait was
+  // re-armed every millisecond: ~2,000 recounts and ~8,000 commits per 5 s, and TimeoutOverflowWarning lines
+  // on stderr that are not JSON. The service as deployed (its own process): the warning is process-wide.
+  it('TRAINING_MAX_WAIT_SECONDS=2592000 (30 days): no recount loop, no TimeoutOverflowWarning', async () => {
+    const child = spawnCli(['run'], {
+      DATABASE_URL: s.db.url,
+      KUBECONFIG: s.kube.kubeconfigPath,
+      TRAINING_MAX_WAIT_SECONDS: '2592000',
+      POLL_INTERVAL_SECONDS: '0',
+    });
+    try {
+      await child.logs.waitForMsg(LISTENING, 15_000);
+      await verifyNew(s.db.pool, 1);
+      // The recount that sees it pending arms the 30-day timer (its clock starts then).
+      await child.logs.waitFor((l) => l.msg === RECOUNTED && l.pending === 1);
+      await eventually(() => pendingSince(s.db), 'the clock to start');
+      await sleep(1_000); // what is under test is that nothing fires: 1 s held ~220 before the fix
+      const maxWait = child.logs.lines.filter((l) => l.msg === RECOUNTED && l.cause === 'max-wait').length;
+      assert.equal(maxWait, 0, `${maxWait} max-wait recounts in 1 s`);
+      assert.deepEqual(child.stderr, [], 'stderr: nothing (a TimeoutOverflowWarning is not a JSON line)');
+      assert.equal(s.kube.creates.length, 0);
+    } finally {
+      child.proc.kill('SIGTERM');
+      await child.exited;
+    }
   });
 });

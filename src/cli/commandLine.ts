@@ -5,8 +5,11 @@
 import { ConfigError } from '../core/config.js';
 import { TemplateError } from '../core/errors.js';
 
-/** A flag that stands alone (`--json`) or takes the next argument as its value (`--before TIMESTAMP`). */
-export type FlagKind = 'switch' | 'value';
+/**
+ * A flag that stands alone (`--json`), takes the next argument as its value (`--reason TEXT`), or takes an
+ * instant (`--before TIMESTAMP`: checked by parseInstant, and carried on in its UTC form).
+ */
+export type FlagKind = 'switch' | 'value' | 'instant';
 export type FlagSpec = Readonly<Record<string, FlagKind>>;
 
 export interface ParsedArgs {
@@ -49,9 +52,62 @@ export function parseArgs(command: string, spec: FlagSpec, args: readonly string
     const value = inline ?? args[++i];
     if (value === undefined || (inline === undefined && value.startsWith('--')))
       throw new UsageError(`${command}: ${name} needs a value`);
-    flags[name] = value;
+    flags[name] = kind === 'instant' ? instant(command, name, value) : value;
   }
   return { flags, help };
+}
+
+const INSTANT_EXAMPLE = 'such as 2026-01-02T00:00:00Z or 2026-01-02T09:00:00+09:00';
+
+function instant(command: string, name: string, value: string): string {
+  const parsed = parseInstant(value);
+  if ('at' in parsed) return parsed.at.toISOString();
+  const why = parsed.why ? `: ${parsed.why}` : '';
+  throw new UsageError(
+    `${command}: ${name} must be an ISO 8601 timestamp with an offset, ${INSTANT_EXAMPLE} (got "${value}"${why})`,
+  );
+}
+
+const ISO_INSTANT =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?$/;
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+
+/**
+ * An instant as the command line takes it: an ISO 8601 date and time with an explicit offset (`Z`, `+09:00`,
+ * `+0900`, `+09`; seconds and a fraction optional, a space allowed for the `T`). Nothing else: `new Date()`
+ * reads `2026-01-02T00:00:00` in the time zone of the machine running the command (under TZ=Asia/Tokyo a
+ * baseline said "Nothing pending" with 2 pending) and takes `12` or `1/2/2026` as dates (issue 21). A date
+ * alone is refused too, though `new Date()` reads it as midnight UTC: an operator typing a day means their
+ * own, and in Tokyo midnight UTC is 09:00: nine hours of verifications would land on the wrong side of
+ * the cut-off without a word; writing the time and offset costs one retype. Pure: uses no local time zone.
+ * Returns the instant, or why the text is not one (empty when it looks like no timestamp at all).
+ */
+export function parseInstant(text: string): { at: Date } | { why: string } {
+  const m = ISO_INSTANT.exec(text);
+  if (!m) {
+    if (DATE_ONLY.test(text))
+      return { why: `a date alone names no time zone: for midnight UTC write ${text}T00:00:00Z` };
+    return { why: '' };
+  }
+  const [, y, mo, d, h, mi, sec, frac = '', z, sign, oh, om] = m;
+  if (!z && !sign) return { why: 'no offset: add Z for UTC, or the offset such as +09:00' };
+  const n = (field: string | undefined): number => Number(field ?? 0);
+  const ms = Number(frac.slice(0, 3).padEnd(3, '0')); // a finer fraction than the ms a Date holds is cut
+  const wall = Date.UTC(n(y), n(mo) - 1, n(d), n(h), n(mi), n(sec), ms);
+  // Date.UTC rolls 2026-02-30 over to March 2: a field out of range shows in what comes back.
+  const back = new Date(wall);
+  const exists =
+    back.getUTCFullYear() === n(y) &&
+    back.getUTCMonth() === n(mo) - 1 &&
+    back.getUTCDate() === n(d) &&
+    n(h) < 24 &&
+    n(mi) < 60 &&
+    n(sec) < 60 &&
+    n(oh) < 24 &&
+    n(om) < 60;
+  if (!exists) return { why: 'no such date or time' };
+  const offsetMinutes = (sign === '-' ? -1 : 1) * (n(oh) * 60 + n(om));
+  return { at: new Date(wall - offsetMinutes * 60_000) };
 }
 
 // How the CLI ends.

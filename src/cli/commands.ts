@@ -6,7 +6,7 @@
 import { POOLED_MIGRATE, transactionPooled } from '../db/pooler.js';
 import { dump } from 'js-yaml';
 import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
-import { exitCode, fail, firstLine, UsageError, type FlagSpec } from './commandLine.js';
+import { exitCode, fail, firstLine, type FlagSpec } from './commandLine.js';
 import { embeddedUrl, type Config } from '../core/config.js';
 import { createPool, type Pool } from '../db/pool.js';
 import type { Logger } from '../core/logger.js';
@@ -89,16 +89,10 @@ async function renderJobCommand({ config }: CommandContext): Promise<void> {
   }
 }
 
-function beforeFlag(value: string | true | undefined): Date | null {
-  if (typeof value !== 'string') return null;
-  const before = new Date(value);
-  if (Number.isNaN(before.getTime()))
-    throw new UsageError(`baseline --before must be a timestamp such as 2026-11-01T00:00:00Z (got "${value}")`);
-  return before;
-}
-
 async function baselineCommand(ctx: CommandContext): Promise<void> {
-  const before = beforeFlag(ctx.flags['--before']);
+  // An instant flag: parseArgs checked it has an offset and gives it in UTC (…Z), read the same in any TZ.
+  const given = ctx.flags['--before'];
+  const before = typeof given === 'string' ? new Date(given) : null;
   return withPool(ctx, 'baseline', async (pool) => {
     const deps = {
       pool,
@@ -115,8 +109,10 @@ async function baselineCommand(ctx: CommandContext): Promise<void> {
     }
     if (!ctx.flags['--yes'] || (plan.count === 0 && !plan.resumes)) {
       const nothing = plan.count === 0 && !plan.resumes;
+      // With --before, the cut-off as it was resolved (UTC) is in every answer: "nothing" is about that instant.
+      const scope = before ? ` was verified before ${before.toISOString()}` : '';
       process.stdout.write(
-        `${nothing ? 'Nothing pending: no baseline needed.' : describePlan(plan, deps.tables.annotations)}\n`,
+        `${nothing ? `Nothing pending${scope}: no baseline needed.` : describePlan(plan, deps.tables.annotations)}\n`,
       );
       return;
     }
@@ -130,8 +126,10 @@ async function baselineCommand(ctx: CommandContext): Promise<void> {
         process.stderr.write(`baseline: ${marked} of ${plan.count} marked\n`);
       }
     });
+    // A resumed baseline keeps the cut-off it was started with, which this --before need not be.
+    const scope = before && !plan.resumes ? ` verified before ${before.toISOString()}` : '';
     process.stdout.write(
-      `Baseline run #${run.id}: ${run.annotationCount} annotations marked used without training (${run.jobName}).\n`,
+      `Baseline run #${run.id}: ${run.annotationCount} annotations${scope} marked used without training (${run.jobName}).\n`,
     );
   });
 }
@@ -181,9 +179,9 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
   baseline: {
     args: '[--before TIMESTAMP] [--yes]',
     summary:
-      'first deployment: mark the annotations pending now (or verified before TIMESTAMP) as\nused without training them; without --yes, only say how many',
+      'first deployment: mark the annotations pending now (or verified before TIMESTAMP, ISO 8601\nwith an offset: 2026-01-02T00:00:00Z) as used without training them; without --yes,\nonly say how many',
     database: true,
-    flags: { '--before': 'value', '--yes': 'switch' },
+    flags: { '--before': 'instant', '--yes': 'switch' },
     run: baselineCommand,
   },
   pause: {

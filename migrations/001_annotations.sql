@@ -15,6 +15,21 @@ BEGIN
   END IF;
 END $$;
 
+-- A partitioned annotations table (issue 21): 002 adds a foreign key NOT VALID and 003/007 build indexes
+-- CONCURRENTLY, neither of which PostgreSQL allows on a partitioned table, and the plain forms would block the
+-- Triage API's writes for a scan of the whole table. psql stopped half way through 002 (two columns added, no
+-- foreign key). Refuse here, before anything changes; `migrate` asks the same before it takes its lock
+-- (src/db/migrate.ts partitionedRefusal, same words).
+DO $$
+DECLARE
+  target text := current_setting('training_controller.schema');
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = target AND c.relname = 'annotations' AND c.relkind = 'p') THEN
+    RAISE EXCEPTION 'annotations in schema % is a partitioned table, which the migrations do not support: PostgreSQL cannot add a NOT VALID foreign key to one or build an index on one CONCURRENTLY, and without those they would block the Triage API''s writes for a scan of the whole table; nothing was changed (README "Partitioned annotations")', target;
+  END IF;
+END $$;
+
 -- The annotations table belongs to the Triage API. This creates a minimal one only where none exists
 -- (a fresh database, the tests, docker-compose); on a real database it changes nothing.
 -- Every column but `verified` has a default, so `INSERT INTO annotations (verified) VALUES (true)` works.

@@ -10,6 +10,7 @@ import { forSchema } from '../src/db/psqlScript.js';
 import { migrationsDir } from '../src/core/paths.js';
 import { tables } from '../src/db/tables.js';
 import { missingSchema } from '../src/db/schemaCheck.js';
+import { cliPath } from './support/child.js';
 import { freshDatabase, type TestDb } from './support/db.js';
 
 const exec = promisify(execFile);
@@ -60,6 +61,52 @@ describe('migrations applied with psql', { skip: psqlAvailable() ? false : 'psql
       await applyWithPsql(db, ['-v', 'schema=triage']);
       assert.deepEqual(await missingSchema(db.pool, tables('triage')), []);
       assert.equal((await db.pool.query("SELECT to_regclass('public.annotations') AS t")).rows[0].t, null);
+    } finally {
+      await db.drop();
+    }
+  });
+});
+
+describe('a partitioned annotations table (issue 21)', {
+  skip: psqlAvailable() ? false : 'psql is not installed',
+}, () => {
+  // What the migrations would have added: any of these left behind is a half-applied migration.
+  const ours = async (db: TestDb) =>
+    (
+      await db.pool.query<{ name: string }>(
+        `SELECT relname AS name FROM pg_class WHERE relname LIKE 'training%' OR relname LIKE 'annotations_%'
+         UNION ALL SELECT attname FROM pg_attribute
+          WHERE attrelid = 'annotations'::regclass AND attname IN ('used_for_training', 'training_run_id')`,
+      )
+    ).rows.map((r) => r.name);
+
+  it('migrate and psql both refuse in the same one line, and nothing of ours is left behind', async () => {
+    const db = await freshDatabase(undefined, { migrate: false });
+    try {
+      await db.pool.query(`CREATE TABLE annotations (id bigserial, verified boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at)`);
+      await db.pool.query(`CREATE TABLE annotations_2026 PARTITION OF annotations
+        FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+      const before = await ours(db);
+      const want =
+        /^.*annotations in schema public is a partitioned table, which the migrations do not support: .*nothing was changed \(README "Partitioned annotations"\)$/m;
+
+      const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
+      }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.equal(migrated.code, 1);
+      assert.equal(migrated.stderr.trim().split('\n').length, 1, migrated.stderr);
+      assert.match(migrated.stderr, want);
+
+      const psql = await applyWithPsql(db, []).then(
+        () => '',
+        (e: { stderr: string }) => e.stderr,
+      );
+      assert.match(psql, want);
+      assert.deepEqual(await ours(db), before, 'nothing added by either');
     } finally {
       await db.drop();
     }

@@ -45,6 +45,17 @@ export function serverTooOld(versionNum: number, version: string): string | null
   return `PostgreSQL ${version} is too old: the migrations need PostgreSQL 14 or newer (CREATE OR REPLACE TRIGGER in 006); upgrade the server`;
 }
 
+/** One line for a partitioned annotations table (migration 001 raises the same words), or null. */
+export async function partitionedRefusal(client: PoolClient, t: Tables): Promise<string | null> {
+  const { rows } = await client.query<{ partitioned: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE n.nspname = $1 AND c.relname = 'annotations' AND c.relkind = 'p') AS partitioned`,
+    [t.schema],
+  );
+  if (!rows[0]?.partitioned) return null;
+  return `annotations in schema ${t.schema} is a partitioned table, which the migrations do not support: PostgreSQL cannot add a NOT VALID foreign key to one or build an index on one CONCURRENTLY, and without those they would block the Triage API's writes for a scan of the whole table; nothing was changed (README "Partitioned annotations")`;
+}
+
 /**
  * Applies the migrations not yet recorded, in order, under a session advisory lock so two processes (two
  * pods, an init container and an operator) apply them one after the other. Each file is idempotent
@@ -64,6 +75,8 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
     );
     const tooOld = serverTooOld(Number(v[0]?.num), String(v[0]?.version));
     if (tooOld) throw new Error(tooOld);
+    const partitioned = await partitionedRefusal(client, t);
+    if (partitioned) throw new Error(partitioned);
     return await withSessionLock(
       client,
       LOCK_KEYS.migrate,

@@ -6,6 +6,8 @@ import pg from 'pg';
 export interface PacedWriter {
   /** Longest answer time (ms) since the last mark() (or the start). */
   worst(): number;
+  /** Answers since the last mark() that took longer than `ms` (issue 21: a commit must stay ≤ 100 ms). */
+  over(ms: number): number;
   /** Starts a new window for worst(); returns the old window's worst. */
   mark(): number;
   count(): number;
@@ -17,6 +19,7 @@ export async function startPacedWriter(url: string, sql: string, ids: () => numb
   await c.connect();
   let worst = 0;
   let n = 0;
+  let window: number[] = [];
   let running = true;
   const loop = (async () => {
     while (running) {
@@ -24,15 +27,18 @@ export async function startPacedWriter(url: string, sql: string, ids: () => numb
       await c.query(sql, [ids()]);
       const took = performance.now() - t0;
       worst = Math.max(worst, took);
+      window.push(took);
       n++;
       await new Promise((r) => setTimeout(r, Math.max(0, everyMs - took)));
     }
   })();
   return {
     worst: () => worst,
+    over: (ms) => window.filter((t) => t > ms).length,
     mark() {
       const w = worst;
       worst = 0;
+      window = [];
       return w;
     },
     count: () => n,

@@ -14,15 +14,21 @@ import {
   type V1JobList,
   type V1Pod,
 } from '@kubernetes/client-node';
+import type { Config } from '../core/config.js';
 import { jobOutcome } from '../core/jobOutcome.js';
 import type { ClusterConfig } from './clusterConfig.js';
 import { APP_SELECTOR, SETTLE_FINALIZER } from './jobTemplate.js';
 import { statusError, toKubeError } from './errors.js';
 import { openWatch, type WatchEvent, type WatchHandle } from './watch.js';
 
-// kube-apiserver's default --request-timeout: a create still unanswered after 60 s has been abandoned by the
-// server too, so a 404 read after that is definite. Before it, a slow admission webhook may still persist it.
-export const GIVE_UP_QUIET_MS = 60_000;
+/**
+ * How long after a create attempt its Job may still appear. The API server abandons a request after its
+ * --request-timeout (KUBE_SERVER_REQUEST_TIMEOUT_SECONDS, 60 s by default), so a 404 read after that is
+ * definite; before it, a slow admission webhook may still persist the Job whose answer the client gave up on.
+ */
+export function lateCreateWindowMs(config: Pick<Config, 'kubeServerRequestTimeoutSeconds'>): number {
+  return config.kubeServerRequestTimeoutSeconds * 1000;
+}
 
 // delete: `training-controller cancel` (issue #11); the service deletes the Job, the CLI never talks to the cluster.
 export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch', 'delete'] as const;

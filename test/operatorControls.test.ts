@@ -8,6 +8,7 @@ import pg from 'pg';
 import { PAUSED_LOG, RESUMED_LOG } from '../src/ops/controlLog.js';
 import { CANCELLED } from '../src/loop/reconciler.js';
 import { CLAIMING_IN_CHUNKS } from '../src/loop/dispatcher.js';
+import { NOT_SENT } from '../src/loop/submit.js';
 import { runOperatorCommand } from '../src/cli/operator.js';
 import { tables } from '../src/db/tables.js';
 import { cliPath } from './support/child.js';
@@ -244,6 +245,43 @@ describe('operator controls', () => {
   for (const slow of ['dispatch', 'retry'] as const)
     it(`cancel while a create is unanswered after a slow ${slow}: its late Job never overlaps the next run's`, () =>
       cancelDuringLateCreate(s, slow));
+
+  it('a cancel recorded before the create is sent: the create is never sent', async () => {
+    s.c = await startController(s.db.url, s.kube, { CHUNK_ROWS: '10' });
+    await verifyNew(s.db.pool, 500);
+    await s.c.logs.waitForMsg(CLAIMING_IN_CHUNKS);
+    const holder = new pg.Client({ connectionString: s.db.url });
+    await holder.connect();
+    let cancelling: ReturnType<typeof runOperatorCommand> | null = null;
+    try {
+      // The claim held between two chunks; the cancel queues behind the same row lock, ahead of the next chunk.
+      await holder.query('BEGIN');
+      const { rows } = await holder.query('SELECT claim_pending FROM training_runs WHERE id = 1 FOR UPDATE');
+      assert.equal(rows[0]?.claim_pending, true, 'the claim is held part way');
+      cancelling = runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
+      await eventually(
+        async () =>
+          (
+            await s.db.pool.query(
+              "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%cancel_requested_at%'",
+            )
+          ).rowCount,
+        'the cancel to wait for the row',
+      );
+    } finally {
+      await holder.query('COMMIT');
+      await holder.end();
+    }
+    const r = await cancelling;
+    assert.equal(r?.code, 0, r?.text);
+    assert.match(r?.text ?? '', /its Job was never confirmed created/);
+    await s.c.logs.waitForMsg(NOT_SENT);
+    assert.deepEqual(
+      s.kube.arrivals.filter((a) => a.verb === 'create'),
+      [],
+    );
+    assert.equal((await runRows(s.db.pool))[0]?.state, 'cancelled');
+  });
 
   it('trigger starts a run below the threshold and through a back-off, and refuses in one line when it cannot', async () => {
     s.c = await startController(s.db.url, s.kube, { RETRY_BACKOFF_SECONDS: '600' });

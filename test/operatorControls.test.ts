@@ -246,6 +246,26 @@ describe('operator controls', () => {
     it(`cancel while a create is unanswered after a slow ${slow}: its late Job never overlaps the next run's`, () =>
       cancelDuringLateCreate(s, slow));
 
+  it("a cancelled run's Job that lands late is deleted when it appears, not at the next periodic reconcile", async () => {
+    // Until then its pod trains on a batch that is pending again (RECONCILE_INTERVAL_SECONDS, 30 s by default).
+    s.c = await startController(s.db.url, s.kube, {
+      KUBE_REQUEST_TIMEOUT_MS: '300',
+      RECONCILE_INTERVAL_SECONDS: '3600',
+    });
+    let release: () => void = () => undefined;
+    s.kube.inject({ verb: 'create', until: new Promise<void>((resolve) => (release = resolve)), times: 5 });
+    await verifyNew(s.db.pool, 50);
+    await s.c.logs.waitForMsg('Job create failed, will retry the same name');
+    const r = await runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
+    assert.match(r.text, /its Job was never confirmed created/);
+    await sleep(1000); // past the create's retry timer (its lease, 550 ms): no reconcile is due now
+    await s.c.service.controller.idle();
+    release();
+    const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;
+    await eventually(() => !s.kube.jobs.has(`default/${late.name}`), 'the late Job to be deleted', 3000);
+    assert.ok(s.kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background'));
+  });
+
   it('a cancel recorded before the create is sent: the create is never sent', async () => {
     s.c = await startController(s.db.url, s.kube, { CHUNK_ROWS: '10' });
     await verifyNew(s.db.pool, 500);

@@ -7,7 +7,7 @@
 //   running    → Complete: succeeded (its still-verified annotations used) · Failed: failed, released ·
 //                deleted before it finished: lost, released. Then our finalizer comes off the Job.
 //   either, with a cancel requested (`training-controller cancel`) → cancelled, released; its Job deleted.
-// Runs on every watch event that finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
+// Runs on every watch event that adds, finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
 import type { V1Job } from '@kubernetes/client-node';
 import { errorMessage } from '../core/errors.js';
 import { deletedOutcome, jobOutcome } from '../core/jobOutcome.js';

@@ -12,7 +12,7 @@ import { Controller } from './loop/controller.js';
 import { newHealth, readiness, type Health, type ReadinessLimits } from './core/health.js';
 import { startHttp, type HttpServer } from './ops/http.js';
 import { JobWatch, JobWatches } from './loop/jobWatch.js';
-import { createJobsApi, type JobsApi } from './kube/jobs.js';
+import { createJobsApi, lateCreateWindowMs, type JobsApi } from './kube/jobs.js';
 import type { ClusterConfig } from './kube/clusterConfig.js';
 import { CHANNEL, Listener } from './loop/listener.js';
 import type { Logger } from './core/logger.js';
@@ -79,6 +79,7 @@ function buildController(p: Parts): { controller: Controller; watches: JobWatche
     health.cluster.error = error;
     if (error === null) health.cluster.okAt = timers.now();
   };
+  const createLandsWithinMs = lateCreateWindowMs(config);
   const submitDeps = {
     pool: p.db.pool,
     tables: p.db.tables,
@@ -100,11 +101,26 @@ function buildController(p: Parts): { controller: Controller; watches: JobWatche
     timers,
     metrics,
     health,
-    dispatcher: { ...submitDeps, config, jobs, mode, namespace, maxWait: maxWaitOf(config), now: () => timers.now() },
+    dispatcher: {
+      ...submitDeps,
+      config,
+      jobs,
+      mode,
+      namespace,
+      maxWait: maxWaitOf(config),
+      createLandsWithinMs,
+      now: () => timers.now(),
+    },
     // A create attempt may be in flight for the whole request timeout (+250 ms for the clocks of two
     // replicas). Should a slow server still create the Job after that, the retry's 409 adopts it by its label.
     reconciler: jobs
-      ? { ...submitDeps, jobs, createLeaseMs: config.kubeRequestTimeoutMs + 250, now: () => timers.now() }
+      ? {
+          ...submitDeps,
+          jobs,
+          createLeaseMs: config.kubeRequestTimeoutMs + 250,
+          createLandsWithinMs,
+          now: () => timers.now(),
+        }
       : null,
     watchNamespaces: (namespaces) => watches?.ensure(namespaces),
   });

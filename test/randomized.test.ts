@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { runOperatorCommand } from '../src/cli/operator.js';
-import { GIVE_UP_QUIET_MS } from '../src/kube/jobs.js';
+import { lateCreateWindowMs } from '../src/kube/jobs.js';
+import { loadConfig } from '../src/core/config.js';
 import { PENDING } from '../src/db/annotations.js';
 import { tables } from '../src/db/tables.js';
 import { freshDatabase, invariantViolations, type TestDb } from './support/db.js';
@@ -235,9 +236,9 @@ describe('randomized: the invariant holds whatever fails where', { concurrency: 
             return open.rowCount === 0 && pending.rows[0].n < 20;
           },
           'the system to come to rest',
-          // A run cancelled while its create was unanswered holds the next one for 60 s (GIVE_UP_QUIET_MS: the
+          // A run cancelled while its create was unanswered holds the next one for ~60 s (lateCreateWindowMs: the
           // API server may still persist that Job), so rest can be that far away.
-          GIVE_UP_QUIET_MS + 30_000,
+          lateCreateWindowMs(loadConfig(ENV)) + 30_000,
           200,
         );
         assert.deepEqual(await invariantViolations(db.pool), []);

@@ -111,7 +111,7 @@ function cancelled(run: Run): string {
 function jobFate(run: Run): string {
   return run.submittedAt
     ? `the service deletes its Job (retrying until the API server accepts; \`kubectl get job ${run.jobName}\` shows when it is gone)`
-    : 'its Job was never confirmed created (one that still lands is deleted, and the next run waits 60 s for that)';
+    : 'its Job was never confirmed created (one that still lands is deleted, and the next run waits until that create can no longer land)';
 }
 
 async function triggerCommand(

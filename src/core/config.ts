@@ -53,6 +53,11 @@ export interface Config {
   jobTemplateFile: string;
   jobTtlSeconds: number;
   kubeRequestTimeoutMs: number;
+  /**
+   * The API server's own request timeout (kube-apiserver --request-timeout): how long a create the controller
+   * stopped waiting for may still persist its Job.
+   */
+  kubeServerRequestTimeoutSeconds: number;
   dispatchMode: Exclude<DispatchMode, 'print'>;
   httpPort: number;
   logLevel: LogLevel;
@@ -95,6 +100,8 @@ const schema = {
   jobTemplateFile: { env: 'JOB_TEMPLATE_FILE', default: '', format: String },
   jobTtlSeconds: { env: 'JOB_TTL_SECONDS', ...int(3600, MIN_JOB_TTL_SECONDS, 31_536_000) },
   kubeRequestTimeoutMs: { env: 'KUBE_REQUEST_TIMEOUT_MS', ...int(10_000, 100, 600_000) },
+  // kube-apiserver's --request-timeout defaults to 1m0s; a cluster that raised it must say so here.
+  kubeServerRequestTimeoutSeconds: { env: 'KUBE_SERVER_REQUEST_TIMEOUT_SECONDS', ...int(60, 1, 3600) },
   dispatchMode: { env: 'DISPATCH_MODE', default: 'kubernetes', format: oneOf('kubernetes', 'dry-run') },
   httpPort: { env: 'HTTP_PORT', ...int(8080, 0, 65535) },
   logLevel: {
@@ -177,6 +184,7 @@ function toConfig(raw: Raw, stdoutIsTty: boolean): Config {
     jobTemplateFile: str('jobTemplateFile'),
     jobTtlSeconds: num('jobTtlSeconds'),
     kubeRequestTimeoutMs: num('kubeRequestTimeoutMs'),
+    kubeServerRequestTimeoutSeconds: num('kubeServerRequestTimeoutSeconds'),
     dispatchMode: str('dispatchMode') as Exclude<DispatchMode, 'print'>,
     httpPort: num('httpPort'),
     logLevel: str('logLevel') as LogLevel,

@@ -77,6 +77,21 @@ export async function leaseCreateAttempt(q: Queryable, t: Tables, id: number, le
 }
 
 /**
+ * Stamps a create attempt as sent now, right before its request goes out: a run cancelled while that create is
+ * unanswered holds the next run for lateCreateWindowMs from this instant (cancelledInFlight), and a run is given
+ * up only that long after it (recordOutcome), so the stamp must not come before anything slow (a chunked claim,
+ * a read by name). False when the run is no longer to be created: it ended (another replica), or a cancel was
+ * requested, which the reconciler carries out; no create is sent then.
+ */
+export async function stampCreateSent(q: Queryable, t: Tables, id: number): Promise<boolean> {
+  const { rowCount } = await q.query(
+    `UPDATE ${t.runs} SET last_attempt_at = now() WHERE id = $1 AND state = 'submitting' AND cancel_requested_at IS NULL`,
+    [id],
+  );
+  return rowCount === 1;
+}
+
+/**
  * A run whose chunked work a crash (or a lost connection) left unfinished: a settle whose outcome is recorded,
  * or a baseline part way. Nothing new starts until it is finished (README "Big backlogs").
  */
@@ -88,9 +103,10 @@ export async function unfinishedRun(q: Queryable, t: Tables): Promise<Run | null
 }
 
 /**
- * A run cancelled while its Job create had not answered (no Job confirmed), its last attempt less than
- * `quietMs` ago: a slow API server (an admission webhook) may still persist that Job, so the next run waits
- * until then (the reconciler deletes such a Job when it appears). `untilMs` is on the database clock.
+ * A run cancelled while its Job create had not answered (no Job confirmed), its last create sent less than
+ * `quietMs` ago (stampCreateSent): a slow API server (an admission webhook) may still persist that Job, so the
+ * next run waits until then (the reconciler deletes such a Job when it appears). `untilMs` is on the database
+ * clock.
  */
 export async function cancelledInFlight(
   q: Queryable,

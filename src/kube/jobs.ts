@@ -14,15 +14,28 @@ import {
   type V1JobList,
   type V1Pod,
 } from '@kubernetes/client-node';
+import type { Config } from '../core/config.js';
 import { jobOutcome } from '../core/jobOutcome.js';
 import type { ClusterConfig } from './clusterConfig.js';
 import { APP_SELECTOR, SETTLE_FINALIZER } from './jobTemplate.js';
 import { statusError, toKubeError } from './errors.js';
 import { openWatch, type WatchEvent, type WatchHandle } from './watch.js';
 
-// kube-apiserver's default --request-timeout: a create still unanswered after 60 s has been abandoned by the
-// server too, so a 404 read after that is definite. Before it, a slow admission webhook may still persist it.
-export const GIVE_UP_QUIET_MS = 60_000;
+/**
+ * How long after a create is sent (its stamp, db/runs.ts stampCreateSent) its Job may still appear. The request
+ * reaches the API server at the latest when the client gives up on it (KUBE_REQUEST_TIMEOUT_MS, plus
+ * SEND_SLACK_MS for the stamp's answer and the Job's build before the client's timer starts); the server
+ * abandons it after its own --request-timeout (KUBE_SERVER_REQUEST_TIMEOUT_SECONDS, 60 s by default), so a 404
+ * read after that is definite. Before it, a slow admission webhook may still persist the Job whose answer the
+ * client gave up on.
+ */
+export function lateCreateWindowMs(
+  config: Pick<Config, 'kubeRequestTimeoutMs' | 'kubeServerRequestTimeoutSeconds'>,
+): number {
+  return SEND_SLACK_MS + config.kubeRequestTimeoutMs + config.kubeServerRequestTimeoutSeconds * 1000;
+}
+
+const SEND_SLACK_MS = 1000;
 
 // delete: `training-controller cancel` (issue #11); the service deletes the Job, the CLI never talks to the cluster.
 export const RBAC_VERBS = ['create', 'get', 'list', 'watch', 'patch', 'delete'] as const;

@@ -16,7 +16,7 @@ import { dropTrigger, readControl, runStarted } from '../db/control.js';
 import { rollback, withTransaction, type Pool, type PoolClient, type Rollback } from '../db/pool.js';
 import { decideDispatch, IN_PROGRESS, type Decision, type DispatchFacts } from '../core/decide.js';
 import { buildJob, freeName, jobName, jobSummary } from '../kube/jobTemplate.js';
-import { GIVE_UP_QUIET_MS, unfinishedJobs, type JobsApi } from '../kube/jobs.js';
+import { unfinishedJobs, type JobsApi } from '../kube/jobs.js';
 import { isLockTimeout, LOCK_KEYS, tryXactLock } from '../db/locks.js';
 import { cancelledInFlight, failureHistory, namesLike, openRun, runById, unfinishedRun } from '../db/runs.js';
 import { countPendingExact } from '../db/annotations.js';
@@ -38,6 +38,8 @@ export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
   mode: DispatchMode;
   namespace: string;
   maxWait: MaxWait;
+  /** How long after a create attempt its Job may still appear (kube/jobs.ts lateCreateWindowMs). */
+  createLandsWithinMs: number;
   now(): number;
 }
 
@@ -53,7 +55,7 @@ export const TRIGGER_DROPPED = 'Manual trigger request dropped';
 export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
   // The list is needed only when no run blocks (an open run skips first): read that without the lock, and let
   // the transaction confirm it.
-  const activeJobs = deps.jobs && !(await blockingRun(deps.pool, deps.tables)) ? await activeJobNames(deps) : null;
+  const activeJobs = deps.jobs && !(await blockingRun(deps, deps.pool)) ? await activeJobNames(deps) : null;
   let facts: Facts | null = null;
   const withList = await withTransaction(deps.pool, async (client) => {
     if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) return rollback<Locked | Rehearsal>({ kind: 'locked' });
@@ -98,11 +100,12 @@ async function activeJobNames(deps: DispatcherDeps): Promise<string[]> {
 }
 
 /** A run that blocks the next one: open, still settling or baselining, or cancelled with its create unanswered. */
-async function blockingRun(q: Pool | PoolClient, tables: DispatcherDeps['tables']): Promise<DispatchFacts['openRun']> {
+async function blockingRun(deps: DispatcherDeps, q: Pool | PoolClient): Promise<DispatchFacts['openRun']> {
+  const { tables } = deps;
   return (
     (await openRun(q, tables)) ??
     busy(await unfinishedRun(q, tables)) ??
-    inFlight(await cancelledInFlight(q, tables, GIVE_UP_QUIET_MS))
+    inFlight(await cancelledInFlight(q, tables, deps.createLandsWithinMs))
   );
 }
 
@@ -117,7 +120,7 @@ async function gatherFacts(
   listed: string[] | null,
 ): Promise<Facts | null> {
   const { config, tables } = deps;
-  const open = await blockingRun(client, tables);
+  const open = await blockingRun(deps, client);
   if (!open && deps.jobs && listed === null) return null;
   const activeJobs = open ? [] : (listed ?? []);
   const history = await failureHistory(client, tables);

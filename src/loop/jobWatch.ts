@@ -1,5 +1,6 @@
 // Watches Jobs labelled app=sentinel-training in one namespace and reports the events that can end a run
-// (finished, being deleted, deleted). JobWatches keeps one per namespace that holds work: the configured one
+// (finished, being deleted, deleted) or need a reconcile at once (added: a cancelled run's create that landed
+// late, whose pod would otherwise train on a released batch until the next periodic pass). JobWatches keeps one per namespace that holds work: the configured one
 // and the open run's, which differ after TRAINING_NAMESPACE changed while a run trained.
 // list → watch from its resourceVersion → on a closed stream watch again; on 410 Gone / Expired or any
 // error, list again after a back-off. client-node 1.4's Watch has no client-side timeout, so a stream that
@@ -28,7 +29,7 @@ export class JobWatch {
     readonly namespace: string,
     private readonly timers: Timers,
     private readonly logger: Logger,
-    /** A Job finished or disappeared: something to reconcile. */
+    /** A Job appeared, finished or disappeared: something to reconcile. */
     private readonly onChange: () => void,
   ) {}
 
@@ -62,6 +63,7 @@ export class JobWatch {
             if (job.metadata?.resourceVersion) resourceVersion = job.metadata.resourceVersion;
             if (
               type === 'DELETED' ||
+              type === 'ADDED' ||
               (type !== 'BOOKMARK' && (jobOutcome(job).finished || job.metadata?.deletionTimestamp))
             )
               this.onChange();

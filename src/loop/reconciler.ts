@@ -3,16 +3,16 @@
 // so a change of TRAINING_NAMESPACE never orphans or duplicates a run.
 //   submitting → read the Job by name first (a create whose answer was lost may have made it): ours → running.
 //                None → create again under the same name once the lease expired. After MAX_CREATE_ATTEMPTS:
-//                failed and released, but only on a definite 404, read GIVE_UP_QUIET_MS after the last attempt.
+//                failed and released, but only on a definite 404, read lateCreateWindowMs after the last attempt.
 //   running    → Complete: succeeded (its still-verified annotations used) · Failed: failed, released ·
 //                deleted before it finished: lost, released. Then our finalizer comes off the Job.
 //   either, with a cancel requested (`training-controller cancel`) → cancelled, released; its Job deleted.
-// Runs on every watch event that finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
+// Runs on every watch event that adds, finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
 import type { V1Job } from '@kubernetes/client-node';
 import { errorMessage } from '../core/errors.js';
 import { deletedOutcome, jobOutcome } from '../core/jobOutcome.js';
 import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from '../kube/jobTemplate.js';
-import { GIVE_UP_QUIET_MS, type JobsApi } from '../kube/jobs.js';
+import type { JobsApi } from '../kube/jobs.js';
 import { finishClaim, finishSettle, settleReleased, settleSucceeded } from '../db/chunks.js';
 import { checkRunPods } from './runPods.js';
 import { leaseCreateAttempt, markRunning, openRun, recentNamespaces, runStates, unfinishedRun } from '../db/runs.js';
@@ -37,6 +37,8 @@ export interface ReconcilerDeps extends SubmitDeps {
   jobs: JobsApi;
   /** How long a create attempt may be in flight: no second attempt on the same run before it expires. */
   createLeaseMs: number;
+  /** How long after a create attempt its Job may still appear (kube/jobs.ts lateCreateWindowMs). */
+  createLandsWithinMs: number;
   /** The clock for how long a pod has been unschedulable (runPods.ts); Date.now when absent. */
   now?: () => number;
 }
@@ -128,7 +130,7 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
     const job = await deps.jobs.get(run.namespace, run.jobName);
     if (job && isOurs(job, run)) return adopt(deps, run, job);
     const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
-    if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: GIVE_UP_QUIET_MS })))
+    if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: deps.createLandsWithinMs })))
       return { ...WAITING, retrySubmit: true };
     deps.metrics.runsFinished.inc({ state: 'failed' });
     deps.logger.warn(

@@ -8,7 +8,7 @@ import type { JobsApi } from '../kube/jobs.js';
 import { KubeError } from '../kube/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Metrics } from '../ops/metrics.js';
-import { markRunning, namesLike, rename } from '../db/runs.js';
+import { markRunning, namesLike, rename, stampCreateSent } from '../db/runs.js';
 import { settleReleased } from '../db/chunks.js';
 import type { Run } from '../core/run.js';
 
@@ -16,6 +16,8 @@ import type { Run } from '../core/run.js';
 export type SubmitResult = 'running' | 'failed' | 'retry';
 
 export const ADOPTED = 'Job already exists with this run id: adopted';
+/** Logged when a run ended, or its cancel was requested, before its Job create was sent. */
+export const NOT_SENT = 'Run cancelled or ended before its Job create was sent: not sent';
 
 export interface SubmitDeps {
   pool: Pool;
@@ -76,6 +78,12 @@ async function createOnce(deps: SubmitDeps, run: Run): Promise<SubmitResult | 'c
     runId: run.id,
     annotationCount: run.annotationCount,
   });
+  // Stamped now, not when the run was claimed or the attempt leased: how long this create may still land is
+  // counted from here (issue 21: a stamp before a slow claim let the next run start before it landed).
+  if (!(await stampCreateSent(deps.pool, deps.tables, run.id))) {
+    logger.info({ runId: run.id, job: run.jobName }, NOT_SENT);
+    return 'retry';
+  }
   const started = performance.now();
   try {
     const created = await jobs.create(job);

@@ -95,6 +95,10 @@ export class FakeKube {
   /** Fields this server accepts beyond the 1.34 types (a newer cluster's), as strict decoding paths. */
   readonly newerFields = new Set<string>();
   readonly requests: { verb: Verb; path: string; status: number }[] = [];
+  /** Every authenticated request as it arrived (its body read, before any injected fault), with performance.now(). */
+  readonly arrivals: { verb: Verb; name: string | null; at: number }[] = [];
+  /** The most Jobs unfinished at one moment (unfinished(), checked at every change): the one-Job promise. */
+  mostUnfinished: string[] = [];
   /** Every authenticated HTTP DELETE of a named Job (also those answered with an injected fault or 404). */
   readonly deletes: { name: string; namespace: string; propagationPolicy: string | null }[] = [];
   readonly namespaces = new Set(['default']);
@@ -343,6 +347,8 @@ current-context: fake
 
   private record(type: string, job: V1Job): void {
     job.metadata = { ...job.metadata, resourceVersion: String(++this.rv) };
+    const unfinished = this.unfinished();
+    if (unfinished.length > this.mostUnfinished.length) this.mostUnfinished = unfinished;
     this.history.push({ rv: this.rv, type, job: structuredClone(job) });
     if (this.history.length > 1000) this.history.shift();
     for (const w of this.watchers) {
@@ -582,6 +588,7 @@ current-context: fake
       verb === 'create' || verb === 'check-template' || verb === 'patch' || verb === 'delete'
         ? await readBody(req)
         : '';
+    this.arrivals.push({ verb, name: name ?? (verb === 'create' ? bodyName(bodyText) : null), at: performance.now() });
     let deleteOptions: { propagationPolicy?: string } = {};
     if (verb === 'delete') {
       // Like k8s.io/apiserver handlers/delete.go: DeleteOptions come from a non-empty body, else from the query.
@@ -749,6 +756,15 @@ current-context: fake
       clearTimeout(timeout);
       this.watchers.delete(watcher);
     });
+  }
+}
+
+/** metadata.name of a create's body, null when it is not JSON. */
+function bodyName(text: string): string | null {
+  try {
+    return (JSON.parse(text) as V1Job).metadata?.name ?? null;
+  } catch {
+    return null;
   }
 }
 

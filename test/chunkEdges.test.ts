@@ -9,7 +9,8 @@ import { CLAIMING_IN_CHUNKS } from '../src/loop/dispatcher.js';
 import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, useInfra } from './support/harness.js';
+import { eventually, startController, useEachRun, useInfra } from './support/harness.js';
+import { COMMIT_TARGET_MS, MIN_CHUNK_ROWS } from '../src/core/pace.js';
 
 const exec = promisify(execFile);
 
@@ -122,5 +123,38 @@ describe('SIGTERM during a chunked claim', () => {
     const exit = await c.exited;
     assert.deepEqual(exit, { code: 0, signal: null }, c.logs.raw.slice(-3).join('\n'));
     assert.ok((await claimed()) < 100_000, 'the claim stopped part way');
+  });
+});
+
+describe('a disk whose commits are slow (issue 21: pace the bulk writes)', () => {
+  const s = useEachRun();
+
+  it('the claim halves its chunks while our commits take longer than COMMIT_TARGET_MS, down to MIN_CHUNK_ROWS', async () => {
+    // Every chunk updates the run's row once; a deferred trigger on it sleeps at COMMIT, as a slow WAL flush would.
+    await s.db.pool.query(`CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_sleep(${(COMMIT_TARGET_MS + 15) / 1000}); RETURN NULL; END $$`);
+    await s.db.pool.query(`CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON training_runs
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()`);
+    // The size of each claim statement, in the order they ran.
+    await s.db.pool.query('CREATE TABLE chunk_sizes (at serial, claimed int)');
+    await s.db.pool.query(`CREATE FUNCTION log_chunk() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN INSERT INTO chunk_sizes (claimed) SELECT count(*) FROM claimed WHERE training_run_id IS NOT NULL;
+      RETURN NULL; END $$`);
+    await s.db.pool.query(`CREATE TRIGGER log_chunk AFTER UPDATE ON annotations REFERENCING NEW TABLE AS claimed
+      FOR EACH STATEMENT EXECUTE FUNCTION log_chunk()`);
+    await verifyNew(s.db.pool, 1700);
+    s.c = await startController(s.db.url, s.kube, { CHUNK_ROWS: '400' });
+    await eventually(() => s.kube.creates.length === 1, 'the Job for all 1,700', 30_000);
+    const sizes = (await s.db.pool.query('SELECT claimed FROM chunk_sizes ORDER BY at')).rows.map((r) => r.claimed);
+    // The dispatch's first chunk, then the paced walk: each slow commit halves the next chunk.
+    assert.deepEqual(sizes.slice(0, 4), [400, 400, 200, MIN_CHUNK_ROWS]);
+    assert.ok(
+      sizes.slice(4).every((n) => n <= MIN_CHUNK_ROWS),
+      String(sizes),
+    );
+    assert.equal(
+      sizes.reduce((a, b) => a + b, 0),
+      1700,
+    );
   });
 });

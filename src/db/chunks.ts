@@ -2,7 +2,9 @@
 // row locks for ~25 s, so a Triage relabel of a row in the batch waited 23 s. Here each chunk of `rows`
 // annotations (CHUNK_ROWS, 2,000 by default: ~30-60 ms here, see README "Performance") is its own transaction,
 // and the run's row in training_runs records how far the work got in that same transaction, so a crash
-// between chunks loses nothing: a restart continues from the cursor.
+// between chunks loses nothing: a restart continues from the cursor. After the first chunk the walk is paced
+// (core/pace.ts): a chunk whose COMMIT was slow halves the next, and each chunk is followed by a pause as long
+// as its commit took, so a Triage writer's commit never queues long behind our WAL flush on a real disk.
 //
 // A claim skips rows a Triage transaction holds (they stay pending). A settle must reach every row of its run,
 // so it waits, but at most LOCK_TIMEOUT_MS, then rolls back and tries again: a Triage writer never waits on us
@@ -18,7 +20,8 @@
 import type { Pool, PoolClient } from './pool.js';
 import { withTransaction } from './pool.js';
 import type { Logger } from '../core/logger.js';
-import { realTimers, type Timers } from '../core/timers.js';
+import { Pace } from '../core/pace.js';
+import { realTimers, sleep, type Timers } from '../core/timers.js';
 import { isLockTimeout, retryOnLockTimeout } from './locks.js';
 import { claimChunk, settleChunk } from './annotations.js';
 import {
@@ -72,17 +75,19 @@ export async function finishClaim(
   onChunk?: (claimed: number) => void,
 ): Promise<boolean> {
   const t = deps.tables;
+  const pace = new Pace(deps.chunkRows);
   let worked = false;
   for (;;) {
     if (deps.stopping?.()) throw new ChunkInterrupted(`claim of run ${runId}`);
-    const step = await chunkWithRetry(deps, `claim of run ${runId}`, async (client) => {
+    const { value: step, commitMs } = await chunkWithRetry(deps, `claim of run ${runId}`, async (client) => {
       const p = await lockClaimProgress(client, t, runId);
       if (!p) return 'none';
-      const r = await claimChunk(client, t, runId, p.cursor, p.through, deps.chunkRows, {
+      const rows = pace.rows;
+      const r = await claimChunk(client, t, runId, p.cursor, p.through, rows, {
         used: p.state === 'baseline',
         before: p.baselineBefore,
       });
-      const complete = r.seen < deps.chunkRows; // fewer than asked for: that was the end
+      const complete = r.seen < rows; // fewer than asked for: that was the end
       await advanceClaim(client, t, runId, r.last, r.done, complete);
       onChunk?.(r.done);
       return complete ? 'complete' : 'more';
@@ -90,6 +95,7 @@ export async function finishClaim(
     if (step === 'none') return worked;
     worked = true;
     if (step === 'complete') return true;
+    await pause(deps, pace.committed(commitMs));
   }
 }
 
@@ -99,18 +105,25 @@ export async function finishSettle(
   runId: number,
 ): Promise<{ trained: number; released: number } | null> {
   const t = deps.tables;
+  const pace = new Pace(deps.chunkRows);
   let totals: { trained: number; released: number } | null = null;
   for (;;) {
     if (deps.stopping?.()) throw new ChunkInterrupted(`settle of run ${runId}`);
-    const step = await chunkWithRetry(deps, `settle of run ${runId}`, async (client) => {
+    const { value: step, commitMs } = await chunkWithRetry(deps, `settle of run ${runId}`, async (client) => {
       const p = await lockSettleProgress(client, t, runId);
       if (!p) return null;
-      return settleStep(client, t, runId, p.state === 'succeeded', p.cursor, deps.chunkRows);
+      return settleStep(client, t, runId, p.state === 'succeeded', p.cursor, pace.rows);
     });
     if (step === null) return totals; // none pending, or another process finished it
     totals = { trained: step.trained, released: step.released };
     if (step.complete) return totals;
+    await pause(deps, pace.committed(commitMs));
   }
+}
+
+/** The pause between two chunks (core/pace.ts), on the walk's clock. */
+async function pause(deps: ChunkDeps, ms: number): Promise<void> {
+  if (ms > 0) await sleep(deps.timers ?? realTimers, ms);
 }
 
 export interface SettleStep {
@@ -216,10 +229,24 @@ export async function settleReleased(
   return (await settle(deps, id, state, reason, guard)) !== null;
 }
 
-/** Runs one chunk in its own transaction, again after a lock timeout (see the header). */
-async function chunkWithRetry<T>(deps: ChunkDeps, what: string, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+/**
+ * Runs one chunk in its own transaction, again after a lock timeout (see the header). Returns its result and
+ * how long its COMMIT took (the pace's signal).
+ */
+async function chunkWithRetry<T>(
+  deps: ChunkDeps,
+  what: string,
+  fn: (client: PoolClient) => Promise<T>,
+): Promise<{ value: T; commitMs: number }> {
+  const clock = deps.timers ?? realTimers;
+  let bodyDoneAt = 0;
   let warned = false;
-  return retryOnLockTimeout(() => withTransaction(deps.pool, fn), {
+  const body = async (client: PoolClient) => {
+    const value = await fn(client);
+    bodyDoneAt = clock.now();
+    return value;
+  };
+  const value = await retryOnLockTimeout(() => withTransaction(deps.pool, body), {
     firstMs: RETRY_FIRST_MS,
     maxMs: RETRY_MAX_MS,
     timers: deps.timers ?? realTimers,
@@ -231,6 +258,7 @@ async function chunkWithRetry<T>(deps: ChunkDeps, what: string, fn: (client: Poo
       }
     },
   });
+  return { value, commitMs: clock.now() - bodyDoneAt };
 }
 
 /** Logged once when a chunk has waited STUCK_WARN_MS for rows another transaction keeps locked. */

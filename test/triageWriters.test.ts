@@ -3,8 +3,11 @@
 // fail their write, and the crossing must train within seconds, with the poll off (it is only a fallback).
 // Row-level security on annotations must never make the controller see less than is pending without saying so.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
+import { cliPath } from './support/child.js';
 import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, startController, useEachRun, type Running } from './support/harness.js';
@@ -12,6 +15,7 @@ import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
 import { createRole, readmeGrants, type TestRole } from './support/roles.js';
 
 const THRESHOLD = 50;
+const exec = promisify(execFile);
 
 /** One verification the way an XA/JTA transaction manager commits it: prepare, then commit the prepared one. */
 async function verifyInTwoPhases(writer: pg.Client, id: number): Promise<void> {
@@ -127,6 +131,20 @@ describe('row-level security on annotations', () => {
       assert.match(err.message, /BYPASSRLS/);
       return true;
     });
+    // status counts what this role may see, and says why that may be short of what waits.
+    const { stdout } = await exec(process.execPath, [cliPath(), 'status'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: role.url },
+    });
+    assert.match(stdout, /^warning: +row-level security on "public".annotations applies to role/m);
+    // baseline refuses: it would mark only the rows a policy shows.
+    const baseline = await exec(process.execPath, [cliPath(), 'baseline', '--yes'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: role.url },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.notEqual(baseline.code, 0);
+    assert.match(baseline.stderr, /row-level security/);
   });
 
   it('enabled while it runs: /readyz and the ready gauge say so until the role may see every row, then it trains', async () => {

@@ -24,6 +24,10 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
 COPY --from=build /app/dist/src ./dist/src
 COPY migrations ./migrations
+# `training-controller` on PATH, so the README's operator commands work as written in the pod
+# (`kubectl exec deploy/training-controller -- training-controller pause`, issue 23).
+RUN printf '#!/bin/sh\nexec node /app/dist/src/cli.js "$@"\n' >/usr/local/bin/training-controller \
+  && chmod 755 /usr/local/bin/training-controller
 # The node image's unprivileged user (uid 1000); the Deployment also sets runAsNonRoot.
 USER node
 EXPOSE 8080

@@ -181,6 +181,10 @@ http_status() { curl -s -o "$tmp/body" -w '%{http_code}' "http://127.0.0.1:$HTTP
 ready() { [ "$(http_status /readyz)" = 200 ]; }
 within 30 ready || fail "/readyz: $(http_status /readyz) $(cat "$tmp/body")"
 echo "/healthz 200, /readyz 200"
+# The README's operator command shape (kubectl exec … -- training-controller status), in the running container.
+dc exec -T controller training-controller status >"$tmp/status" 2>&1 || fail "training-controller status in the container: $(cat "$tmp/status")"
+grep -q '^pending annotations:' "$tmp/status" || fail "training-controller status printed: $(head -3 "$tmp/status")"
+echo "training-controller is on the image's PATH: $(grep '^pending annotations:' "$tmp/status")"
 # docker-compose.yml's healthcheck (node -e fetch /readyz), as Docker runs it in the container.
 health() { [ "$(docker inspect -f '{{.State.Health.Status}}' "$(dc ps -q controller)")" = healthy ]; }
 within 40 health || fail "the controller is not healthy: $(docker inspect -f '{{json .State.Health}}' "$(dc ps -q controller)")"

@@ -8,7 +8,7 @@ import { transactionPooled } from './db/pooler.js';
 import { checkTemplate, defaultTemplate, loadJobTemplate } from './kube/jobTemplate.js';
 import { loadClusterConfig, type ClusterConfig } from './kube/clusterConfig.js';
 import type { Logger } from './core/logger.js';
-import { migrate } from './db/migrate.js';
+import { migrate, partitionedRefusal } from './db/migrate.js';
 import { safeUrl } from './core/redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './db/schemaCheck.js';
 import { tables, type Tables } from './db/tables.js';
@@ -85,6 +85,9 @@ export async function openDatabase(config: Config, logger: Logger, cleanup: Clea
     throw new StartupError(
       `the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`,
     );
+  // Inheritance children added after the migrations: their verifications would notify nothing.
+  const partitioned = await partitionedRefusal(pool, t, 'the service does not start');
+  if (partitioned) throw new StartupError(partitioned);
   const hidden = await rowSecurityProblem(pool, t);
   if (hidden) throw new StartupError(hidden);
   const indexWarning = await invalidIndexWarning(pool, t);

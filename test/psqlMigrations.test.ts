@@ -111,4 +111,48 @@ describe('a partitioned annotations table (issue 21)', {
       await db.drop();
     }
   });
+
+  it('inheritance children: refused by both in one line naming them, and by run if added after the migrations', async () => {
+    const db = await freshDatabase(undefined, { migrate: false });
+    try {
+      await db.pool.query(
+        'CREATE TABLE annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)',
+      );
+      await db.pool.query('CREATE TABLE annotations_2026 () INHERITS (annotations)');
+      const before = await ours(db);
+      const want =
+        /^.*annotations in schema public has inheritance children \(annotations_2026\), which the migrations do not support: .*nothing was changed/m;
+      const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
+      }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.equal(migrated.code, 1);
+      assert.match(migrated.stderr, want);
+      const psql = await applyWithPsql(db, []).then(
+        () => '',
+        (e: { stderr: string }) => e.stderr,
+      );
+      assert.match(psql, want);
+      assert.deepEqual(await ours(db), before, 'nothing added by either');
+    } finally {
+      await db.drop();
+    }
+    const migratedFirst = await freshDatabase();
+    try {
+      await migratedFirst.pool.query('CREATE TABLE annotations_2027 () INHERITS (annotations)');
+      const run = await exec(process.execPath, [cliPath(), 'run'], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: migratedFirst.url, HTTP_PORT: '0' },
+        timeout: 20_000,
+      }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.equal(run.code, 1);
+      assert.match(run.stderr, /has inheritance children \(annotations_2027\).*the service does not start/);
+    } finally {
+      await migratedFirst.drop();
+    }
+  });
 });

@@ -69,6 +69,31 @@ describe("the Triage API's database, shaped its own way", () => {
     });
   }
 
+  it('a writer through a view in its own schema, with no privilege on ours (PostgREST-style), verifies and trains', async () => {
+    db = await freshDatabase();
+    await db.pool.query('CREATE SCHEMA api');
+    await db.pool.query('CREATE VIEW api.annotations AS SELECT id, label, verified FROM public.annotations');
+    // A locked-down database: nothing for PUBLIC in public, not even our sequences.
+    await db.pool.query('REVOKE ALL ON SCHEMA public FROM PUBLIC');
+    await db.pool.query('REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC');
+    const writer = await createRole(db, (r) => [
+      `GRANT USAGE ON SCHEMA api TO ${r}`,
+      `GRANT SELECT, UPDATE ON api.annotations TO ${r}`,
+      `ALTER ROLE ${r} SET search_path = api`,
+    ]);
+    cleanups.push(writer.drop);
+    await db.pool.query('INSERT INTO annotations (verified) SELECT false FROM generate_series(1, 50)');
+    c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0' });
+    const triage = new pg.Client({ connectionString: writer.url });
+    await triage.connect();
+    try {
+      for (let id = 1; id <= 50; id++) await triage.query('UPDATE annotations SET verified = true WHERE id = $1', [id]);
+    } finally {
+      await triage.end();
+    }
+    await eventually(() => jobsCreated(kube) === 1, 'the Job for the 50th verification through the view');
+  });
+
   it('a nullable verified column: NULL -> true notifies, and 55 pending train at once, not at the poll', async () => {
     db = await freshDatabase(undefined, { migrate: false });
     // The Triage API's table, created before our migrations: NULL means "not yet reviewed".

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { cliPath } from './support/child.js';
+import { cliPath, spawnCli } from './support/child.js';
 import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, startController, useEachRun, type Running } from './support/harness.js';
@@ -169,5 +169,61 @@ describe('row-level security on annotations', () => {
     await verifyNew(s.db.pool, 60);
     await eventually(() => s.kube.creates.length === 1, 'the Job');
     assert.equal((await runRows(s.db.pool))[0]?.annotation_count, 60);
+  });
+
+  it('turned on while a run trains: the settle waits for it instead of recording success with nothing trained', async () => {
+    s.c = await startController(role.url, s.kube, { TRAINING_THRESHOLD: '5' });
+    const c = s.c;
+    await verifyNew(s.db.pool, 5);
+    const job = (await eventually(() => s.kube.creates[0], 'the Job'))!;
+    await hideFromOthers();
+    s.kube.setPhase(job.name, 'complete');
+    await eventually(
+      () => /row-level security/.test(c.service.health.failing.reconcile ?? ''),
+      'the refusal on /readyz',
+    );
+    assert.equal((await runRows(s.db.pool))[0]?.state, 'running', 'no outcome recorded while rows are hidden');
+    await s.db.pool.query(`ALTER ROLE ${role.name} BYPASSRLS`);
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'succeeded', 'the settle', 20_000);
+    const used = await s.db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE used_for_training');
+    assert.equal(used.rows[0].n, 5, 'every annotation of the run marked used');
+  });
+
+  it('a baseline interrupted part way is not finished while a policy hides rows from the role', async () => {
+    await verifyNew(s.db.pool, 20_000);
+    const used = async () =>
+      (await s.db.pool.query('SELECT count(*)::int AS n FROM annotations WHERE used_for_training')).rows[0].n;
+    // Interrupted: the walk held between two chunks by a lock on its run's row, then killed.
+    const b = spawnCli(['baseline', '--yes'], { DATABASE_URL: s.db.url, CHUNK_ROWS: '100', LOG_LEVEL: 'warn' });
+    const holder = new pg.Client({ connectionString: s.db.url });
+    await holder.connect();
+    try {
+      await eventually(async () => (await used()) > 0, 'the first chunk of the baseline');
+      await holder.query('BEGIN');
+      await holder.query("SELECT 1 FROM training_runs WHERE state = 'baseline' FOR UPDATE");
+      b.proc.kill('SIGKILL');
+      await b.exited;
+    } finally {
+      await holder.query('COMMIT');
+      await holder.end();
+    }
+    const marked = await used();
+    assert.ok(marked > 0 && marked < 20_000, `${marked} marked before the kill`);
+    await hideFromOthers();
+    for (const args of [['baseline'], ['baseline', '--yes']]) {
+      const r = await exec(process.execPath, [cliPath(), ...args], {
+        env: { PATH: process.env.PATH ?? '', DATABASE_URL: role.url, CHUNK_ROWS: '100' },
+      }).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      );
+      assert.notEqual(r.code, 0, `${args.join(' ')} went on`);
+      assert.match(r.stderr, /row-level security/);
+    }
+    assert.equal(await used(), marked, 'nothing more marked');
+    // Leave it finished for the invariant check.
+    await exec(process.execPath, [cliPath(), 'baseline', '--yes'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: s.db.url },
+    });
   });
 });

@@ -23,6 +23,10 @@ export interface BaselinePlan {
 export class BaselineRefused extends Error {}
 
 export async function planBaseline(deps: ChunkDeps, before: Date | null): Promise<BaselinePlan> {
+  // First, also for a baseline that resumes: its count and its marking would take only the rows a policy
+  // lets this role see.
+  const hidden = await rowSecurityProblem(deps.pool, deps.tables);
+  if (hidden) throw new BaselineRefused(hidden);
   const resumes = await unfinishedRun(deps.pool, deps.tables);
   if (resumes && resumes.state === 'baseline') return { count: 0, before, resumes };
   await refuseWhileBusy(deps, resumes);
@@ -31,9 +35,6 @@ export async function planBaseline(deps: ChunkDeps, before: Date | null): Promis
       `${deps.tables.annotations} has no ${VERIFIED_AT} column: --before needs when each annotation was verified (created_at says when it was created); without --before, baseline takes every annotation pending now`,
     );
   }
-  // Its count and its marking would take only the rows a policy lets this role see.
-  const hidden = await rowSecurityProblem(deps.pool, deps.tables);
-  if (hidden) throw new BaselineRefused(hidden);
   return { count: await countPendingBefore(deps.pool, deps.tables, before), before, resumes: null };
 }
 

@@ -94,9 +94,11 @@ const appliesToMe = (p: string) =>
  * FORCE), or when a permissive policy for every command shows it every row (USING (true), no WITH CHECK or
  * WITH CHECK (true)) and no restrictive policy narrows that. Anything else may hide pending rows today or
  * tomorrow, so the service refuses rather than count what a policy lets it see. pg_policy is readable by
- * every role; the check runs at startup and whenever the pending count finds row security active.
+ * every role; the check runs at startup, whenever the pending count finds row security active, and at the
+ * start of every claim, settle or baseline transaction (chunks.ts): a settle that a policy turned on mid-run
+ * let see none of its rows recorded `succeeded` with 0 trained and stranded them all (found by review).
  */
-export async function rowSecurityProblem(pool: Pool, t: Tables): Promise<string | null> {
+export async function rowSecurityProblem(pool: Pool | PoolClient, t: Tables): Promise<string | null> {
   const rel = `${quoteLiteral(t.annotations)}::regclass`;
   const { rows } = await pool.query<{ active: boolean; sees_all: boolean; role: string }>(
     `SELECT row_security_active(${rel}) AS active, current_user AS role,
@@ -114,7 +116,7 @@ export async function rowSecurityProblem(pool: Pool, t: Tables): Promise<string 
 }
 
 /** Throws RowSecurityError when rowSecurityProblem has one. */
-export async function refuseRowSecurity(pool: Pool, t: Tables): Promise<void> {
+export async function refuseRowSecurity(pool: Pool | PoolClient, t: Tables): Promise<void> {
   const problem = await rowSecurityProblem(pool, t);
   if (problem) throw new RowSecurityError(problem);
 }

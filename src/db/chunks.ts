@@ -23,7 +23,7 @@ import type { Logger } from '../core/logger.js';
 import { Pace } from '../core/pace.js';
 import { realTimers, sleep, type Timers } from '../core/timers.js';
 import { isLockTimeout, retryOnLockTimeout } from './locks.js';
-import { claimChunk, settleChunk } from './annotations.js';
+import { claimChunk, refuseRowSecurity, settleChunk } from './annotations.js';
 import {
   advanceClaim,
   advanceSettle,
@@ -161,6 +161,7 @@ export async function insertAndClaim(
   chunkRows: number,
   trigger: { kind: TriggerKind; reason: string | null } = { kind: 'threshold', reason: null },
 ): Promise<{ run: Run; complete: boolean }> {
+  await refuseRowSecurity(client, t);
   const { id, through } = await insertSubmitting(client, t, jobName, namespace, trigger);
   const first = await claimChunk(client, t, id, null, through, chunkRows);
   const complete = first.seen < chunkRows;
@@ -183,6 +184,8 @@ async function settle(
 ): Promise<SettleStep | null> {
   const t = deps.tables;
   const first = await withTransaction(deps.pool, async (client) => {
+    // Before the outcome: a settle that a policy lets see none of its rows would record it and strand them.
+    await refuseRowSecurity(client, t);
     if (!(await recordOutcome(client, t, id, state, reason, guard.submittingQuietForMs ?? null))) return null;
     await client.query('SAVEPOINT first_chunk');
     try {
@@ -242,6 +245,7 @@ async function chunkWithRetry<T>(
   let bodyDoneAt = 0;
   let warned = false;
   const body = async (client: PoolClient) => {
+    await refuseRowSecurity(client, deps.tables);
     const value = await fn(client);
     bodyDoneAt = clock.now();
     return value;

@@ -24,7 +24,7 @@ export async function missingSchema(pool: Pool, t: Tables): Promise<string[]> {
       SELECT 1 FROM pg_trigger WHERE tgname = 'training_controller_verified_update' AND tgrelid = to_regclass(${L(t.annotations)}))
     UNION ALL
     SELECT ${L(`${t.triggerFunction}() of migration 009 (safe for two-phase commit, fires on any UPDATE)`)} WHERE NOT EXISTS (
-      SELECT 1 FROM pg_proc WHERE oid = to_regprocedure(${L(`${t.triggerFunction}()`)}) AND NOT prosecdef AND proconfig IS NULL
+      SELECT 1 FROM pg_proc WHERE oid = to_regprocedure(${L(`${t.triggerFunction}()`)}) AND prosecdef AND proconfig IS NULL
          AND prosrc LIKE '%max_prepared_transactions%')
       OR NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'training_controller_verified_update'
          AND tgrelid = to_regclass(${L(t.annotations)}) AND cardinality(tgattr::int2[]) = 0)`);

@@ -227,3 +227,31 @@ describe('row-level security on annotations', () => {
     });
   });
 });
+
+describe("a Triage transaction at each isolation level, while a claim takes its rows (README: What the Triage API's writers see)", () => {
+  const s = useEachRun();
+
+  for (const level of ['READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'] as const) {
+    it(`${level}: ${level === 'READ COMMITTED' ? 'its update goes through' : 'its update fails with 40001, as with any concurrent writer'}`, async () => {
+      await verifyNew(s.db.pool, THRESHOLD);
+      const triage = new pg.Client({ connectionString: s.db.url });
+      await triage.connect();
+      try {
+        // Its snapshot is taken before the claim (the first statement of the transaction).
+        await triage.query(`BEGIN ISOLATION LEVEL ${level}`);
+        await triage.query('SELECT count(*) FROM annotations WHERE verified');
+        s.c = await startController(s.db.url, s.kube, { TRAINING_THRESHOLD: String(THRESHOLD) });
+        await eventually(() => s.kube.creates.length === 1, 'the claim and its Job');
+        const relabel = triage.query("UPDATE annotations SET label = 'relabelled' WHERE id = 1").then(
+          () => null,
+          (err: { code?: string }) => err.code ?? 'error',
+        );
+        if (level === 'READ COMMITTED') assert.equal(await relabel, null);
+        else assert.equal(await relabel, '40001');
+      } finally {
+        await triage.query('ROLLBACK').catch(() => undefined);
+        await triage.end();
+      }
+    });
+  }
+});

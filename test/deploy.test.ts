@@ -6,7 +6,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadAll, load } from 'js-yaml';
-import type { V1ConfigMap, V1Deployment, V1Role } from '@kubernetes/client-node';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { V1ConfigMap, V1Deployment, V1Job, V1Role } from '@kubernetes/client-node';
+import { Job } from 'kubernetes-models/batch/v1/Job';
+import { missingSchema } from '../src/db/schemaCheck.js';
+import { tables } from '../src/db/tables.js';
+import { cliPath } from './support/child.js';
+import { freshDatabase } from './support/db.js';
 import { COMMANDS } from '../src/cli/commands.js';
 import { loadConfig } from '../src/core/config.js';
 import { PATHS } from '../src/ops/http.js';
@@ -18,6 +25,7 @@ const root = packageRoot();
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
 const docs = (path: string) => loadAll(read(path)) as Record<string, unknown>[];
 const defaults = loadConfig({});
+const exec = promisify(execFile);
 const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
 
 /** Dockerfile instructions of the last stage, continuation lines joined. */
@@ -173,6 +181,52 @@ describe('deploy/', () => {
     const mount = c.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
     assert.ok(mount, `a volume mounted at the directory of ${file}`);
     assert.equal(file.slice(mount.mountPath.length + 1), 'job.yaml');
+  });
+});
+
+// Issue 23: teams that let the cluster migrate run the image's own `migrate` as a Job before the Deployment.
+describe('deploy/migrate/migrate-job.yaml', () => {
+  const job = load(read('deploy/migrate/migrate-job.yaml')) as V1Job;
+  const [deployment] = docs('deploy/deployment.yaml') as unknown as V1Deployment[];
+  const c = job.spec!.template.spec!.containers[0]!;
+  const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
+
+  it('validates as a batch/v1 Job, and creates a new Job each time (generateName, removed a day after)', () => {
+    new Job(job as ConstructorParameters<typeof Job>[0]).validate();
+    assert.equal(job.metadata?.name, undefined);
+    assert.match(job.metadata?.generateName ?? '', /-$/);
+    assert.equal(job.spec?.template.spec?.restartPolicy, 'Never');
+    assert.ok((job.spec?.ttlSecondsAfterFinished ?? 0) > 0);
+    // Longer than migrate's own 30 minutes of lock retries.
+    assert.ok((job.spec?.activeDeadlineSeconds ?? 0) > 30 * 60);
+  });
+
+  it("runs the Deployment's image with `migrate`, hardened like it, its URL from a Secret", () => {
+    const controller = deployment!.spec!.template.spec!.containers[0]!;
+    assert.equal(c.image, controller.image);
+    assert.deepEqual(c.args, ['migrate']);
+    assert.ok('migrate' in COMMANDS);
+    assert.ok(env.DATABASE_URL?.valueFrom?.secretKeyRef?.name);
+    assert.deepEqual(job.spec!.template.spec!.securityContext, deployment!.spec!.template.spec!.securityContext);
+    assert.deepEqual(c.securityContext, controller.securityContext);
+    assert.equal(job.spec!.template.spec!.automountServiceAccountToken, false, 'it needs no Kubernetes API');
+  });
+
+  it('with its environment (the Secret resolved), migrates a fresh database, and again harmlessly', async () => {
+    const db = await freshDatabase(undefined, { migrate: false });
+    try {
+      const vars: Record<string, string> = {
+        ...Object.fromEntries(Object.entries(env).map(([k, e]) => [k, e.value ?? ''])),
+        DATABASE_URL: db.url,
+      };
+      const run = () =>
+        exec(process.execPath, [cliPath(), ...(c.args ?? [])], { env: { PATH: process.env.PATH ?? '', ...vars } });
+      assert.match((await run()).stdout, /Applied \d+ migration/);
+      assert.match((await run()).stdout, /Database is up to date/);
+      assert.deepEqual(await missingSchema(db.pool, tables(vars.ANNOTATIONS_SCHEMA || 'public')), []);
+    } finally {
+      await db.drop();
+    }
   });
 });
 

@@ -24,7 +24,32 @@ const waitingToTrain = {
   'training_controller_dispatch_skips_total{reason="backoff"}': '0x20',
 };
 
+/** Written by Prometheus for each scrape target, not by the service (1: the scrape worked). */
+export const PROMETHEUS_SERIES = ['up{job="training-controller"}'];
+
 export const ALERT_SCENARIOS: AlertScenario[] = [
+  {
+    name: 'the controller down (crash-looping: every scrape fails) for 6 min',
+    alert: 'TrainingControllerDown',
+    series: { 'up{job="training-controller"}': '1 0x10' },
+    evalTime: '7m',
+    fires: true,
+  },
+  {
+    // Not scheduled, or a scrape configuration that never finds it: no `up` series at all.
+    name: 'the controller never scraped',
+    alert: 'TrainingControllerDown',
+    series: { training_controller_threshold: '_x10' },
+    evalTime: '6m',
+    fires: true,
+  },
+  {
+    name: 'the controller restarting once (down for 2 min)',
+    alert: 'TrainingControllerDown',
+    series: { 'up{job="training-controller"}': '1 0 0 1x10' },
+    evalTime: '10m',
+    fires: false,
+  },
   {
     name: 'a failed run',
     alert: 'TrainingRunFailed',

@@ -23,7 +23,11 @@ function early(command: string): string | null {
 
 function configFor(database: boolean): Config {
   try {
-    return loadConfig(process.env, { needsDatabase: database, stdoutIsTty: process.stdout.isTTY === true });
+    return loadConfig(process.env, {
+      needsDatabase: database,
+      stdoutIsTty: process.stdout.isTTY === true,
+      readFile: (path) => readFileSync(path, 'utf8'),
+    });
   } catch (err: unknown) {
     if (err instanceof ConfigError) fail(err.message, 2);
     throw err;

@@ -175,7 +175,8 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
     ping,
     alive: up,
   };
-  return new Listener(url, logger, p.timers, handlers, config.listenCheckIntervalMs);
+  const urlFile = config.listenDatabaseUrl ? config.listenDatabaseUrlFile : '';
+  return new Listener(url, logger, p.timers, handlers, config.listenCheckIntervalMs, urlFile);
 }
 
 async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cleanup): Promise<Omit<Service, 'stop'>> {

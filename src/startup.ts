@@ -71,7 +71,7 @@ async function databaseUrl(config: Config, logger: Logger, cleanup: Cleanup): Pr
 /** The pool, on a database that has our schema and grants (the embedded one is migrated first). */
 export async function openDatabase(config: Config, logger: Logger, cleanup: Cleanup): Promise<Database> {
   const url = await databaseUrl(config, logger, cleanup);
-  const pool = createPool(url, logger);
+  const pool = createPool(url, logger, {}, config.databaseUrl === '' ? '' : config.databaseUrlFile);
   cleanup.push(() => pool.end());
   const t = tables(config.annotationsSchema);
   if (config.databaseUrl === '') await migrate(pool, logger, t);

@@ -43,7 +43,12 @@ function databaseUrl(config: Config): string {
 async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) => Promise<void>): Promise<void> {
   const url = databaseUrl(ctx.config);
   // migrate may build an index on a large table: no statement timeout for it.
-  const pool = createPool(url, ctx.logger, { max: 1, queryTimeoutMs: command === 'migrate' ? 0 : 30_000 });
+  const pool = createPool(
+    url,
+    ctx.logger,
+    { max: 1, queryTimeoutMs: command === 'migrate' ? 0 : 30_000 },
+    ctx.config.databaseUrlFile,
+  );
   try {
     await fn(pool);
   } catch (err: unknown) {

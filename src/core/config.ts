@@ -23,8 +23,12 @@ export interface Config {
   production: boolean;
   /** Empty: use the embedded PostgreSQL (refused in production). */
   databaseUrl: string;
+  /** The file DATABASE_URL was read from (DATABASE_URL_FILE), '' when it was not: read again for a rotated password. */
+  databaseUrlFile: string;
   /** Direct connection for LISTEN; never a transaction-pooling PgBouncer. */
   listenDatabaseUrl: string;
+  /** The file LISTEN_DATABASE_URL was read from (or DATABASE_URL's, when it is the same URL), else ''. */
+  listenDatabaseUrlFile: string;
   /** Schema of the Triage API's annotations table; the controller's objects live beside it. */
   annotationsSchema: string;
   embeddedDataDir: string;
@@ -79,6 +83,9 @@ const schema = {
   nodeEnv: { env: 'NODE_ENV', default: 'development', format: oneOf('production', 'development', 'test') },
   databaseUrl: { env: 'DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
   listenDatabaseUrl: { env: 'LISTEN_DATABASE_URL', default: '', format: postgresUrl, sensitive: true },
+  // A file holding the URL (a mounted Secret), instead of the variable: exactly one of the two forms.
+  databaseUrlFile: { env: 'DATABASE_URL_FILE', default: '', format: String },
+  listenDatabaseUrlFile: { env: 'LISTEN_DATABASE_URL_FILE', default: '', format: String },
   annotationsSchema: { env: 'ANNOTATIONS_SCHEMA', default: 'public', format: sqlIdentifier },
   embeddedDataDir: { env: 'EMBEDDED_DATA_DIR', default: '.data', format: nonEmpty },
   embeddedPort: { env: 'EMBEDDED_PORT', ...int(54329, 1, 65535) },
@@ -127,6 +134,8 @@ export interface LoadOptions {
   needsDatabase?: boolean;
   /** Whether stdout is a terminal: decides LOG_FORMAT=auto. Default false (json), as under a test runner. */
   stdoutIsTty?: boolean;
+  /** Reads a *_FILE setting's file (the CLI passes the file system's); without it such a setting is refused. */
+  readFile?: (path: string) => string;
 }
 
 /**
@@ -134,7 +143,8 @@ export interface LoadOptions {
  * `TRAINING_THRESHOLD must be an integer >= 1 (got "0")`. Never echoes a sensitive value.
  */
 export function loadConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): Config {
-  const config = toConfig(readSettings(env), options.stdoutIsTty === true);
+  const raw = readSettings(env);
+  const config = { ...toConfig(raw, options.stdoutIsTty === true), ...urlsFromFiles(raw, options.readFile) };
   crossCheck(config, options);
   return config;
 }
@@ -155,15 +165,13 @@ function readSettings(env: Record<string, string | undefined>): Raw {
   return conf.getProperties();
 }
 
-function toConfig(raw: Raw, stdoutIsTty: boolean): Config {
+function toConfig(raw: Raw, stdoutIsTty: boolean): Omit<Config, keyof Urls> {
   const num = (k: Key): number => Number(raw[k]);
   const str = (k: Key): string => String(raw[k]);
   const production = str('nodeEnv') === 'production';
   const format = str('logFormat');
   return {
     production,
-    databaseUrl: str('databaseUrl'),
-    listenDatabaseUrl: str('listenDatabaseUrl') || str('databaseUrl'),
     annotationsSchema: str('annotationsSchema'),
     embeddedDataDir: str('embeddedDataDir'),
     embeddedPort: num('embeddedPort'),
@@ -190,6 +198,43 @@ function toConfig(raw: Raw, stdoutIsTty: boolean): Config {
     logLevel: str('logLevel') as LogLevel,
     logFormat: format === 'auto' ? (stdoutIsTty && !production ? 'pretty' : 'json') : (format as LogFormat),
     shutdownTimeoutMs: num('shutdownTimeoutMs'),
+  };
+}
+
+type Urls = Pick<Config, 'databaseUrl' | 'databaseUrlFile' | 'listenDatabaseUrl' | 'listenDatabaseUrlFile'>;
+
+/** DATABASE_URL or DATABASE_URL_FILE (and the same for LISTEN_): exactly one form, the file's URL checked as the variable's. */
+function urlsFromFiles(raw: Raw, readFile: LoadOptions['readFile']): Urls {
+  const one = (urlKey: Key, fileKey: Key): { url: string; file: string } => {
+    const url = String(raw[urlKey]);
+    const file = String(raw[fileKey]);
+    const [urlEnv, fileEnv] = [schema[urlKey].env, schema[fileKey].env];
+    if (file === '') return { url, file };
+    if (url !== '') throw new ConfigError(`set ${urlEnv} or ${fileEnv}, not both`);
+    if (!readFile) throw new ConfigError(`${fileEnv} cannot be read here: set ${urlEnv}`);
+    let text: string;
+    try {
+      text = readFile(file).trim();
+    } catch (err: unknown) {
+      const code = (err as { code?: string }).code ?? 'unreadable';
+      throw new ConfigError(`${fileEnv} ${file} cannot be read (${code})`);
+    }
+    try {
+      if (text === '') throw new Error('empty');
+      postgresUrl(text);
+    } catch {
+      // Never its content: it is a secret.
+      throw new ConfigError(`${fileEnv} ${file} must hold a postgres:// or postgresql:// URL`);
+    }
+    return { url: text, file };
+  };
+  const db = one('databaseUrl', 'databaseUrlFile');
+  const listen = one('listenDatabaseUrl', 'listenDatabaseUrlFile');
+  return {
+    databaseUrl: db.url,
+    databaseUrlFile: db.file,
+    listenDatabaseUrl: listen.url || db.url,
+    listenDatabaseUrlFile: listen.url ? listen.file : db.file,
   };
 }
 

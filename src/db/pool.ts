@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import { scrubSecrets } from '../core/redact.js';
+import { connectionSettings } from './credentials.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -12,14 +13,19 @@ export interface PoolOptions {
   applicationName?: string;
 }
 
-export function createPool(connectionString: string, logger: Logger, options: PoolOptions = {}): Pool {
+/**
+ * `urlFile`: the file the URL was read from (DATABASE_URL_FILE), read again for the password of each new
+ * connection (credentials.ts), so a rotated Secret is picked up without a restart.
+ */
+export function createPool(connectionString: string, logger: Logger, options: PoolOptions = {}, urlFile = ''): Pool {
   const pool = new pg.Pool({
-    connectionString,
     max: options.max ?? 4,
     connectionTimeoutMillis: 10_000,
     query_timeout: options.queryTimeoutMs ?? 30_000,
     keepAlive: true,
     application_name: options.applicationName ?? 'training-controller',
+    // After our defaults, as a connectionString would: the URL's own settings (application_name=…) win.
+    ...connectionSettings(connectionString, urlFile),
   });
   // An idle client losing its connection (database restart) emits here; without a listener it would crash the process.
   pool.on('error', (err: Error) =>

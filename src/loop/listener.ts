@@ -14,6 +14,7 @@ import pg from 'pg';
 import pgListen from 'pg-listen';
 import { retryDelayMs } from '../core/backoff.js';
 import { CONTROL_CHANNEL } from '../db/control.js';
+import { connectionSettings } from '../db/credentials.js';
 import { errorMessage } from '../core/errors.js';
 import { scrubSecrets } from '../core/redact.js';
 import { interruptibleSleep, type Timers } from '../core/timers.js';
@@ -77,6 +78,8 @@ export class Listener {
     private readonly timers: Timers,
     private readonly handlers: ListenerHandlers,
     private readonly checkIntervalMs = 10_000,
+    /** The file the URL came from (LISTEN_DATABASE_URL_FILE): each reconnect reads its password again. */
+    private readonly urlFile = '',
   ) {}
 
   /** Connects in the background, retrying until it succeeds or stop() is called. */
@@ -133,7 +136,7 @@ export class Listener {
 
   private connectionConfig(): pg.ClientConfig {
     return {
-      connectionString: this.connectionString,
+      ...connectionSettings(this.connectionString, this.urlFile),
       application_name: LISTEN_APPLICATION_NAME,
       connectionTimeoutMillis: 5_000,
       query_timeout: 5_000,

@@ -115,3 +115,57 @@ describe('configuration', () => {
     assert.equal(loadConfig({ LOG_FORMAT: 'json' }, { stdoutIsTty: true }).logFormat, 'json');
   });
 });
+
+describe('DATABASE_URL_FILE and LISTEN_DATABASE_URL_FILE (issue 23)', () => {
+  const files: Record<string, string> = {
+    '/run/secrets/db': 'postgres://tc:s3cret@db:5432/training\n',
+    '/run/secrets/listen': 'postgres://tc:s3cret@db-direct:5432/training',
+    '/run/secrets/garbage': 'mysql://tc:s3cret@db/x',
+  };
+  const readFile = (path: string): string => {
+    const text = files[path];
+    if (text === undefined) throw Object.assign(new Error('no such file'), { code: 'ENOENT' });
+    return text;
+  };
+  const load = (env: Record<string, string>) => loadConfig(env, { readFile });
+
+  it('reads the URL from the file (trailing newline dropped), and LISTEN_DATABASE_URL falls back to it', () => {
+    const c = load({ DATABASE_URL_FILE: '/run/secrets/db' });
+    assert.equal(c.databaseUrl, 'postgres://tc:s3cret@db:5432/training');
+    assert.equal(c.databaseUrlFile, '/run/secrets/db');
+    assert.deepEqual([c.listenDatabaseUrl, c.listenDatabaseUrlFile], [c.databaseUrl, '/run/secrets/db']);
+    const both = load({ DATABASE_URL_FILE: '/run/secrets/db', LISTEN_DATABASE_URL_FILE: '/run/secrets/listen' });
+    assert.deepEqual(
+      [both.listenDatabaseUrl, both.listenDatabaseUrlFile],
+      ['postgres://tc:s3cret@db-direct:5432/training', '/run/secrets/listen'],
+    );
+    const mixed = load({ DATABASE_URL_FILE: '/run/secrets/db', LISTEN_DATABASE_URL: 'postgres://x@direct/db' });
+    assert.equal(mixed.listenDatabaseUrlFile, '', 'a LISTEN URL from the variable has no file to re-read');
+  });
+
+  for (const [env, message] of [
+    [
+      { DATABASE_URL: 'postgres://a@b/c', DATABASE_URL_FILE: '/run/secrets/db' },
+      'set DATABASE_URL or DATABASE_URL_FILE, not both',
+    ],
+    [
+      {
+        LISTEN_DATABASE_URL: 'postgres://a@b/c',
+        LISTEN_DATABASE_URL_FILE: '/run/secrets/listen',
+        DATABASE_URL: 'postgres://a@b/c',
+      },
+      'set LISTEN_DATABASE_URL or LISTEN_DATABASE_URL_FILE, not both',
+    ],
+    [{ DATABASE_URL_FILE: '/run/secrets/none' }, 'DATABASE_URL_FILE /run/secrets/none cannot be read (ENOENT)'],
+    [
+      { DATABASE_URL_FILE: '/run/secrets/garbage' },
+      'DATABASE_URL_FILE /run/secrets/garbage must hold a postgres:// or postgresql:// URL',
+    ],
+  ] as const)
+    it(`refuses in one line, never echoing a secret: ${message}`, () => {
+      assert.throws(
+        () => load(env),
+        (err: Error) => err instanceof ConfigError && err.message === message && !err.message.includes('s3cret'),
+      );
+    });
+});

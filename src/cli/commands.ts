@@ -189,6 +189,17 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     flags: { '--before': 'instant', '--yes': 'switch' },
     run: baselineCommand,
   },
+  uninstall: {
+    args: '[--yes] [--keep-history] [--drop-columns]',
+    summary:
+      'remove what the migrations added (the trigger first); without --yes, only list it. Keeps the\nrun history with --keep-history; the columns of annotations go only with --drop-columns',
+    database: true,
+    flags: { '--yes': 'switch', '--keep-history': 'switch', '--drop-columns': 'switch' },
+    run: (ctx) =>
+      withPool(ctx, 'uninstall', async (pool) =>
+        (await import('./uninstall.js')).uninstallCommand(ctx.config, ctx.logger, pool, ctx.flags),
+      ),
+  },
   pause: {
     args: '[--reason TEXT]',
     summary: 'no new run starts until resume (an open run continues)',

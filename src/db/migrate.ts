@@ -150,7 +150,7 @@ export async function migrate(pool: Pool, logger: Logger, t: Tables, options: Mi
   }
 }
 
-async function applyScript(
+export async function applyScript(
   client: PoolClient,
   script: string,
   logger: Logger,

@@ -1,0 +1,84 @@
+// `training-controller uninstall [--yes] [--keep-history] [--drop-columns]` (db/uninstall.ts does the database
+// part). Dry by default: it lists what it would remove. Refused while a run is open, and while a Job of ours
+// still carries the finalizer (only the service removes it, once it has recorded the run's outcome): the
+// Kubernetes side is asked when a cluster is configured (KUBECONFIG, ~/.kube/config, in-cluster), and the
+// answer says so when none is.
+import type { Config } from '../core/config.js';
+import type { Pool } from '../db/pool.js';
+import type { Logger } from '../core/logger.js';
+import { tables } from '../db/tables.js';
+import {
+  runNamespaces,
+  uninstall,
+  uninstallInventory,
+  uninstallRefusal,
+  type UninstallOptions,
+} from '../db/uninstall.js';
+import { fail } from './commandLine.js';
+
+/** The Jobs of ours that still carry the finalizer, or null when no cluster is configured. */
+async function finalizedJobs(config: Config, pool: Pool): Promise<string[] | null> {
+  // Lazily: the Kubernetes client costs ~0.65 s of CPU to load (commands.ts).
+  const { loadClusterConfig } = await import('../kube/clusterConfig.js');
+  const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+  if (!cluster) return null;
+  const { createJobsApi } = await import('../kube/jobs.js');
+  const { APP_SELECTOR, SETTLE_FINALIZER } = await import('../kube/jobTemplate.js');
+  const jobs = createJobsApi(cluster, config.kubeRequestTimeoutMs);
+  try {
+    const namespaces = new Set([cluster.namespace, ...(await runNamespaces(pool, tables(config.annotationsSchema)))]);
+    const held: string[] = [];
+    for (const ns of namespaces) {
+      const { items } = await jobs.list(ns, APP_SELECTOR);
+      for (const j of items)
+        if (j.metadata?.finalizers?.includes(SETTLE_FINALIZER)) held.push(`${ns}/${j.metadata.name ?? '?'}`);
+    }
+    return held;
+  } finally {
+    jobs.close();
+  }
+}
+
+export async function uninstallCommand(
+  config: Config,
+  logger: Logger,
+  pool: Pool,
+  flags: Record<string, string | true>,
+): Promise<void> {
+  const t = tables(config.annotationsSchema);
+  const o: UninstallOptions = {
+    keepHistory: flags['--keep-history'] === true,
+    dropColumns: flags['--drop-columns'] === true,
+  };
+  const refusal = await uninstallRefusal(pool, t);
+  if (refusal) fail(`uninstall refused: ${refusal}`, 1);
+  const held = await finalizedJobs(config, pool);
+  if (held && held.length > 0)
+    fail(
+      `uninstall refused: Job ${held.join(', ')} still carries the finalizer sentinel-training.io/settle: start the service until it records the outcome and lets the Job go, or remove the finalizer by hand (README "Uninstall")`,
+      1,
+    );
+  const found = await uninstallInventory(pool, t, o);
+  const keeps = [
+    o.keepHistory ? `${t.runs} (--keep-history)` : null,
+    o.dropColumns
+      ? null
+      : `the columns used_for_training and training_run_id of ${t.annotations} (--drop-columns removes them)`,
+  ].filter((k): k is string => k !== null);
+  const checked =
+    held === null
+      ? 'No Kubernetes configuration: Jobs were not checked for the finalizer sentinel-training.io/settle (README "Uninstall", step 3).'
+      : 'No Job carries the finalizer sentinel-training.io/settle.';
+  if (flags['--yes'] !== true) {
+    const list = found.length ? found.map((f) => `  ${f}`).join('\n') : '  nothing: no object of ours is there';
+    process.stdout.write(
+      `Would remove (run again with --yes):\n${list}\nKeeps: ${keeps.join('; ') || 'nothing of ours'}\n${checked}\n`,
+    );
+    return;
+  }
+  const applied = await uninstall(pool, logger, t, o);
+  logger.info({ applied }, 'Uninstalled');
+  process.stdout.write(
+    `Removed ${found.length} object(s)${found.length ? `:\n${found.map((f) => `  ${f}`).join('\n')}` : ''}\nKept: ${keeps.join('; ') || 'nothing of ours'}\n${checked}\n\`training-controller migrate\` installs it again.\n`,
+  );
+}

@@ -1,0 +1,172 @@
+// `training-controller uninstall` and migrations/uninstall/*.sql (issue 23): on a database migrated over a
+// Triage-shaped table, it leaves the table as it was (its writes work, no trigger, function, sequence, index,
+// constraint or table of ours), refuses while a run is open, and `migrate` installs everything again after it.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { migrationsDir } from '../src/core/paths.js';
+import { missingSchema } from '../src/db/schemaCheck.js';
+import { tables } from '../src/db/tables.js';
+import { UNINSTALL_FILES } from '../src/db/uninstall.js';
+import { cliPath } from './support/child.js';
+import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
+import { eventually, startController, useEachRun } from './support/harness.js';
+
+const exec = promisify(execFile);
+
+async function cli(db: TestDb, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return exec(process.execPath, [cliPath(), ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', DATABASE_URL: db.url, LOG_LEVEL: 'warn' },
+  }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => e,
+  );
+}
+
+/** Every object in the database that is ours (by name), and the columns of annotations. */
+async function ours(db: TestDb): Promise<{ objects: string[]; columns: string[] }> {
+  const objects = await db.pool.query<{ name: string }>(`
+    SELECT relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND (relname LIKE 'training%' OR relname LIKE 'annotations\\_%')
+    UNION ALL SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgname LIKE 'training%'
+    UNION ALL SELECT conname FROM pg_constraint WHERE conname LIKE 'annotations_training%'
+    UNION ALL SELECT proname FROM pg_proc WHERE proname LIKE 'training%' ORDER BY 1`);
+  const columns = await db.pool.query<{ name: string }>(
+    `SELECT attname AS name FROM pg_attribute WHERE attrelid = 'annotations'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+  );
+  return { objects: objects.rows.map((r) => r.name), columns: columns.rows.map((r) => r.name) };
+}
+
+/** The Triage API's table before our migrations, with a row of its own. */
+async function triageDatabase(): Promise<TestDb> {
+  const db = await freshDatabase(undefined, { migrate: false });
+  await db.pool.query(
+    'CREATE TABLE annotations (id bigserial PRIMARY KEY, image_uri text NOT NULL, label text, verified boolean NOT NULL DEFAULT false)',
+  );
+  await db.pool.query("INSERT INTO annotations (image_uri, verified) VALUES ('s3://a', true)");
+  return db;
+}
+
+describe('uninstall', () => {
+  it('dry by default; --yes leaves the Triage table as before (its writes work), and migrate installs again', async () => {
+    const db = await triageDatabase();
+    try {
+      const before = await ours(db);
+      assert.equal((await cli(db, 'migrate')).code, 0);
+      const installed = await ours(db);
+      assert.ok(installed.objects.length > 5, String(installed.objects));
+
+      const dry = await cli(db, 'uninstall');
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(
+        dry.stdout,
+        /^Would remove \(run again with --yes\):\n {2}trigger training_controller_verified_insert/,
+      );
+      assert.match(dry.stdout, /Keeps: the columns used_for_training and training_run_id/);
+      assert.match(dry.stdout, /No Kubernetes configuration: Jobs were not checked/);
+      assert.deepEqual(await ours(db), installed, 'the dry run changed nothing');
+
+      const done = await cli(db, 'uninstall', '--yes', '--drop-columns');
+      assert.equal(done.code, 0, done.stderr);
+      assert.match(done.stdout, /^Removed \d+ object\(s\):/);
+      assert.deepEqual(await ours(db), before, 'nothing of ours is left');
+      // The Triage API's writes: an insert and a verification, with no trigger of ours to call.
+      await db.pool.query("INSERT INTO annotations (image_uri, verified) VALUES ('s3://b', true)");
+      await db.pool.query("UPDATE annotations SET verified = true, label = 'cat' WHERE image_uri = 's3://a'");
+
+      assert.equal((await cli(db, 'migrate')).code, 0);
+      assert.deepEqual(await missingSchema(db.pool, tables('public')), [], 'migrate installs it again');
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it('--keep-history keeps training_runs and, without --drop-columns, the columns; psql -f gives the same', async () => {
+    const viaCli = await triageDatabase();
+    const viaPsql = await triageDatabase();
+    try {
+      for (const db of [viaCli, viaPsql]) assert.equal((await cli(db, 'migrate')).code, 0);
+      assert.equal((await cli(viaCli, 'uninstall', '--yes', '--keep-history')).code, 0);
+      // The README's psql form: 001 only (002 is the history, 003 the columns).
+      await exec('psql', [
+        viaPsql.url,
+        '-X',
+        '-q',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-f',
+        join(migrationsDir(), 'uninstall', UNINSTALL_FILES[0]),
+      ]);
+      for (const db of [viaCli, viaPsql]) {
+        const left = await ours(db);
+        assert.deepEqual(
+          left.objects.filter((o) => !o.startsWith('annotations_')), // the Triage table's own key and sequence
+          [
+            'training_runs',
+            'training_runs_finished_at',
+            'training_runs_id_seq',
+            'training_runs_job_name_key',
+            'training_runs_one_open',
+            'training_runs_pkey',
+          ],
+        );
+        assert.ok(left.columns.includes('used_for_training') && left.columns.includes('training_run_id'));
+      }
+    } finally {
+      await viaCli.drop();
+      await viaPsql.drop();
+    }
+  });
+});
+
+describe('uninstall while a run is open', () => {
+  const s = useEachRun();
+
+  it('refuses in one line, saying to let it finish or cancel it first, and removes nothing', async () => {
+    s.c = await startController(s.db.url, s.kube, { TRAINING_THRESHOLD: '5' });
+    await verifyNew(s.db.pool, 5);
+    await eventually(() => s.kube.creates.length === 1, 'the run');
+    const before = await ours(s.db);
+    const r = await cli(s.db, 'uninstall', '--yes');
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /uninstall refused: run 1 \(sentinel-training-\S+\) is running: .*`training-controller cancel`/,
+    );
+    assert.deepEqual(await ours(s.db), before);
+  });
+
+  it('refuses while a Job of ours still carries the finalizer, when a cluster is configured', async () => {
+    assert.equal((await cli(s.db, 'migrate')).code, 0);
+    // A Job whose run ended while the service was gone: the finalizer is still on it.
+    s.kube.jobs.set('default/sentinel-training-20260101-000000', {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: {
+        name: 'sentinel-training-20260101-000000',
+        namespace: 'default',
+        labels: { app: 'sentinel-training' },
+        finalizers: ['sentinel-training.io/settle'],
+        resourceVersion: '1',
+      },
+      spec: { template: { spec: { containers: [], restartPolicy: 'Never' } } },
+    });
+    const r = await exec(process.execPath, [cliPath(), 'uninstall', '--yes'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        HOME: '/nonexistent',
+        DATABASE_URL: s.db.url,
+        KUBECONFIG: s.kube.kubeconfigPath,
+      },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /Job default\/sentinel-training-20260101-000000 still carries the finalizer/);
+    assert.ok((await ours(s.db)).objects.includes('training_controller_verified_seq'), 'nothing removed');
+  });
+});

@@ -80,6 +80,24 @@ describe('a partitioned annotations table (issue 21)', {
       )
     ).rows.map((r) => r.name);
 
+  /** `migrate` exits 1 with one line matching `want`, and psql -f of the files stops with the same. */
+  const bothRefuse = async (db: TestDb, want: RegExp) => {
+    const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
+      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
+    }).then(
+      () => ({ code: 0, stderr: '' }),
+      (e: { code: number; stderr: string }) => e,
+    );
+    assert.equal(migrated.code, 1);
+    assert.equal(migrated.stderr.trim().split('\n').length, 1, migrated.stderr);
+    assert.match(migrated.stderr, want);
+    const psql = await applyWithPsql(db, []).then(
+      () => '',
+      (e: { stderr: string }) => e.stderr,
+    );
+    assert.match(psql, want);
+  };
+
   it('migrate and psql both refuse in the same one line, and nothing of ours is left behind', async () => {
     const db = await freshDatabase(undefined, { migrate: false });
     try {
@@ -91,21 +109,7 @@ describe('a partitioned annotations table (issue 21)', {
       const want =
         /^.*annotations in schema public is a partitioned table, which the migrations do not support: .*nothing was changed \(README "Partitioned annotations"\)$/m;
 
-      const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
-        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
-      }).then(
-        () => ({ code: 0, stderr: '' }),
-        (e: { code: number; stderr: string }) => e,
-      );
-      assert.equal(migrated.code, 1);
-      assert.equal(migrated.stderr.trim().split('\n').length, 1, migrated.stderr);
-      assert.match(migrated.stderr, want);
-
-      const psql = await applyWithPsql(db, []).then(
-        () => '',
-        (e: { stderr: string }) => e.stderr,
-      );
-      assert.match(psql, want);
+      await bothRefuse(db, want);
       assert.deepEqual(await ours(db), before, 'nothing added by either');
     } finally {
       await db.drop();
@@ -122,19 +126,7 @@ describe('a partitioned annotations table (issue 21)', {
       const before = await ours(db);
       const want =
         /^.*annotations in schema public has inheritance children \(annotations_2026\), which the migrations do not support: .*nothing was changed/m;
-      const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
-        env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
-      }).then(
-        () => ({ code: 0, stderr: '' }),
-        (e: { code: number; stderr: string }) => e,
-      );
-      assert.equal(migrated.code, 1);
-      assert.match(migrated.stderr, want);
-      const psql = await applyWithPsql(db, []).then(
-        () => '',
-        (e: { stderr: string }) => e.stderr,
-      );
-      assert.match(psql, want);
+      await bothRefuse(db, want);
       assert.deepEqual(await ours(db), before, 'nothing added by either');
     } finally {
       await db.drop();

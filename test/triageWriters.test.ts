@@ -65,15 +65,20 @@ describe('a writer that commits in two phases (PREPARE TRANSACTION, max_prepared
   });
 });
 
+/** The Triage API's own BEFORE trigger: `verified` follows `status`, never written by its statements. */
+async function deriveVerifiedFromStatus(db: TestDb): Promise<void> {
+  await db.pool.query(`ALTER TABLE annotations ADD COLUMN status text NOT NULL DEFAULT 'new'`);
+  await db.pool.query(`CREATE FUNCTION triage_derive_verified() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN NEW.verified := NEW.status = 'approved'; RETURN NEW; END $$`);
+  await db.pool.query(`CREATE TRIGGER triage_derive_verified BEFORE INSERT OR UPDATE ON annotations
+    FOR EACH ROW EXECUTE FUNCTION triage_derive_verified()`);
+}
+
 describe("a verified column derived by the Triage API's own BEFORE trigger", () => {
   const s = useEachRun();
 
   it('UPDATE … SET status = approved verifies through their trigger, and the crossing trains at once with the poll off', async () => {
-    await s.db.pool.query(`ALTER TABLE annotations ADD COLUMN status text NOT NULL DEFAULT 'new'`);
-    await s.db.pool.query(`CREATE FUNCTION triage_derive_verified() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN NEW.verified := NEW.status = 'approved'; RETURN NEW; END $$`);
-    await s.db.pool.query(`CREATE TRIGGER triage_derive_verified BEFORE INSERT OR UPDATE ON annotations
-      FOR EACH ROW EXECUTE FUNCTION triage_derive_verified()`);
+    await deriveVerifiedFromStatus(s.db);
     await s.db.pool.query('INSERT INTO annotations (status) SELECT $1 FROM generate_series(1, $2)', ['new', THRESHOLD]);
     s.c = await startController(s.db.url, s.kube, {
       POLL_INTERVAL_SECONDS: '0',
@@ -86,11 +91,7 @@ describe("a verified column derived by the Triage API's own BEFORE trigger", () 
   });
 
   it('an INSERT of an approved row verifies through their trigger too', async () => {
-    await s.db.pool.query(`ALTER TABLE annotations ADD COLUMN status text NOT NULL DEFAULT 'new'`);
-    await s.db.pool.query(`CREATE FUNCTION triage_derive_verified() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN NEW.verified := NEW.status = 'approved'; RETURN NEW; END $$`);
-    await s.db.pool.query(`CREATE TRIGGER triage_derive_verified BEFORE INSERT OR UPDATE ON annotations
-      FOR EACH ROW EXECUTE FUNCTION triage_derive_verified()`);
+    await deriveVerifiedFromStatus(s.db);
     s.c = await startController(s.db.url, s.kube, {
       POLL_INTERVAL_SECONDS: '0',
       TRAINING_THRESHOLD: String(THRESHOLD),

@@ -341,6 +341,18 @@ describe('secrets in DATABASE_URL', () => {
     assert.match(r.stderr, /^training-controller: ENOENT: no such file or directory, open '\*\*\*'\n$/);
     assert.ok(!(r.stdout + r.stderr).includes('hunter2'), r.stdout + r.stderr);
   });
+
+  // The URL is parsed into parts for DATABASE_URL_FILE's password callback (db/credentials.ts), which reads the
+  // sslkey file at once: status, migrate and uninstall printed the key until the parse moved into their catch.
+  for (const command of ['status', 'migrate', 'uninstall'])
+    it(`${command} with a key pasted in place of the sslkey path fails without printing the key`, async () => {
+      const key = '-----BEGIN PRIVATE KEY-----hunter2';
+      const r = await cli([command], {
+        DATABASE_URL: `postgres://app@127.0.0.1:1/x?sslmode=require&sslkey=${encodeURIComponent(key)}`,
+      });
+      assert.equal(r.code, 1);
+      assert.ok(!(r.stdout + r.stderr).includes('hunter2'), r.stdout + r.stderr);
+    });
 });
 
 describe('migrate', () => {

@@ -11,7 +11,7 @@ import { missingSchema } from '../src/db/schemaCheck.js';
 import { tables } from '../src/db/tables.js';
 import { UNINSTALL_FILES } from '../src/db/uninstall.js';
 import { cliPath } from './support/child.js';
-import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
+import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useEachRun } from './support/harness.js';
 
 const exec = promisify(execFile);
@@ -121,19 +121,49 @@ describe('uninstall', () => {
   });
 });
 
+describe('uninstall after runs trained', () => {
+  const s = useEachRun();
+
+  it('--yes alone is refused: the history cannot go while the columns that refer to it stay', async () => {
+    s.c = await startController(s.db.url, s.kube, { TRAINING_THRESHOLD: '5' });
+    await verifyNew(s.db.pool, 5);
+    const job = (await eventually(() => s.kube.creates[0], 'the run'))!;
+    s.kube.setPhase(job.name, 'complete');
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'succeeded', 'the settle');
+    await s.c.stop();
+    s.c = null;
+    const plain = await cli(s.db, 'uninstall', '--yes');
+    assert.equal(plain.code, 1);
+    assert.match(plain.stderr, /uninstall refused: choose what happens to the data: --keep-history .* --drop-columns/);
+    // Kept history: migrate installs again over the trained rows (their run ids still point at their runs).
+    assert.equal((await cli(s.db, 'uninstall', '--yes', '--keep-history')).code, 0);
+    const again = await cli(s.db, 'migrate');
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(await missingSchema(s.db.pool, tables('public')), []);
+  });
+});
+
 describe('uninstall while a run is open', () => {
   const s = useEachRun();
 
-  it('refuses in one line, saying to let it finish or cancel it first, and removes nothing', async () => {
+  it('refuses in one line while the service runs, then while its run is open, and removes nothing', async () => {
     s.c = await startController(s.db.url, s.kube, { TRAINING_THRESHOLD: '5' });
     await verifyNew(s.db.pool, 5);
     await eventually(() => s.kube.creates.length === 1, 'the run');
     const before = await ours(s.db);
-    const r = await cli(s.db, 'uninstall', '--yes');
-    assert.equal(r.code, 1);
-    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    const running = await cli(s.db, 'uninstall', '--yes', '--drop-columns');
+    assert.equal(running.code, 1);
+    assert.equal(running.stderr.trim().split('\n').length, 1, running.stderr);
     assert.match(
-      r.stderr,
+      running.stderr,
+      /uninstall refused: a training-controller service is still connected .*scale it to 0 first/,
+    );
+    await s.c.stop();
+    s.c = null;
+    const open = await cli(s.db, 'uninstall', '--yes', '--drop-columns');
+    assert.equal(open.code, 1);
+    assert.match(
+      open.stderr,
       /uninstall refused: run 1 \(sentinel-training-\S+\) is running: .*`training-controller cancel`/,
     );
     assert.deepEqual(await ours(s.db), before);
@@ -154,7 +184,7 @@ describe('uninstall while a run is open', () => {
       },
       spec: { template: { spec: { containers: [], restartPolicy: 'Never' } } },
     });
-    const r = await exec(process.execPath, [cliPath(), 'uninstall', '--yes'], {
+    const r = await exec(process.execPath, [cliPath(), 'uninstall', '--yes', '--drop-columns'], {
       env: {
         PATH: process.env.PATH ?? '',
         HOME: '/nonexistent',

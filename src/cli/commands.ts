@@ -42,19 +42,18 @@ function databaseUrl(config: Config): string {
 /** One short-lived connection for a command; any failure is one line and exit 1. */
 async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) => Promise<void>): Promise<void> {
   const url = databaseUrl(ctx.config);
-  // migrate may build an index on a large table: no statement timeout for it.
-  const pool = createPool(
-    url,
-    ctx.logger,
-    { max: 1, queryTimeoutMs: command === 'migrate' ? 0 : 30_000 },
-    ctx.config.databaseUrlFile,
-  );
+  let pool: Pool | null = null;
   try {
+    // Inside the try: parsing the URL reads its sslkey file, whose error names the value (a key pasted in place
+    // of its path), and only this catch masks it. migrate and uninstall build or drop an index CONCURRENTLY,
+    // which waits for older transactions however long: no statement timeout for them.
+    const long = command === 'migrate' || command === 'uninstall';
+    pool = createPool(url, ctx.logger, { max: 1, queryTimeoutMs: long ? 0 : 30_000 }, ctx.config.databaseUrlFile);
     await fn(pool);
   } catch (err: unknown) {
     fail(`${command} ${safeUrl(url)}: ${scrubSecrets(firstLine(err), url)}`, 1);
   } finally {
-    await pool.end();
+    await pool?.end();
   }
 }
 

@@ -8,7 +8,9 @@ import type { Pool } from '../db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { tables } from '../db/tables.js';
 import {
+  optionsRefusal,
   runNamespaces,
+  UninstallRefused,
   uninstall,
   uninstallInventory,
   uninstallRefusal,
@@ -50,7 +52,7 @@ export async function uninstallCommand(
     keepHistory: flags['--keep-history'] === true,
     dropColumns: flags['--drop-columns'] === true,
   };
-  const refusal = await uninstallRefusal(pool, t);
+  const refusal = (flags['--yes'] === true ? optionsRefusal(o) : null) ?? (await uninstallRefusal(pool, t));
   if (refusal) fail(`uninstall refused: ${refusal}`, 1);
   const held = await finalizedJobs(config, pool);
   if (held && held.length > 0)
@@ -71,12 +73,19 @@ export async function uninstallCommand(
       : 'No Job carries the finalizer sentinel-training.io/settle.';
   if (flags['--yes'] !== true) {
     const list = found.length ? found.map((f) => `  ${f}`).join('\n') : '  nothing: no object of ours is there';
+    const choose = optionsRefusal(o);
     process.stdout.write(
-      `Would remove (run again with --yes):\n${list}\nKeeps: ${keeps.join('; ') || 'nothing of ours'}\n${checked}\n`,
+      `Would remove (run again with --yes):\n${list}\nKeeps: ${keeps.join('; ') || 'nothing of ours'}\n${checked}\n${choose ? `Before --yes, ${choose}.\n` : ''}`,
     );
     return;
   }
-  const applied = await uninstall(pool, logger, t, o);
+  let applied: string[];
+  try {
+    applied = await uninstall(pool, logger, t, o);
+  } catch (err: unknown) {
+    if (err instanceof UninstallRefused) fail(`uninstall refused: ${err.message}`, 1);
+    throw err;
+  }
   logger.info({ applied }, 'Uninstalled');
   process.stdout.write(
     `Removed ${found.length} object(s)${found.length ? `:\n${found.map((f) => `  ${f}`).join('\n')}` : ''}\nKept: ${keeps.join('; ') || 'nothing of ours'}\n${checked}\n\`training-controller migrate\` installs it again.\n`,

@@ -6,6 +6,12 @@ import { connectionSettings } from './credentials.js';
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
+/**
+ * The LISTEN connection's application_name: how an operator (and a test) finds its backend in pg_stat_activity,
+ * and how `uninstall` tells that a service is still running.
+ */
+export const LISTEN_APPLICATION_NAME = 'training-controller-listen';
+
 export interface PoolOptions {
   /** Upper bound for any single statement, so a hung socket surfaces as an error instead of a stall. */
   queryTimeoutMs?: number;

@@ -11,7 +11,7 @@ import { migrationsDir } from '../core/paths.js';
 import { realTimers } from '../core/timers.js';
 import { LOCK_KEYS, withSessionLock } from './locks.js';
 import { applyScript } from './migrate.js';
-import type { Pool } from './pool.js';
+import { LISTEN_APPLICATION_NAME, type Pool, type PoolClient } from './pool.js';
 import { forSchema } from './psqlScript.js';
 import { openRun, unfinishedRun } from './runs.js';
 import { quoteIdent, quoteLiteral, type Tables } from './tables.js';
@@ -31,10 +31,35 @@ export function uninstallFiles(o: UninstallOptions): string[] {
   );
 }
 
-/** One line when uninstalling now would strand a run, or null. */
-export async function uninstallRefusal(pool: Pool, t: Tables): Promise<string | null> {
-  if (!(await hasTable(pool, t.runs))) return null;
-  const run = (await openRun(pool, t)) ?? (await unfinishedRun(pool, t));
+/** Thrown by uninstall() when a check made under its locks refuses (the same line as uninstallRefusal). */
+export class UninstallRefused extends Error {
+  override name = 'UninstallRefused';
+}
+
+/**
+ * Dropping the history but keeping the columns left training_run_id pointing at runs that no longer exist, and
+ * a later `migrate` failed validating its foreign key half way (found by review): either both go or the history
+ * stays.
+ */
+export function optionsRefusal(o: UninstallOptions): string | null {
+  if (o.keepHistory || o.dropColumns) return null;
+  return 'choose what happens to the data: --keep-history keeps training_runs (and the columns of annotations that refer to it), --drop-columns removes both (which annotations were trained, and by which run)';
+}
+
+/**
+ * One line when uninstalling now would strand a run or pull the schema from under a running service, or null.
+ * Asked before, and again under the locks (a service still running may have started a run in between).
+ */
+export async function uninstallRefusal(q: Pool | PoolClient, t: Tables): Promise<string | null> {
+  const { rows: services } = await q.query<{ pid: number; addr: string | null }>(
+    `SELECT pid, client_addr::text AS addr FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`,
+    [LISTEN_APPLICATION_NAME],
+  );
+  if (services.length > 0)
+    return `a training-controller service is still connected (its LISTEN connection: pid ${services.map((s) => `${s.pid}${s.addr ? ` from ${s.addr}` : ''}`).join(', ')}): scale it to 0 first (README "Uninstall")`;
+  if (!(await hasTable(q, t.runs))) return null;
+  const run = (await openRun(q, t)) ?? (await unfinishedRun(q, t));
   if (!run) return null;
   return `run ${run.id} (${run.jobName}) is ${run.state}${run.settlePending ? ', its settle unfinished' : ''}${run.claimPending ? ', its claim unfinished' : ''}: its annotations are claimed and its Job carries the finalizer; let it finish, or \`training-controller cancel\` it, with the service running, then scale the service to 0 and uninstall (README "Uninstall")`;
 }
@@ -44,7 +69,8 @@ export async function uninstallInventory(pool: Pool, t: Tables, o: UninstallOpti
   const L = quoteLiteral;
   const { rows } = await pool.query<{ what: string }>(
     `SELECT 'trigger ' || tgname || ' on ' || ${L(t.annotations)} AS what FROM pg_trigger
-      WHERE tgrelid = to_regclass(${L(t.annotations)}) AND tgname LIKE 'training_controller_%'
+      WHERE tgrelid = to_regclass(${L(t.annotations)})
+        AND tgname IN ('training_controller_verified_insert', 'training_controller_verified_update')
      UNION ALL SELECT 'foreign key annotations_training_run_id_fkey' FROM pg_constraint
       WHERE conrelid = to_regclass(${L(t.annotations)}) AND conname = 'annotations_training_run_id_fkey'
      UNION ALL SELECT 'function ' || ${L(`${t.triggerFunction}()`)} WHERE to_regprocedure(${L(`${t.triggerFunction}()`)}) IS NOT NULL
@@ -65,23 +91,34 @@ export async function uninstallInventory(pool: Pool, t: Tables, o: UninstallOpti
   return rows.map((r) => r.what);
 }
 
-/** Applies the files under the migrate lock; returns the names applied. */
+/**
+ * Applies the files under the migrate lock and the dispatch lock (no run can start while it works, even from a
+ * service that should not be running); the refusals are asked again once both are held. Returns the names
+ * applied.
+ */
 export async function uninstall(pool: Pool, logger: Logger, t: Tables, o: UninstallOptions): Promise<string[]> {
+  const refused = optionsRefusal(o);
+  if (refused) throw new UninstallRefused(refused);
   const client = await pool.connect();
+  const locked = <T>(key: bigint, fn: () => Promise<T>) => withSessionLock(client, key, fn);
   try {
-    return await withSessionLock(client, LOCK_KEYS.migrate, async () => {
-      const applied: string[] = [];
-      for (const name of uninstallFiles(o)) {
-        const sql = await readFile(join(migrationsDir(), 'uninstall', name), 'utf8');
-        try {
-          await applyScript(client, forSchema(sql, t.schema), logger, `uninstall/${name}`, realTimers);
-        } finally {
-          await client.query('RESET lock_timeout').catch(() => undefined);
+    return await locked(LOCK_KEYS.migrate, () =>
+      locked(LOCK_KEYS.dispatch, async () => {
+        const refusal = await uninstallRefusal(client, t);
+        if (refusal) throw new UninstallRefused(refusal);
+        const applied: string[] = [];
+        for (const name of uninstallFiles(o)) {
+          const sql = await readFile(join(migrationsDir(), 'uninstall', name), 'utf8');
+          try {
+            await applyScript(client, forSchema(sql, t.schema), logger, `uninstall/${name}`, realTimers);
+          } finally {
+            await client.query('RESET lock_timeout').catch(() => undefined);
+          }
+          applied.push(name);
         }
-        applied.push(name);
-      }
-      return applied;
-    });
+        return applied;
+      }),
+    );
   } finally {
     client.release();
   }
@@ -94,7 +131,7 @@ export async function runNamespaces(pool: Pool, t: Tables): Promise<string[]> {
   return rows.map((r) => r.namespace);
 }
 
-async function hasTable(pool: Pool, name: string): Promise<boolean> {
+async function hasTable(pool: Pool | PoolClient, name: string): Promise<boolean> {
   const { rows } = await pool.query<{ ok: boolean }>(`SELECT to_regclass(${quoteLiteral(name)}) IS NOT NULL AS ok`);
   return rows[0]?.ok === true;
 }

@@ -15,14 +15,13 @@ import pgListen from 'pg-listen';
 import { retryDelayMs } from '../core/backoff.js';
 import { CONTROL_CHANNEL } from '../db/control.js';
 import { connectionSettings } from '../db/credentials.js';
+import { LISTEN_APPLICATION_NAME } from '../db/pool.js';
 import { errorMessage } from '../core/errors.js';
 import { scrubSecrets } from '../core/redact.js';
 import { interruptibleSleep, type Timers } from '../core/timers.js';
 import type { Logger } from '../core/logger.js';
 
 export const CHANNEL = 'training_controller';
-/** The LISTEN connection's application_name: how an operator (and a test) finds its backend in pg_stat_activity. */
-export const LISTEN_APPLICATION_NAME = 'training-controller-listen';
 /** Logged when the LISTEN connection is back after a loss (tests wait for it). */
 export const RECONNECTED = 'LISTEN connection re-established';
 

@@ -44,6 +44,14 @@ export const ALERT_SCENARIOS: AlertScenario[] = [
     fires: true,
   },
   {
+    // CrashLoopBackOff at its cap: up for one scrape, then down 5 min, over and over (found by review).
+    name: 'the controller crash-looping, each start surviving one scrape',
+    alert: 'TrainingControllerDown',
+    series: { 'up{job="training-controller"}': '1 0 0 0 0 0 1 0 0 0 0 0 1 0 0 0 0 0 1 0 0 0 0 0 1 0 0' },
+    evalTime: '24m',
+    fires: true,
+  },
+  {
     name: 'the controller restarting once (down for 2 min)',
     alert: 'TrainingControllerDown',
     series: { 'up{job="training-controller"}': '1 0 0 1x10' },

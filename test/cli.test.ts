@@ -1,40 +1,22 @@
 // The CLI as operators run it: exit codes, one-line errors, signals, migrate, status, render-job, dry-run.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { load } from 'js-yaml';
 import type { V1Job } from '@kubernetes/client-node';
 import { LISTENING } from '../src/main.js';
 import { readMigrations } from '../src/db/migrate.js';
 import { packageRoot } from '../src/core/paths.js';
-import { cliPath, spawnCli } from './support/child.js';
+import { runCli, spawnCli } from './support/child.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useInfra, type Running } from './support/harness.js';
 import { startOwnPostgres } from './support/ownPostgres.js';
 import { tripwire, type Tripwire } from './support/tripwire.js';
 
-const exec = promisify(execFile);
-
-async function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cliPath(), ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ...env },
-      timeout: 30_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err: unknown) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const cli = runCli;
 
 describe('startup errors', () => {
   // A database address that counts connections: these commands must fail (or answer) before any.

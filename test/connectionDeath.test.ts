@@ -4,14 +4,12 @@
 // transaction of ours stays open across a call to the API server, so a slow cluster cannot hold row locks or
 // run into a DBA's idle_in_transaction_session_timeout.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type pg from 'pg';
 import { CONNECTION_LOST_IN_USE } from '../src/db/pool.js';
 import { CLAIMING_IN_CHUNKS } from '../src/loop/dispatcher.js';
-import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
-import { FakeKube } from './support/fakeKube.js';
-import { eventually, startController, useEachRun, type Running } from './support/harness.js';
-import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
+import { runRows, verifyNew, type TestDb } from './support/db.js';
+import { eventually, startController, useEachRun, useOwnServer } from './support/harness.js';
 
 /** The controller's pool connections (not its LISTEN one), ended as a failover or a DBA's kill would. */
 async function terminateControllerBackends(pool: pg.Pool): Promise<number> {
@@ -96,30 +94,16 @@ describe('connections that die: the process lives on and trains exactly once', (
 });
 
 describe('connections that die: a PostgreSQL restart in the middle of a chunked claim', () => {
-  let server: OwnPostgres;
-  let db: TestDb;
-  let kube: FakeKube;
-  let c: Running | null = null;
-  before(async () => {
-    server = await startOwnPostgres();
-    db = await freshDatabase(server.url);
-    kube = await FakeKube.start();
-  });
-  after(async () => {
-    await c?.stop();
-    await kube?.stop();
-    await db?.drop().catch(() => undefined);
-    await server?.destroy();
-  });
+  const s = useOwnServer();
 
   it('the claim goes on after the restart and one Job holds all of it', async () => {
-    c = await startController(db.url, kube, { CHUNK_ROWS: '10' });
-    const from = c.logs.lines.length;
-    await verifyNew(db.pool, 3000);
-    await c.logs.waitForMsg(CLAIMING_IN_CHUNKS, 10_000, from);
-    await server.stop();
-    await server.start();
-    await oneRun(db, 'running', 3000, 60_000);
-    assert.equal(kube.creates.length, 1);
+    s.c = await startController(s.db.url, s.kube, { CHUNK_ROWS: '10' });
+    const from = s.c.logs.lines.length;
+    await verifyNew(s.db.pool, 3000);
+    await s.c.logs.waitForMsg(CLAIMING_IN_CHUNKS, 10_000, from);
+    await s.server.stop();
+    await s.server.start();
+    await oneRun(s.db, 'running', 3000, 60_000);
+    assert.equal(s.kube.creates.length, 1);
   });
 });

@@ -6,20 +6,16 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { RECONNECTED } from '../src/loop/listener.js';
 import { LISTENING } from '../src/main.js';
 import { spawnCli, type ChildController } from './support/child.js';
-import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
-import { FakeKube } from './support/fakeKube.js';
-import { eventually } from './support/harness.js';
-import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
+import { runRows, verifyNew } from './support/db.js';
+import { eventually, useOwnServer } from './support/harness.js';
 import { createRole, readmeGrants, type TestRole } from './support/roles.js';
 
 describe('DATABASE_URL_FILE, and a password rotated while the service runs', () => {
-  let server: OwnPostgres;
-  let db: TestDb;
-  let kube: FakeKube;
+  const s = useOwnServer();
   let role: TestRole;
   let c: ChildController | null = null;
   const dir = mkdtempSync(join(tmpdir(), 'tc-secret-'));
@@ -33,22 +29,17 @@ describe('DATABASE_URL_FILE, and a password rotated while the service runs', () 
   };
 
   before(async () => {
-    server = await startOwnPostgres();
-    db = await freshDatabase(server.url);
-    kube = await FakeKube.start();
-    role = await createRole(db, readmeGrants);
-  });
-  after(async () => {
-    c?.proc.kill('SIGKILL');
-    await c?.exited;
-    await kube?.stop();
-    await role?.drop();
-    await db?.drop().catch(() => undefined);
-    await server?.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    role = await createRole(s.db, readmeGrants);
+    s.onCleanup(async () => {
+      c?.proc.kill('SIGKILL');
+      await c?.exited;
+      await role.drop();
+      rmSync(dir, { recursive: true, force: true });
+    });
   });
 
   it('starts from the file, and after the rotation trains with the new password, logging neither', async () => {
+    const { db, kube } = s;
     await db.pool.query(`ALTER ROLE ${role.name} PASSWORD 'first-secret-1'`);
     writeSecret('first-secret-1');
     c = spawnCli(['run'], {

@@ -6,13 +6,11 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadAll, load } from 'js-yaml';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import type { V1ConfigMap, V1Deployment, V1Job, V1Role } from '@kubernetes/client-node';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { missingSchema } from '../src/db/schemaCheck.js';
 import { tables } from '../src/db/tables.js';
-import { cliPath } from './support/child.js';
+import { runCli } from './support/child.js';
 import { freshDatabase } from './support/db.js';
 import { COMMANDS } from '../src/cli/commands.js';
 import { loadConfig } from '../src/core/config.js';
@@ -25,7 +23,6 @@ const root = packageRoot();
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
 const docs = (path: string) => loadAll(read(path)) as Record<string, unknown>[];
 const defaults = loadConfig({});
-const exec = promisify(execFile);
 const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
 
 /** Dockerfile instructions of the last stage, continuation lines joined. */
@@ -219,8 +216,7 @@ describe('deploy/migrate/migrate-job.yaml', () => {
         ...Object.fromEntries(Object.entries(env).map(([k, e]) => [k, e.value ?? ''])),
         DATABASE_URL: db.url,
       };
-      const run = () =>
-        exec(process.execPath, [cliPath(), ...(c.args ?? [])], { env: { PATH: process.env.PATH ?? '', ...vars } });
+      const run = () => runCli(c.args ?? [], vars);
       assert.match((await run()).stdout, /Applied \d+ migration/);
       assert.match((await run()).stdout, /Database is up to date/);
       assert.deepEqual(await missingSchema(db.pool, tables(vars.ANNOTATIONS_SCHEMA || 'public')), []);

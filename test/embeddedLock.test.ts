@@ -3,33 +3,20 @@
 // for the whole file (one initdb, ~1.5 s): a second start beside a live one is refused in one line; a kill -9
 // leaves an orphan that the next start stops before starting its own; a port held by someone else is named.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { inspectLock, lockPid, processInfo } from '../src/dev/lock.js';
-import { cliPath, spawnCli, type ChildController } from './support/child.js';
+import { type ChildController, runCli, spawnCli } from './support/child.js';
 import { FAST } from './support/harness.js';
 import { freePort } from './support/ports.js';
 
-const exec = promisify(execFile);
-
-async function cli(env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cliPath(), 'run'], {
-      env: { PATH: process.env.PATH ?? '', ...FAST, ...env },
-      timeout: 60_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err: unknown) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+/** `run` to its end (these all fail at startup), with the test settings. */
+const cli = (env: Record<string, string>) =>
+  runCli(['run'], { HOME: process.env.HOME ?? '/root', ...FAST, ...env }, 60_000);
 
 describe('the embedded PostgreSQL of npm start: who holds it', () => {
   let dir = '';

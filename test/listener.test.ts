@@ -13,10 +13,10 @@ import {
   killListener,
   LogCapture,
   startController,
+  useOwnServer,
   useStack,
   type Running,
 } from './support/harness.js';
-import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
 import { TcpProxy } from './support/tcpProxy.js';
 
 const recounts = (c: Running, cause: string) => counterValue(c, 'recounts', { cause });
@@ -107,24 +107,15 @@ describe('listener: notifications lost while disconnected', () => {
 });
 
 describe('listener: the database stopped for 8 s and started again', () => {
-  let server: OwnPostgres;
-  let db: TestDb;
-  let kube: FakeKube;
+  const s = useOwnServer();
   let c: Running;
   before(async () => {
-    server = await startOwnPostgres();
-    db = await freshDatabase(server.url);
-    kube = await FakeKube.start();
-    c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0' });
-  });
-  after(async () => {
-    await c?.stop();
-    await kube?.stop();
-    await db?.drop().catch(() => undefined);
-    await server?.destroy();
+    c = await startController(s.db.url, s.kube, { POLL_INTERVAL_SECONDS: '0' });
+    s.c = c;
   });
 
   it('keeps running and dispatches on the next crossing, without a restart', async () => {
+    const { server, db, kube } = s;
     await server.stop();
     await eventually(() => !c.service.health.listenerConnected, 'the listener to notice the outage');
     await new Promise((r) => setTimeout(r, 8000));

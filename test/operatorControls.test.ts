@@ -1,8 +1,6 @@
 // Operator controls (issue #11): pause, resume, cancel and trigger from the CLI, carried out by a running
 // service against real PostgreSQL and the test API server; the README's worked example end to end.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import pg from 'pg';
 import { PAUSED_LOG, RESUMED_LOG } from '../src/ops/controlLog.js';
@@ -11,7 +9,7 @@ import { CLAIMING_IN_CHUNKS } from '../src/loop/dispatcher.js';
 import { NOT_SENT } from '../src/loop/submit.js';
 import { runOperatorCommand } from '../src/cli/operator.js';
 import { tables } from '../src/db/tables.js';
-import { cliPath } from './support/child.js';
+import { runCli } from './support/child.js';
 import { TcpProxy } from './support/tcpProxy.js';
 import { runRows, verifyNew, type TestDb } from './support/db.js';
 import {
@@ -24,21 +22,8 @@ import {
   type Running,
 } from './support/harness.js';
 
-const exec = promisify(execFile);
-
 /** The CLI as an operator runs it, beside the service, on the same database. */
-async function operator(db: TestDb, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [cliPath(), ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', DATABASE_URL: db.url, LOG_LEVEL: 'warn' },
-      timeout: 30_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err: unknown) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const operator = (db: TestDb, ...args: string[]) => runCli(args, { DATABASE_URL: db.url, LOG_LEVEL: 'warn' });
 
 const gauge = async (c: Running, name: 'paused'): Promise<number> =>
   (await c.service.metrics[name].get()).values[0]?.value ?? Number.NaN;

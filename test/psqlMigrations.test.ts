@@ -10,7 +10,7 @@ import { forSchema } from '../src/db/psqlScript.js';
 import { migrationsDir } from '../src/core/paths.js';
 import { tables } from '../src/db/tables.js';
 import { missingSchema } from '../src/db/schemaCheck.js';
-import { cliPath } from './support/child.js';
+import { runCli } from './support/child.js';
 import { freshDatabase, type TestDb } from './support/db.js';
 
 const exec = promisify(execFile);
@@ -82,12 +82,7 @@ describe('a partitioned annotations table (issue 21)', {
 
   /** `migrate` exits 1 with one line matching `want`, and psql -f of the files stops with the same. */
   const bothRefuse = async (db: TestDb, want: RegExp) => {
-    const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
-    }).then(
-      () => ({ code: 0, stderr: '' }),
-      (e: { code: number; stderr: string }) => e,
-    );
+    const migrated = await runCli(['migrate'], { DATABASE_URL: db.url });
     assert.equal(migrated.code, 1);
     assert.equal(migrated.stderr.trim().split('\n').length, 1, migrated.stderr);
     assert.match(migrated.stderr, want);
@@ -134,13 +129,7 @@ describe('a partitioned annotations table (issue 21)', {
     const migratedFirst = await freshDatabase();
     try {
       await migratedFirst.pool.query('CREATE TABLE annotations_2027 () INHERITS (annotations)');
-      const run = await exec(process.execPath, [cliPath(), 'run'], {
-        env: { PATH: process.env.PATH ?? '', DATABASE_URL: migratedFirst.url, HTTP_PORT: '0' },
-        timeout: 20_000,
-      }).then(
-        () => ({ code: 0, stderr: '' }),
-        (e: { code: number; stderr: string }) => e,
-      );
+      const run = await runCli(['run'], { DATABASE_URL: migratedFirst.url, HTTP_PORT: '0' }, 20_000);
       assert.equal(run.code, 1);
       assert.match(run.stderr, /has inheritance children \(annotations_2027\).*the service does not start/);
     } finally {

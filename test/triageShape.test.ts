@@ -3,20 +3,16 @@
 // the controller's role may lack a grant. The trigger must never fail their write, and the loop must never go
 // quiet with work pending.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
 import { createLogger } from '../src/core/logger.js';
 import { migrate } from '../src/db/migrate.js';
 import { tables } from '../src/db/tables.js';
-import { cliPath } from './support/child.js';
+import { runCli } from './support/child.js';
 import { freshDatabase, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { createRole } from './support/roles.js';
 import { eventually, killListener, startController, type Running } from './support/harness.js';
-
-const exec = promisify(execFile);
 
 const jobsCreated = (kube: FakeKube) => kube.creates.length;
 
@@ -120,9 +116,7 @@ describe("the Triage API's database, shaped its own way", () => {
       'CREATE TABLE decoy.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)',
     );
     await db.pool.query(`ALTER DATABASE ${db.name} SET search_path = decoy, public`);
-    const migrated = await exec(process.execPath, [cliPath(), 'migrate'], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url, ANNOTATIONS_SCHEMA: 'triage' },
-    });
+    const migrated = await runCli(['migrate'], { DATABASE_URL: db.url, ANNOTATIONS_SCHEMA: 'triage' });
     assert.match(migrated.stdout, /Applied \d+ migration/);
     const objects = await db.pool.query(
       "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname IN ('training_runs', 'training_controller_verified_seq', 'annotations_pending') ORDER BY 2",
@@ -153,12 +147,7 @@ describe("the Triage API's database, shaped its own way", () => {
     await db.pool.query(
       'CREATE TABLE triage.annotations (id bigserial PRIMARY KEY, verified boolean NOT NULL DEFAULT false)',
     );
-    const r = await exec(process.execPath, [cliPath(), 'migrate'], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: db.url },
-    }).then(
-      () => ({ code: 0, stderr: '' }),
-      (e: { code: number; stderr: string }) => e,
-    );
+    const r = await runCli(['migrate'], { DATABASE_URL: db.url });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /annotations is in schema triage, not in schema public: set ANNOTATIONS_SCHEMA/);
     assert.equal((await db.pool.query("SELECT to_regclass('public.annotations') AS t")).rows[0].t, null);
@@ -171,12 +160,10 @@ describe("the Triage API's database, shaped its own way", () => {
       `GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO ${r}`,
     ]);
     cleanups.push(reader.drop);
-    const r = await exec(process.execPath, [cliPath(), 'run'], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: reader.url, KUBECONFIG: kube.kubeconfigPath, HTTP_PORT: '0' },
-      timeout: 20_000,
-    }).then(
-      () => ({ code: 0, stderr: '' }),
-      (e: { code: number; stderr: string }) => e,
+    const r = await runCli(
+      ['run'],
+      { DATABASE_URL: reader.url, KUBECONFIG: kube.kubeconfigPath, HTTP_PORT: '0' },
+      20_000,
     );
     assert.equal(r.code, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);

@@ -3,19 +3,14 @@
 // fail their write, and the crossing must train within seconds, with the poll off (it is only a fallback).
 // Row-level security on annotations must never make the controller see less than is pending without saying so.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { cliPath, spawnCli } from './support/child.js';
-import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
-import { FakeKube } from './support/fakeKube.js';
-import { eventually, startController, useEachRun, type Running } from './support/harness.js';
-import { startOwnPostgres, type OwnPostgres } from './support/ownPostgres.js';
+import { runCli, spawnCli } from './support/child.js';
+import { invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
+import { eventually, startController, useEachRun, useOwnServer, type Running } from './support/harness.js';
 import { createRole, readmeGrants, type TestRole } from './support/roles.js';
 
 const THRESHOLD = 50;
-const exec = promisify(execFile);
 
 /** One verification the way an XA/JTA transaction manager commits it: prepare, then commit the prepared one. */
 async function verifyInTwoPhases(writer: pg.Client, id: number): Promise<void> {
@@ -27,30 +22,17 @@ async function verifyInTwoPhases(writer: pg.Client, id: number): Promise<void> {
 
 describe('a writer that commits in two phases (PREPARE TRANSACTION, max_prepared_transactions > 0)', () => {
   // Its own server: two-phase commit needs max_prepared_transactions > 0, a setting only a restart changes.
-  let server: OwnPostgres;
-  let db: TestDb;
-  let kube: FakeKube;
-  let c: Running | null = null;
-  before(async () => {
-    server = await startOwnPostgres({ max_prepared_transactions: '10' });
-    kube = await FakeKube.start();
-  });
-  after(async () => {
-    await c?.stop();
-    await kube?.stop();
-    await db?.drop().catch(() => undefined);
-    await server?.destroy();
-  });
+  const s = useOwnServer({ max_prepared_transactions: '10' });
 
   it('every verification commits, from the very first on a fresh database, and the crossing trains within seconds', async () => {
-    db = await freshDatabase(server.url);
+    const { db, kube } = s;
     await db.pool.query('INSERT INTO annotations (verified) SELECT false FROM generate_series(1, $1)', [THRESHOLD]);
     const writer = new pg.Client({ connectionString: db.url });
     await writer.connect();
     try {
       // Before the service ever ran: the gate is open (notify on every verification) until its first recount.
       await verifyInTwoPhases(writer, 1);
-      c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0', TRAINING_THRESHOLD: String(THRESHOLD) });
+      s.c = await startController(db.url, kube, { POLL_INTERVAL_SECONDS: '0', TRAINING_THRESHOLD: String(THRESHOLD) });
       const crossedAt = Date.now();
       for (let id = 2; id <= THRESHOLD; id++) await verifyInTwoPhases(writer, id);
       await eventually(() => kube.creates.length === 1, 'the Job for the 50th verification', 5_000);
@@ -133,17 +115,10 @@ describe('row-level security on annotations', () => {
       return true;
     });
     // status counts what this role may see, and says why that may be short of what waits.
-    const { stdout } = await exec(process.execPath, [cliPath(), 'status'], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: role.url },
-    });
-    assert.match(stdout, /^warning: +row-level security on "public".annotations applies to role/m);
+    const status = await runCli(['status'], { DATABASE_URL: role.url });
+    assert.match(status.stdout, /^warning: +row-level security on "public".annotations applies to role/m);
     // baseline refuses: it would mark only the rows a policy shows.
-    const baseline = await exec(process.execPath, [cliPath(), 'baseline', '--yes'], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: role.url },
-    }).then(
-      () => ({ code: 0, stderr: '' }),
-      (e: { code: number; stderr: string }) => e,
-    );
+    const baseline = await runCli(['baseline', '--yes'], { DATABASE_URL: role.url });
     assert.notEqual(baseline.code, 0);
     assert.match(baseline.stderr, /row-level security/);
   });
@@ -212,20 +187,13 @@ describe('row-level security on annotations', () => {
     assert.ok(marked > 0 && marked < 20_000, `${marked} marked before the kill`);
     await hideFromOthers();
     for (const args of [['baseline'], ['baseline', '--yes']]) {
-      const r = await exec(process.execPath, [cliPath(), ...args], {
-        env: { PATH: process.env.PATH ?? '', DATABASE_URL: role.url, CHUNK_ROWS: '100' },
-      }).then(
-        () => ({ code: 0, stderr: '' }),
-        (e: { code: number; stderr: string }) => e,
-      );
+      const r = await runCli([...args], { DATABASE_URL: role.url, CHUNK_ROWS: '100' });
       assert.notEqual(r.code, 0, `${args.join(' ')} went on`);
       assert.match(r.stderr, /row-level security/);
     }
     assert.equal(await used(), marked, 'nothing more marked');
     // Leave it finished for the invariant check.
-    await exec(process.execPath, [cliPath(), 'baseline', '--yes'], {
-      env: { PATH: process.env.PATH ?? '', DATABASE_URL: s.db.url },
-    });
+    assert.equal((await runCli(['baseline', '--yes'], { DATABASE_URL: s.db.url })).code, 0);
   });
 });
 

@@ -10,20 +10,13 @@ import { migrationsDir } from '../src/core/paths.js';
 import { missingSchema } from '../src/db/schemaCheck.js';
 import { tables } from '../src/db/tables.js';
 import { UNINSTALL_FILES } from '../src/db/uninstall.js';
-import { cliPath } from './support/child.js';
+import { runCli } from './support/child.js';
 import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useEachRun } from './support/harness.js';
 
 const exec = promisify(execFile);
 
-async function cli(db: TestDb, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return exec(process.execPath, [cliPath(), ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', DATABASE_URL: db.url, LOG_LEVEL: 'warn' },
-  }).then(
-    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => e,
-  );
-}
+const cli = (db: TestDb, ...args: string[]) => runCli(args, { DATABASE_URL: db.url, LOG_LEVEL: 'warn' });
 
 /** Every object in the database that is ours (by name), and the columns of annotations. */
 async function ours(db: TestDb): Promise<{ objects: string[]; columns: string[] }> {
@@ -184,17 +177,10 @@ describe('uninstall while a run is open', () => {
       },
       spec: { template: { spec: { containers: [], restartPolicy: 'Never' } } },
     });
-    const r = await exec(process.execPath, [cliPath(), 'uninstall', '--yes', '--drop-columns'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        HOME: '/nonexistent',
-        DATABASE_URL: s.db.url,
-        KUBECONFIG: s.kube.kubeconfigPath,
-      },
-    }).then(
-      () => ({ code: 0, stderr: '' }),
-      (e: { code: number; stderr: string }) => e,
-    );
+    const r = await runCli(['uninstall', '--yes', '--drop-columns'], {
+      DATABASE_URL: s.db.url,
+      KUBECONFIG: s.kube.kubeconfigPath,
+    });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /Job default\/sentinel-training-20260101-000000 still carries the finalizer/);
     assert.ok((await ours(s.db)).objects.includes('training_controller_verified_seq'), 'nothing removed');

@@ -1,5 +1,5 @@
 // The controller as its own process (the CLI, as deployed), for signal and crash tests.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { packageRoot } from '../../src/core/paths.js';
@@ -31,4 +31,28 @@ export function spawnCli(args: string[], env: Record<string, string>): ChildCont
     proc.on('exit', (code, signal) => resolve({ code, signal })),
   );
   return { proc, logs, stderr, exited };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * One command of the CLI as its own process, run to its end: its exit code and output (a failure is a result
+ * to assert on, not a throw). HOME points nowhere, so no ~/.kube/config is found unless KUBECONFIG says so.
+ */
+export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 30_000): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [cliPath(), ...args],
+      { env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ...env }, timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
 }

@@ -16,6 +16,7 @@ import { realTimers, type Timers } from '../../src/core/timers.js';
 import type { Metrics } from '../../src/ops/metrics.js';
 import { freshDatabase, invariantViolations, type TestDb } from './db.js';
 import { FakeKube } from './fakeKube.js';
+import { startOwnPostgres, type OwnPostgres } from './ownPostgres.js';
 
 export interface LogLine {
   level: number;
@@ -236,6 +237,42 @@ export function useInfra(): Infra {
   after(async () => {
     await s.kube?.stop();
     await s.db?.drop();
+  });
+  return s;
+}
+
+export interface OwnServer extends Infra {
+  server: OwnPostgres;
+  /** The describe()'s controller, if it started one: stopped first. */
+  c: Running | null;
+  /** Runs `fn` after the describe(), once its controller stopped and before the database and server go. */
+  onCleanup(fn: () => Promise<unknown>): void;
+}
+
+/**
+ * A PostgreSQL server of the enclosing describe()'s own (for tests that stop it, or that need a setting only a
+ * restart changes: `settings`, such as max_prepared_transactions), a fresh database on it and a fake API server,
+ * torn down after it. Never the shared server: stopping that would break every other test file.
+ */
+export function useOwnServer(settings: Record<string, string> = {}): OwnServer {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  const s = {
+    c: null,
+    onCleanup(fn: () => Promise<unknown>) {
+      cleanups.push(fn);
+    },
+  } as OwnServer;
+  before(async () => {
+    s.server = await startOwnPostgres(settings);
+    s.db = await freshDatabase(s.server.url);
+    s.kube = await FakeKube.start();
+  });
+  after(async () => {
+    await s.c?.stop();
+    for (const fn of cleanups.splice(0).reverse()) await fn();
+    await s.kube?.stop();
+    await s.db?.drop().catch(() => undefined);
+    await s.server?.destroy();
   });
   return s;
 }

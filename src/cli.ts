@@ -2,22 +2,17 @@
 // training-controller <command> [flags]: the commands are in cli/commands.ts, their flags checked by cli/commandLine.ts.
 // Exit codes: 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { exitCode, fail, firstLine, parseArgs, UsageError } from './cli/commandLine.js';
 import { COMMANDS, commandUsage, synopsis, usage } from './cli/commands.js';
 import { ConfigError, loadConfig, type Config } from './core/config.js';
 import { createLogger } from './core/logger.js';
-import { packageRoot } from './core/paths.js';
-
-function version(): string {
-  const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
-  return version;
-}
+import { packageVersion } from './core/paths.js';
 
 /** What the command line asks before any configuration: help and the version are answered whatever it says. */
 function early(command: string): string | null {
   if (command === '--help' || command === '-h' || command === 'help') return usage();
-  if (command === '--version' || command === '-V' || command === 'version') return `training-controller ${version()}`;
+  if (command === '--version' || command === '-V' || command === 'version')
+    return `training-controller ${packageVersion()}`;
   return null;
 }
 

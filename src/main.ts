@@ -19,7 +19,8 @@ import type { Logger } from './core/logger.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { countPending } from './db/annotations.js';
 import { safeUrl } from './core/redact.js';
-import { openRun } from './db/runs.js';
+import { lastSuccessAt, openRun } from './db/runs.js';
+import { packageVersion } from './core/paths.js';
 import { checkOnCluster } from './kube/templateCheck.js';
 import { openDatabase, precheck, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './core/timers.js';
@@ -201,6 +202,8 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
     countPending: () => countPending(db.pool, db.tables, config.trainingThreshold),
     countOpenRuns: async () => ((await openRun(db.pool, db.tables)) ? 1 : 0),
     ready: () => readiness(health, timers.now(), readinessLimits(config)).ready,
+    lastSuccessAt: () => lastSuccessAt(db.pool, db.tables),
+    version: packageVersion(),
   });
   const parts: Parts = { config, logger, timers, db, template, cluster, health, metrics };
   const { controller, watches } = buildController(parts);

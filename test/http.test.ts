@@ -1,6 +1,7 @@
 // /healthz, /readyz and /metrics of a running controller, and how they move with what happens.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { packageVersion } from '../src/core/paths.js';
 import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, startController, type Running } from './support/harness.js';
@@ -92,6 +93,7 @@ describe('HTTP endpoints', () => {
 
   it('/metrics moves as annotations are verified, a run starts and finishes', async () => {
     assert.equal(await metric('training_controller_threshold'), 50);
+    assert.equal(await metric('training_controller_last_success_timestamp_seconds'), 0, 'no run succeeded yet');
     const notificationsBefore = await metric('training_controller_notifications_total');
     await verifyNew(db.pool, 50);
     await eventually(() => kube.creates.length === 1, 'the Job');
@@ -99,7 +101,7 @@ describe('HTTP endpoints', () => {
     assert.ok((await metric('training_controller_notifications_total')) > notificationsBefore);
     assert.ok((await metric('training_controller_recounts_total', '{cause="notification"}')) >= 1);
     assert.equal(await metric('training_controller_job_create_seconds_count'), 1);
-    assert.ok((await metric('training_controller_seconds_since_last_notification')) < 5);
+    assert.ok(Date.now() / 1000 - (await metric('training_controller_last_notification_timestamp_seconds')) < 5);
     await verifyNew(db.pool, 50);
     await eventually(
       async () => (await metric('training_controller_dispatch_skips_total', '{reason="in-progress"}')) >= 1,
@@ -110,8 +112,15 @@ describe('HTTP endpoints', () => {
       async () => (await metric('training_controller_runs_finished_total', '{state="succeeded"}')) === 1,
       'the finished run',
     );
+    // Issue 22: what a dashboard shows of finished runs.
+    assert.equal(await metric('training_controller_run_duration_seconds_count', '{state="succeeded"}'), 1);
+    assert.equal(await metric('training_controller_run_duration_seconds_count', '{state="failed"}'), 0);
+    assert.equal(await metric('training_controller_annotations_trained_total'), 50);
+    const lastSuccess = await metric('training_controller_last_success_timestamp_seconds');
+    assert.ok(Math.abs(Date.now() / 1000 - lastSuccess) < 10, `last success at ${lastSuccess}`);
+    assert.equal(await metric('training_controller_build_info', `{version="${packageVersion()}"}`), 1);
     const { text } = await get('/metrics');
-    assert.match(text, /^training_controller_process_resident_memory_bytes \d+/m, 'default process metrics');
+    assert.match(text, /^process_resident_memory_bytes \d+/m, 'default process metrics, unprefixed');
     assert.match(text, /^training_controller_pending_annotations \d+/m);
   });
 

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,3 +14,9 @@ export function packageRoot(from: string = fileURLToPath(import.meta.url)): stri
 }
 
 export const migrationsDir = (): string => join(packageRoot(), 'migrations');
+
+/** package.json's version: `--version` and the build_info metric. */
+export function packageVersion(): string {
+  const { version } = JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
+  return version;
+}

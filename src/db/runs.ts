@@ -39,6 +39,14 @@ export async function failureHistory(q: Queryable, t: Tables): Promise<FailureHi
   };
 }
 
+/** When the last run succeeded (ms since the epoch), null if none ever: the last_success_timestamp_seconds gauge. */
+export async function lastSuccessAt(q: Queryable, t: Tables): Promise<number | null> {
+  const { rows } = await q.query<{ last: Date | null }>(
+    `SELECT max(finished_at) AS last FROM ${t.runs} WHERE state = 'succeeded'`,
+  );
+  return rows[0]?.last ? rows[0].last.getTime() : null;
+}
+
 /** Job names already used by runs that start with `base` (one-second names repeat in quick succession). */
 export async function namesLike(q: Queryable, t: Tables, base: string): Promise<Set<string>> {
   const { rows } = await q.query<{ job_name: string }>(

@@ -132,7 +132,7 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
     const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
     if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: deps.createLandsWithinMs })))
       return { ...WAITING, retrySubmit: true };
-    deps.metrics.runsFinished.inc({ state: 'failed' });
+    deps.metrics.noteRunFinished('failed', run);
     deps.logger.warn(
       { runId: run.id, job: run.jobName, annotations: run.annotationCount, reason },
       `Training run failed: ${run.annotationCount} annotations released`,
@@ -175,7 +175,7 @@ async function settle(
   if (state === 'succeeded') {
     const done = await settleSucceeded(deps, run.id, reason);
     if (done) {
-      deps.metrics.runsFinished.inc({ state });
+      deps.metrics.noteRunFinished(state, run, done.trained);
       const unverified = done.released > 0 ? `; ${done.released} un-verified during training released` : '';
       deps.logger.info(
         { ...fields, trained: done.trained, released: done.released },
@@ -183,7 +183,7 @@ async function settle(
       );
     }
   } else if (await settleReleased(deps, run.id, state, reason)) {
-    deps.metrics.runsFinished.inc({ state });
+    deps.metrics.noteRunFinished(state, run);
     deps.logger.warn(fields, `Training run ${state}: ${run.annotationCount} annotations released`);
   }
   // Recorded: the Job may go now. A failure here is retried by the next pass (releaseSettledFinalizers).
@@ -209,7 +209,7 @@ async function cancel(deps: ReconcilerDeps, run: Run): Promise<boolean> {
   const by = run.cancelBy ?? 'an operator';
   const reason = `cancelled by ${by}${run.cancelReason ? `: ${run.cancelReason}` : ''}`;
   if (!(await settleReleased(deps, run.id, 'cancelled', reason))) return false; // another replica recorded it
-  deps.metrics.runsFinished.inc({ state: 'cancelled' });
+  deps.metrics.noteRunFinished('cancelled', run);
   const job = await deps.jobs.get(run.namespace, run.jobName);
   const deleted = job?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id) && (await deleteCancelled(deps, job));
   deps.logger.warn(

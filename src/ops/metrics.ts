@@ -22,6 +22,11 @@ export interface MetricSources {
   ready?: () => boolean;
   /** The cluster's last answer (health.ts); null in print mode, and then no cluster series exist. */
   health?: Pick<Health, 'cluster'>;
+  /** When the last run succeeded (ms since the epoch, null if none ever), read from the database when scraped:
+   * a restart does not reset it, so "no success in a day" holds across restarts. */
+  lastSuccessAt?: () => Promise<number | null>;
+  /** package.json's version, for build_info. */
+  version?: string;
 }
 
 // A scrape must not hang on a database that does not answer (Prometheus' default scrape_timeout is 10 s, and
@@ -31,13 +36,20 @@ const SCRAPE_COUNT_TIMEOUT_MS = 1_000;
 
 export function createMetrics(now: () => number = Date.now, sources: MetricSources = {}) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'training_controller_' });
+  // Unprefixed (process_*, nodejs_*): the names the standard Node.js dashboards and alerts look for.
+  collectDefaultMetrics({ register: registry });
   const started = now();
+  new Gauge({
+    name: 'training_controller_build_info',
+    help: 'Always 1; the version label says which build runs',
+    labelNames: ['version'] as const,
+    registers: [registry],
+  }).set({ version: sources.version ?? 'unknown' }, 1);
   const m = {
     registry,
     ...scrapedGauges(registry, sources),
     ...listenerMetrics(registry, now, started),
-    ...loopCounters(registry),
+    ...loopCounters(registry, now),
     ...notificationMetrics(registry, now, started),
     threshold: new Gauge({ name: 'training_controller_threshold', help: 'TRAINING_THRESHOLD', registers: [registry] }),
     ready: new Gauge({
@@ -60,12 +72,12 @@ export function createMetrics(now: () => number = Date.now, sources: MetricSourc
       registers: [registry],
     }),
   };
-  if (sources.health?.cluster) clusterGauges(registry, sources.health.cluster, now, started);
+  if (sources.health?.cluster) clusterGauges(registry, sources.health.cluster, started);
   return m;
 }
 
 /** What the loop did, by cause, reason and outcome; every known label value exported at 0 from the start. */
-function loopCounters(registry: Registry) {
+function loopCounters(registry: Registry, now: () => number) {
   const counter = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
     new Counter<L>({ name, help, labelNames, registers: [registry] });
   const c = {
@@ -88,11 +100,32 @@ function loopCounters(registry: Registry) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],
     }),
+    runDuration: new Histogram<'state'>({
+      name: 'training_controller_run_duration_seconds',
+      help: 'Time from a run claiming its annotations to its recorded end, by final state',
+      labelNames: ['state'] as const,
+      // A cancel or a rejected Job ends in seconds; training takes minutes to the Job's 12 h deadline.
+      buckets: [10, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 43200, 86400],
+      registers: [registry],
+    }),
+    annotationsTrained: counter(
+      'training_controller_annotations_trained_total',
+      'Annotations marked used by a succeeded run (those un-verified during training are released, not counted)',
+    ),
   };
   for (const cause of RECOUNT_CAUSES) c.recounts.inc({ cause }, 0);
   for (const reason of SKIP_REASONS) c.skips.inc({ reason }, 0);
-  for (const state of FINISHED_STATES) c.runsFinished.inc({ state }, 0);
-  return c;
+  for (const state of FINISHED_STATES) {
+    c.runsFinished.inc({ state }, 0);
+    c.runDuration.zero({ state });
+  }
+  /** A run's end was recorded (by this replica: the UPDATE that moved it said so). */
+  const noteRunFinished = (state: RunState, run: { createdAt: Date }, trained = 0): void => {
+    c.runsFinished.inc({ state });
+    c.runDuration.observe({ state }, Math.max(0, now() - run.createdAt.getTime()) / 1000);
+    if (trained > 0) c.annotationsTrained.inc(trained);
+  };
+  return { ...c, noteRunFinished };
 }
 
 /** NOTIFYs from verifications: rare by design (the gate), so their age is no liveness signal. */
@@ -103,19 +136,19 @@ function notificationMetrics(registry: Registry, now: () => number, started: num
     help: 'NOTIFY messages received',
     registers: [registry],
   });
-  const sinceNotification = new Gauge({
-    name: 'training_controller_seconds_since_last_notification',
-    help: 'Seconds since the last NOTIFY from a verification (since start if none). Rare by design (the notification gate): not a liveness signal, see listener_seconds_since_alive',
+  const lastNotification = new Gauge({
+    name: 'training_controller_last_notification_timestamp_seconds',
+    help: 'When the last NOTIFY from a verification arrived (the process start if none yet). Rare by design (the notification gate): not a liveness signal, see listener_last_alive_timestamp_seconds',
     registers: [registry],
     collect() {
-      this.set((now() - (lastNotificationAt ?? started)) / 1000);
+      this.set((lastNotificationAt ?? started) / 1000);
     },
   });
   const noteNotification = (): void => {
     lastNotificationAt = now();
     notifications.inc();
   };
-  return { notifications, sinceNotification, noteNotification };
+  return { notifications, lastNotification, noteNotification };
 }
 
 /** Gauges read from the database when scraped; on an error or a slow answer each keeps its last value. */
@@ -142,6 +175,11 @@ function scrapedGauges(registry: Registry, sources: MetricSources) {
       'Runs submitting or running, read when scraped (at most 1); on a database error, the last value',
       sources.countOpenRuns,
     ),
+    lastSuccess: scraped(
+      'training_controller_last_success_timestamp_seconds',
+      'When the last run succeeded (0 if none ever), read from the database when scraped, so a restart keeps it; on a database error, the last value',
+      sources.lastSuccessAt && (async () => ((await sources.lastSuccessAt?.()) ?? 0) / 1000),
+    ),
   };
 }
 
@@ -159,12 +197,12 @@ function listenerMetrics(registry: Registry, now: () => number, started: number)
       help: 'Times the LISTEN connection was lost (killed, network, or its liveness ping missing); a reconnect may take only milliseconds, too short for listener_connected to show 0 at a scrape',
       registers: [registry],
     }),
-    sinceListenerAlive: new Gauge({
-      name: 'training_controller_listener_seconds_since_alive',
-      help: 'Seconds since the LISTEN connection last proved it delivers notifications (its own ping came back, or it subscribed); about LISTEN_CHECK_INTERVAL_MS when healthy',
+    listenerLastAlive: new Gauge({
+      name: 'training_controller_listener_last_alive_timestamp_seconds',
+      help: 'When the LISTEN connection last proved it delivers notifications (its own ping came back, or it subscribed; the process start if never); at most LISTEN_CHECK_INTERVAL_MS ago when healthy',
       registers: [registry],
       collect() {
-        this.set((now() - (aliveAt ?? started)) / 1000);
+        this.set((aliveAt ?? started) / 1000);
       },
     }),
     /** The LISTEN connection delivered its liveness ping (or subscribed). */
@@ -175,12 +213,7 @@ function listenerMetrics(registry: Registry, now: () => number, started: number)
 }
 
 /** Whether the API server answers, as /readyz sees it (health.cluster, written by every Kubernetes call). */
-function clusterGauges(
-  registry: Registry,
-  cluster: NonNullable<Health['cluster']>,
-  now: () => number,
-  started: number,
-) {
+function clusterGauges(registry: Registry, cluster: NonNullable<Health['cluster']>, started: number) {
   new Gauge({
     name: 'training_controller_cluster_reachable',
     help: '1 when the last request to the Kubernetes API server succeeded, 0 when it failed or none has yet',
@@ -190,11 +223,11 @@ function clusterGauges(
     },
   });
   new Gauge({
-    name: 'training_controller_cluster_seconds_since_answer',
-    help: 'Seconds since the Kubernetes API server last answered a request (since start if never); the reconcile lists Jobs every RECONCILE_INTERVAL_SECONDS',
+    name: 'training_controller_cluster_last_answer_timestamp_seconds',
+    help: 'When the Kubernetes API server last answered a request (the process start if never); the reconcile lists Jobs every RECONCILE_INTERVAL_SECONDS',
     registers: [registry],
     collect() {
-      this.set((now() - (cluster.okAt ?? started)) / 1000);
+      this.set((cluster.okAt ?? started) / 1000);
     },
   });
 }

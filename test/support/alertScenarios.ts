@@ -1,6 +1,8 @@
 // Scenarios for `promtool test rules` on deploy/monitoring/prometheus-rules.yaml (test/alerts.test.ts): input
 // series in promtool's expanding notation ('0x10' is eleven zeros, '0+60x10' climbs by 60 per 1 min step), as
 // the service writes them (the test checks each against a scrape), and whether the alert fires at evalTime.
+// promtool's time() is 0 at the first step and 60 per step after: a `*_timestamp_seconds` series that keeps up
+// with it ('0+60x20') is fresh at every scrape, one that stops climbing grows old.
 
 export interface AlertScenario {
   name: string;
@@ -12,9 +14,9 @@ export interface AlertScenario {
 
 const healthy = {
   training_controller_listener_connected: '1x20',
-  training_controller_listener_seconds_since_alive: '5x20',
+  training_controller_listener_last_alive_timestamp_seconds: '0+60x20',
   training_controller_cluster_reachable: '1x20',
-  training_controller_cluster_seconds_since_answer: '10x20',
+  training_controller_cluster_last_answer_timestamp_seconds: '0+60x20',
 };
 
 const waitingToTrain = {
@@ -135,7 +137,7 @@ export const ALERT_SCENARIOS: AlertScenario[] = [
   {
     name: 'LISTEN connected but its ping lost for 3 min',
     alert: 'TrainingControllerListenDown',
-    series: { ...healthy, training_controller_listener_seconds_since_alive: '5 5 60+60x10' },
+    series: { ...healthy, training_controller_listener_last_alive_timestamp_seconds: '0 60 60x10' },
     evalTime: '6m',
     fires: true,
   },
@@ -143,7 +145,7 @@ export const ALERT_SCENARIOS: AlertScenario[] = [
     // The README's old advice: no notification for 20 min is what a healthy, gated service looks like.
     name: 'healthy LISTEN, no notification for 20 min',
     alert: 'TrainingControllerListenDown',
-    series: { ...healthy, training_controller_seconds_since_last_notification: '0+60x20' },
+    series: { ...healthy, training_controller_last_notification_timestamp_seconds: '0x20' },
     evalTime: '20m',
     fires: false,
   },
@@ -157,7 +159,7 @@ export const ALERT_SCENARIOS: AlertScenario[] = [
   {
     name: 'API server silent (requests hang) for 10 min',
     alert: 'TrainingControllerApiServerUnreachable',
-    series: { ...healthy, training_controller_cluster_seconds_since_answer: '0+60x20' },
+    series: { ...healthy, training_controller_cluster_last_answer_timestamp_seconds: '0x20' },
     evalTime: '11m',
     fires: true,
   },

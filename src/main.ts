@@ -21,6 +21,7 @@ import { countPending } from './db/annotations.js';
 import { safeUrl } from './core/redact.js';
 import { lastSuccessAt, openRun } from './db/runs.js';
 import { packageVersion } from './core/paths.js';
+import { instanceNamed, type Instance } from './core/instance.js';
 import { checkOnCluster } from './kube/templateCheck.js';
 import { openDatabase, precheck, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './core/timers.js';
@@ -45,11 +46,13 @@ interface Cluster {
   mode: DispatchMode;
   jobs: JobsApi | null;
   namespace: string;
+  instance: Instance;
 }
 
 function connectCluster(config: Config, cluster: ClusterConfig | null, logger: Logger): Cluster {
   const mode: DispatchMode = cluster ? config.dispatchMode : 'print';
-  const jobs: JobsApi | null = cluster ? createJobsApi(cluster, config.kubeRequestTimeoutMs) : null;
+  const instance = instanceNamed(config.trainingName);
+  const jobs: JobsApi | null = cluster ? createJobsApi(cluster, config.kubeRequestTimeoutMs, instance) : null;
   const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
   if (!cluster) {
     logger.warn(
@@ -58,7 +61,7 @@ function connectCluster(config: Config, cluster: ClusterConfig | null, logger: L
   } else {
     logger.info({ cluster: jobs?.server, namespace, source: cluster.source, mode }, 'Kubernetes configuration loaded');
   }
-  return { mode, jobs, namespace };
+  return { mode, jobs, namespace, instance };
 }
 
 interface Parts {
@@ -108,6 +111,7 @@ function buildController(p: Parts): { controller: Controller; watches: JobWatche
       jobs,
       mode,
       namespace,
+      instance: p.cluster.instance,
       maxWait: maxWaitOf(config),
       createLandsWithinMs,
       now: () => timers.now(),

@@ -13,6 +13,8 @@ import { safeUrl } from './core/redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './db/schemaCheck.js';
 import { tables, type Tables } from './db/tables.js';
 import { rowSecurityProblem } from './db/annotations.js';
+import { openRun } from './db/runs.js';
+import { instanceNamed, ownsJobName } from './core/instance.js';
 
 /** A startup problem the operator must fix (not a transient outage): logged as one line, exit 1. */
 export class StartupError extends Error {
@@ -93,7 +95,21 @@ export async function openDatabase(config: Config, logger: Logger, cleanup: Clea
   const indexWarning = await invalidIndexWarning(pool, t);
   if (indexWarning) logger.warn(indexWarning);
   await refusePooledListen(config, url);
+  await refuseRenameWhileOpen(config, pool, t);
   return { url, pool, tables: t };
+}
+
+/**
+ * A run open under another TRAINING_NAME: its Job carries the old name's labels, so this instance would judge it
+ * gone (`lost`) and release its annotations while the Job still trains them, and the next run would train them
+ * again. The old name must see it to its end first.
+ */
+async function refuseRenameWhileOpen(config: Config, pool: Pool, t: Tables): Promise<void> {
+  const open = await openRun(pool, t);
+  if (!open || ownsJobName(instanceNamed(config.trainingName), open.jobName)) return;
+  throw new StartupError(
+    `run #${open.id} (Job ${open.jobName}) is ${open.state} under another TRAINING_NAME than "${config.trainingName}": start the controller with its old name until the run ends (or \`training-controller cancel\` it), then rename`,
+  );
 }
 
 /**

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { IN_PROGRESS } from '../src/core/decide.js';
-import { RUN_ID_LABEL } from '../src/kube/jobTemplate.js';
+import { DEFAULT_INSTANCE } from '../src/core/instance.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, recountNow, startController, useStack, type Running } from './support/harness.js';
@@ -33,7 +33,7 @@ describe('from verified annotations to exactly one training Job', () => {
     assert.match(job.metadata?.name ?? '', /^sentinel-training-\d{8}-\d{6}$/);
     assert.equal(job.metadata?.labels?.app, 'sentinel-training');
     assert.equal(job.spec?.template.metadata?.labels?.app, 'sentinel-training');
-    const runId = job.metadata?.labels?.[RUN_ID_LABEL];
+    const runId = job.metadata?.labels?.[DEFAULT_INSTANCE.runIdLabel];
     const env = job.spec?.template.spec?.containers[0]?.env ?? [];
     assert.deepEqual(
       env.filter((e) => e.name.startsWith('TRAINING_')).map((e) => [e.name, e.value]),

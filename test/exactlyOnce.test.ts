@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { IN_PROGRESS } from '../src/core/decide.js';
-import { SETTLE_FINALIZER } from '../src/kube/jobTemplate.js';
+import { DEFAULT_INSTANCE } from '../src/core/instance.js';
 import { ADOPTED } from '../src/loop/submit.js';
 import { invariantViolations, freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { eventually, recountNow, startController, useEachRun } from './support/harness.js';
@@ -27,7 +27,7 @@ describe('exactly once', () => {
 
   it('every Job it creates carries the settle finalizer, which comes off once the outcome is recorded', async () => {
     const name = await trainingRun();
-    assert.deepEqual(s.kube.jobs.get(`default/${name}`)?.metadata?.finalizers, [SETTLE_FINALIZER]);
+    assert.deepEqual(s.kube.jobs.get(`default/${name}`)?.metadata?.finalizers, [DEFAULT_INSTANCE.finalizer]);
     s.kube.setPhase(name, 'complete');
     await eventually(async () => (await runs(s.db))[0]?.state === 'succeeded', 'the run to succeed');
     await eventually(

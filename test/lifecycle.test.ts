@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { IN_PROGRESS } from '../src/core/decide.js';
-import { jobName } from '../src/kube/jobTemplate.js';
+import { DEFAULT_INSTANCE, jobName } from '../src/core/instance.js';
 import { LISTENING } from '../src/main.js';
 import { ADOPTED } from '../src/loop/submit.js';
 import { freshDatabase, invariantViolations, runRows, verifyNew, type TestDb } from './support/db.js';
@@ -163,7 +163,10 @@ describe('run lifecycle', () => {
     const now = Date.now();
     for (const offset of [0, 1, 2]) {
       s.kube.seed({
-        metadata: { name: jobName(new Date(now + offset * 1000)), labels: { 'sentinel-training/run-id': '999' } },
+        metadata: {
+          name: jobName(DEFAULT_INSTANCE, new Date(now + offset * 1000)),
+          labels: { 'sentinel-training/run-id': '999' },
+        },
         spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'x', image: 'x' }] } } },
       });
     }

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { setImmediate } from 'node:timers/promises';
 import pg from 'pg';
 import { createJobsApi } from '../src/kube/jobs.js';
+import { DEFAULT_INSTANCE } from '../src/core/instance.js';
 import { loadClusterConfig } from '../src/kube/clusterConfig.js';
 import { RECONNECTED } from '../src/loop/listener.js';
 import { realTimers, type Timers } from '../src/core/timers.js';
@@ -197,7 +198,7 @@ describe('no stall: watch renewals', () => {
 
   it('50 watches opened and aborted leave no listener behind (no MaxListenersExceededWarning)', async () => {
     // Issue #9 case 9: each watch added an abort listener to the Jobs API's long-lived signal and never removed it.
-    const jobs = createJobsApi(loadClusterConfig(kube.kubeconfigPath, '')!, 2000);
+    const jobs = createJobsApi(loadClusterConfig(kube.kubeconfigPath, '')!, 2000, DEFAULT_INSTANCE);
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);

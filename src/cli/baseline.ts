@@ -6,7 +6,7 @@
 // and a baseline interrupted part way is finished by the next `baseline --yes` or by the running service.
 import { finishClaim, type ChunkDeps } from '../db/chunks.js';
 import { withTransaction } from '../db/pool.js';
-import { LOCK_KEYS, tryXactLock } from '../db/locks.js';
+import { dispatchLock, tryXactLock } from '../db/locks.js';
 import { countPendingBefore, rowSecurityProblem, VERIFIED_AT } from '../db/annotations.js';
 import { insertBaseline, openRun, runById, unfinishedRun } from '../db/runs.js';
 import type { Run } from '../core/run.js';
@@ -54,7 +54,7 @@ async function refuseWhileBusy(deps: ChunkDeps, unfinished: Run | null): Promise
  * baseline to finish like for an open run (dispatcher.ts).
  */
 export async function runBaseline(
-  deps: ChunkDeps,
+  deps: ChunkDeps & { trainingName: string },
   plan: BaselinePlan,
   onChunk?: (marked: number) => void,
 ): Promise<Run> {
@@ -62,7 +62,7 @@ export async function runBaseline(
   const id =
     plan.resumes?.id ??
     (await withTransaction(deps.pool, async (client) => {
-      if (!(await tryXactLock(client, LOCK_KEYS.dispatch)))
+      if (!(await tryXactLock(client, dispatchLock(deps.trainingName))))
         throw new BaselineRefused('the service is starting a run right now: try again in a moment');
       const open = await openRun(client, t);
       if (open) throw new BaselineRefused(`run #${open.id} (${open.jobName}) is ${open.state}: wait until it ends`);

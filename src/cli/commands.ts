@@ -15,6 +15,7 @@ import { safeUrl, scrubSecrets } from '../core/redact.js';
 import { formatStatus, readStatus } from './status.js';
 import { runOperatorCommand, type OperatorCommand } from './operator.js';
 import { tables } from '../db/tables.js';
+import { instanceNamed, jobName } from '../core/instance.js';
 
 export interface CommandContext {
   config: Config;
@@ -77,7 +78,7 @@ function statusCommand(ctx: CommandContext): Promise<void> {
 }
 
 async function renderJobCommand({ config }: CommandContext): Promise<void> {
-  const [{ resolveTemplate }, { loadClusterConfig }, { buildJob, jobName }] = await Promise.all([
+  const [{ resolveTemplate }, { loadClusterConfig }, { buildJob }] = await Promise.all([
     import('../startup.js'),
     import('../kube/clusterConfig.js'),
     import('../kube/jobTemplate.js'),
@@ -86,7 +87,9 @@ async function renderJobCommand({ config }: CommandContext): Promise<void> {
     const template = await resolveTemplate(config);
     const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
     const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
-    const job = buildJob(template, { name: jobName(new Date()), namespace, runId: 0, annotationCount: 0 });
+    const instance = instanceNamed(config.trainingName);
+    const run = { name: jobName(instance, new Date()), namespace, runId: 0, annotationCount: 0 };
+    const job = buildJob(template, run, instance);
     process.stdout.write(dump(job, { noRefs: true }));
   } catch (err: unknown) {
     fail(firstLine(err), exitCode(err));
@@ -103,6 +106,7 @@ async function baselineCommand(ctx: CommandContext): Promise<void> {
       tables: tables(ctx.config.annotationsSchema),
       logger: ctx.logger,
       chunkRows: ctx.config.chunkRows,
+      trainingName: ctx.config.trainingName,
     };
     let plan: Awaited<ReturnType<typeof planBaseline>>;
     try {

@@ -7,6 +7,7 @@ import type { Config } from '../core/config.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { tables } from '../db/tables.js';
+import { instanceNamed } from '../core/instance.js';
 import {
   optionsRefusal,
   runNamespaces,
@@ -25,15 +26,14 @@ async function finalizedJobs(config: Config, pool: Pool): Promise<string[] | nul
   const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
   if (!cluster) return null;
   const { createJobsApi } = await import('../kube/jobs.js');
-  const { APP_SELECTOR, SETTLE_FINALIZER } = await import('../kube/jobTemplate.js');
-  const jobs = createJobsApi(cluster, config.kubeRequestTimeoutMs);
+  const jobs = createJobsApi(cluster, config.kubeRequestTimeoutMs, instanceNamed(config.trainingName));
   try {
     const namespaces = new Set([cluster.namespace, ...(await runNamespaces(pool, tables(config.annotationsSchema)))]);
     const held: string[] = [];
     for (const ns of namespaces) {
-      const { items } = await jobs.list(ns, APP_SELECTOR);
+      const { items } = await jobs.list(ns, jobs.instance.selector);
       for (const j of items)
-        if (j.metadata?.finalizers?.includes(SETTLE_FINALIZER)) held.push(`${ns}/${j.metadata.name ?? '?'}`);
+        if (j.metadata?.finalizers?.includes(jobs.instance.finalizer)) held.push(`${ns}/${j.metadata.name ?? '?'}`);
     }
     return held;
   } finally {
@@ -55,9 +55,10 @@ export async function uninstallCommand(
   const refusal = (flags['--yes'] === true ? optionsRefusal(o) : null) ?? (await uninstallRefusal(pool, t));
   if (refusal) fail(`uninstall refused: ${refusal}`, 1);
   const held = await finalizedJobs(config, pool);
+  const { finalizer } = instanceNamed(config.trainingName);
   if (held && held.length > 0)
     fail(
-      `uninstall refused: Job ${held.join(', ')} still carries the finalizer sentinel-training.io/settle: start the service until it records the outcome and lets the Job go, or remove the finalizer by hand (README "Uninstall")`,
+      `uninstall refused: Job ${held.join(', ')} still carries the finalizer ${finalizer}: start the service until it records the outcome and lets the Job go, or remove the finalizer by hand (README "Uninstall")`,
       1,
     );
   const found = await uninstallInventory(pool, t, o);
@@ -69,8 +70,8 @@ export async function uninstallCommand(
   ].filter((k): k is string => k !== null);
   const checked =
     held === null
-      ? 'No Kubernetes configuration: Jobs were not checked for the finalizer sentinel-training.io/settle (README "Uninstall", step 3).'
-      : 'No Job carries the finalizer sentinel-training.io/settle.';
+      ? `No Kubernetes configuration: Jobs were not checked for the finalizer ${finalizer} (README "Uninstall", step 3).`
+      : `No Job carries the finalizer ${finalizer}.`;
   if (flags['--yes'] !== true) {
     const list = found.length ? found.map((f) => `  ${f}`).join('\n') : '  nothing: no object of ours is there';
     const choose = optionsRefusal(o);
@@ -81,7 +82,7 @@ export async function uninstallCommand(
   }
   let applied: string[];
   try {
-    applied = await uninstall(pool, logger, t, o);
+    applied = await uninstall(pool, logger, t, o, config.trainingName);
   } catch (err: unknown) {
     if (err instanceof UninstallRefused) fail(`uninstall refused: ${err.message}`, 1);
     throw err;

@@ -1,6 +1,7 @@
 // The only module that reads the environment. Everything else receives a Config.
 import convict from 'convict';
-import { dnsLabel, int, nonEmpty, oneOf, postgresUrl, sqlIdentifier } from './configRules.js';
+import { dnsLabel, int, nonEmpty, oneOf, postgresUrl, sqlIdentifier, trainingName } from './configRules.js';
+import { DEFAULT_TRAINING_NAME } from './instance.js';
 
 /**
  * Shortest ttlSecondsAfterFinished accepted (JOB_TTL_SECONDS or the template's). The finalizer keeps a finished
@@ -53,6 +54,8 @@ export interface Config {
   kubeconfig: string;
   /** Empty: service account namespace, else the kubeconfig context's, else `default`. */
   trainingNamespace: string;
+  /** What this controller calls its own: its Jobs' label, name prefix and finalizer, its dispatch lock (core/instance.ts). */
+  trainingName: string;
   trainingImage: string;
   jobTemplateFile: string;
   jobTtlSeconds: number;
@@ -103,6 +106,7 @@ const schema = {
   retryBackoffMaxSeconds: { env: 'RETRY_BACKOFF_MAX_SECONDS', ...int(3600, 0, 604_800) },
   kubeconfig: { env: 'KUBECONFIG', default: '', format: String },
   trainingNamespace: { env: 'TRAINING_NAMESPACE', default: '', format: dnsLabel },
+  trainingName: { env: 'TRAINING_NAME', default: DEFAULT_TRAINING_NAME, format: trainingName },
   trainingImage: { env: 'TRAINING_IMAGE', default: DEFAULT_TRAINING_IMAGE, format: nonEmpty },
   jobTemplateFile: { env: 'JOB_TEMPLATE_FILE', default: '', format: String },
   jobTtlSeconds: { env: 'JOB_TTL_SECONDS', ...int(3600, MIN_JOB_TTL_SECONDS, 31_536_000) },
@@ -188,6 +192,7 @@ function toConfig(raw: Raw, stdoutIsTty: boolean): Omit<Config, keyof Urls> {
     retryBackoffMaxSeconds: num('retryBackoffMaxSeconds'),
     kubeconfig: str('kubeconfig'),
     trainingNamespace: str('trainingNamespace'),
+    trainingName: str('trainingName'),
     trainingImage: str('trainingImage'),
     jobTemplateFile: str('jobTemplateFile'),
     jobTtlSeconds: num('jobTtlSeconds'),

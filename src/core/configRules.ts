@@ -1,5 +1,6 @@
 // The rules convict applies to each setting: each throws one short sentence ("must be …") that config.ts turns
 // into `VARIABLE must be … (got "value")`.
+import { TRAINING_NAME_MAX } from './instance.js';
 
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: unknown): void => {
@@ -43,6 +44,16 @@ export function dnsLabel(value: unknown): void {
   const s = String(value);
   if (s !== '' && !/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(s)) {
     throw new Error('must be a DNS-1123 label (lowercase letters, digits and -, at most 63 characters)');
+  }
+}
+
+/** TRAINING_NAME: a DNS label short enough that `<name>-YYYYMMDD-HHMMSS-n` stays one (core/instance.ts). */
+export function trainingName(value: unknown): void {
+  const s = String(value);
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(s) || s.length > TRAINING_NAME_MAX) {
+    throw new Error(
+      `must be a DNS-1123 label of at most ${TRAINING_NAME_MAX} characters (lowercase letters, digits and -): it names the Jobs`,
+    );
   }
 }
 

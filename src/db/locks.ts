@@ -2,13 +2,28 @@
 // bigints chosen to be unlikely to collide with the Triage API's own: 0x7472_6169_6e00 + n ("train").
 import type { PoolClient } from 'pg';
 import { realTimers, sleep, type Timers } from '../core/timers.js';
+import { DEFAULT_TRAINING_NAME } from '../core/instance.js';
 
 export const LOCK_KEYS = {
   /** Held for the whole `migrate` run, so two processes apply the migrations one after the other. */
   migrate: 0x7472_6169_6e01n,
-  /** Held for one dispatch transaction: only one replica decides and claims at a time. */
+  /** Held for one dispatch transaction: only one replica decides and claims at a time (dispatchLock). */
   dispatch: 0x7472_6169_6e02n,
 } as const;
+
+/**
+ * The dispatch lock of the instance named `trainingName` (TRAINING_NAME, core/instance.ts): two controllers of
+ * different names on one database (two schemas) never wait on each other's dispatch. The default name keeps the
+ * key of every earlier version, so `baseline` of an older CLI still excludes a newer service. Other names: 0x7472
+ * ("tr") in the top 16 bits, a 32-bit FNV-1a of the name, 0x02: a collision between two names is 1 in 4 billion,
+ * and costs only a skipped dispatch that the next recount retries.
+ */
+export function dispatchLock(trainingName: string): bigint {
+  if (trainingName === DEFAULT_TRAINING_NAME) return LOCK_KEYS.dispatch;
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(trainingName, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return (0x7472n << 48n) | (BigInt(hash) << 8n) | 0x02n;
+}
 
 /** pg_try_advisory_xact_lock: true when acquired; released automatically at commit or rollback. */
 export async function tryXactLock(client: PoolClient, key: bigint): Promise<boolean> {

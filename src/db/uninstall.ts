@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from '../core/logger.js';
 import { migrationsDir } from '../core/paths.js';
 import { realTimers } from '../core/timers.js';
-import { LOCK_KEYS, withSessionLock } from './locks.js';
+import { dispatchLock, LOCK_KEYS, withSessionLock } from './locks.js';
 import { applyScript } from './migrate.js';
 import { LISTEN_APPLICATION_NAME, type Pool, type PoolClient } from './pool.js';
 import { forSchema } from './psqlScript.js';
@@ -96,14 +96,20 @@ export async function uninstallInventory(pool: Pool, t: Tables, o: UninstallOpti
  * service that should not be running); the refusals are asked again once both are held. Returns the names
  * applied.
  */
-export async function uninstall(pool: Pool, logger: Logger, t: Tables, o: UninstallOptions): Promise<string[]> {
+export async function uninstall(
+  pool: Pool,
+  logger: Logger,
+  t: Tables,
+  o: UninstallOptions,
+  trainingName: string,
+): Promise<string[]> {
   const refused = optionsRefusal(o);
   if (refused) throw new UninstallRefused(refused);
   const client = await pool.connect();
   const locked = <T>(key: bigint, fn: () => Promise<T>) => withSessionLock(client, key, fn);
   try {
     return await locked(LOCK_KEYS.migrate, () =>
-      locked(LOCK_KEYS.dispatch, async () => {
+      locked(dispatchLock(trainingName), async () => {
         const refusal = await uninstallRefusal(client, t);
         if (refusal) throw new UninstallRefused(refusal);
         const applied: string[] = [];

@@ -1,5 +1,6 @@
 // The Job the controller submits: a template (the default below, or JOB_TEMPLATE_FILE) plus what the
-// controller owns: name, namespace, the app=sentinel-training label, the run-id label and the TRAINING_* env.
+// controller owns: name, namespace, the app=<TRAINING_NAME> label, the run-id label, the finalizer and the
+// TRAINING_* env (core/instance.ts names them).
 import { readFile } from 'node:fs/promises';
 import type { V1Container, V1EnvVar, V1Job } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
@@ -7,36 +8,13 @@ import { schemaErrors } from './jobSchema.js';
 import { validateJob } from './jobValidation.js';
 import { templateShapeErrors } from './templateShape.js';
 import { TemplateError } from '../core/errors.js';
-
-export const APP_LABEL = 'app';
-export const APP_VALUE = 'sentinel-training';
-export const APP_SELECTOR = `${APP_LABEL}=${APP_VALUE}`;
-/** Tells our Job from another with the same name: names have one-second resolution. */
-export const RUN_ID_LABEL = 'sentinel-training/run-id';
-export const JOB_PREFIX = 'sentinel-training-';
-/**
- * On every Job we create. A deletion (the TTL controller, `kubectl delete job`) then only sets
- * deletionTimestamp, and the Job keeps its final status until the controller has recorded the run's outcome
- * and removed this entry: a Job that completed while the controller was away is still `succeeded`.
- */
-export const SETTLE_FINALIZER = 'sentinel-training.io/settle';
+import { DEFAULT_INSTANCE, jobName, type Instance } from '../core/instance.js';
 
 export interface RunIdentity {
   name: string;
   namespace: string;
   runId: number;
   annotationCount: number;
-}
-
-/** `sentinel-training-YYYYMMDD-HHMMSS` in UTC: 34 characters, well inside a 63-character DNS label. */
-export function jobName(at: Date): string {
-  const iso = at.toISOString(); // 2026-11-26T19:54:26.123Z
-  return `${JOB_PREFIX}${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}`;
-}
-
-/** `sentinel-training-20261126-195426-2` → `sentinel-training-20261126-195426`; other names unchanged. */
-export function baseName(name: string): string {
-  return /^sentinel-training-\d{8}-\d{6}-\d+$/.test(name) ? name.replace(/-\d+$/, '') : name;
 }
 
 /** The first of base, base-2, base-3 … that is not taken (runs started within the same second). */
@@ -90,12 +68,12 @@ function withRunEnv(c: V1Container, run: RunIdentity): V1Container {
 }
 
 /** The template with the controller-owned fields set. Never mutates the template. */
-export function buildJob(template: V1Job, run: RunIdentity): V1Job {
+export function buildJob(template: V1Job, run: RunIdentity, instance: Instance): V1Job {
   const job = structuredClone(template);
-  const labels = { [APP_LABEL]: APP_VALUE, [RUN_ID_LABEL]: String(run.runId) };
+  const labels = { [instance.appLabel]: instance.appValue, [instance.runIdLabel]: String(run.runId) };
   job.apiVersion = 'batch/v1';
   job.kind = 'Job';
-  const finalizers = [...(job.metadata?.finalizers ?? []).filter((f) => f !== SETTLE_FINALIZER), SETTLE_FINALIZER];
+  const finalizers = [...(job.metadata?.finalizers ?? []).filter((f) => f !== instance.finalizer), instance.finalizer];
   job.metadata = {
     ...job.metadata,
     name: run.name,
@@ -183,6 +161,10 @@ export function checkTemplate(template: unknown, source: string): asserts templa
   const doc = template as Record<string, unknown>;
   refuse(source, schemaErrors(doc));
   const job = template as V1Job;
-  const sample = buildJob(job, { name: jobName(new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 });
+  const sample = buildJob(
+    job,
+    { name: jobName(DEFAULT_INSTANCE, new Date(0)), namespace: 'default', runId: 1, annotationCount: 1 },
+    DEFAULT_INSTANCE,
+  );
   refuse(source, validateJob(sample));
 }

@@ -17,7 +17,7 @@ import {
 import type { Config } from '../core/config.js';
 import { jobOutcome } from '../core/jobOutcome.js';
 import type { ClusterConfig } from './clusterConfig.js';
-import { APP_SELECTOR, SETTLE_FINALIZER } from './jobTemplate.js';
+import type { Instance } from '../core/instance.js';
 import { statusError, toKubeError } from './errors.js';
 import { openWatch, type WatchEvent, type WatchHandle } from './watch.js';
 
@@ -46,6 +46,8 @@ export interface JobsApi {
   /** The configured namespace (TRAINING_NAMESPACE or its fallbacks): where new runs go. */
   readonly namespace: string;
   readonly server: string;
+  /** Whose Jobs these are (TRAINING_NAME): the selector of every list and watch, and the finalizer. */
+  readonly instance: Instance;
   /** Creates the Job in its metadata.namespace. */
   create(job: V1Job, options?: { dryRun?: boolean }): Promise<V1Job>;
   /**
@@ -75,18 +77,18 @@ export interface JobsApi {
   close(): void;
 }
 
-/** Unfinished Jobs labelled app=sentinel-training in these namespaces, whoever created them. */
+/** Unfinished Jobs labelled app=<TRAINING_NAME> in these namespaces, whoever created them. */
 export async function unfinishedJobs(jobs: JobsApi, namespaces: Iterable<string>): Promise<V1Job[]> {
   const found: V1Job[] = [];
   for (const ns of new Set(namespaces)) {
-    const { items } = await jobs.list(ns, APP_SELECTOR);
+    const { items } = await jobs.list(ns, jobs.instance.selector);
     found.push(...items.filter((j) => !jobOutcome(j).finished));
   }
   return found;
 }
 
-export function createJobsApi(cluster: ClusterConfig, timeoutMs: number): JobsApi {
-  return new KubeJobs(cluster, timeoutMs);
+export function createJobsApi(cluster: ClusterConfig, timeoutMs: number, instance: Instance): JobsApi {
+  return new KubeJobs(cluster, timeoutMs, instance);
 }
 
 type Api = BatchV1Api;
@@ -103,6 +105,7 @@ class KubeJobs implements JobsApi {
   constructor(
     cluster: ClusterConfig,
     private readonly timeoutMs: number,
+    readonly instance: Instance,
   ) {
     this.kc = cluster.kc;
     this.namespace = cluster.namespace;
@@ -226,7 +229,7 @@ class KubeJobs implements JobsApi {
     const name = job.metadata?.name ?? '';
     let current: V1Job | null = job;
     for (let attempt = 1; ; attempt++) {
-      const index = (current.metadata?.finalizers ?? []).indexOf(SETTLE_FINALIZER);
+      const index = (current.metadata?.finalizers ?? []).indexOf(this.instance.finalizer);
       if (index < 0) return 'absent';
       try {
         await this.patchOutFinalizer(ns, name, index);
@@ -246,7 +249,7 @@ class KubeJobs implements JobsApi {
   private async patchOutFinalizer(ns: string, name: string, index: number): Promise<void> {
     const path = `/metadata/finalizers/${index}`;
     const body = [
-      { op: 'test', path, value: SETTLE_FINALIZER },
+      { op: 'test', path, value: this.instance.finalizer },
       { op: 'remove', path },
     ];
     await this.api.patchNamespacedJob({ name, namespace: ns, body }, this.withTimeout());

@@ -7,7 +7,8 @@
 import type { V1Job } from '@kubernetes/client-node';
 import { errorMessage, TemplateError } from '../core/errors.js';
 import { KubeError } from './errors.js';
-import { buildJob, jobName } from './jobTemplate.js';
+import { jobName } from '../core/instance.js';
+import { buildJob } from './jobTemplate.js';
 import type { JobsApi } from './jobs.js';
 
 /**
@@ -17,12 +18,11 @@ import type { JobsApi } from './jobs.js';
  */
 export async function checkOnCluster(jobs: JobsApi, template: V1Job, source: string): Promise<string | null> {
   // Named for 1970, a name no run has: a dry run of an existing name would answer 409, not judge the template.
-  const sample = buildJob(template, {
-    name: jobName(new Date(0)),
-    namespace: jobs.namespace,
-    runId: 1,
-    annotationCount: 1,
-  });
+  const sample = buildJob(
+    template,
+    { name: jobName(jobs.instance, new Date(0)), namespace: jobs.namespace, runId: 1, annotationCount: 1 },
+    jobs.instance,
+  );
   try {
     await jobs.dryRunStrict(sample);
     return null;

@@ -15,9 +15,10 @@ import type { Config, DispatchMode } from '../core/config.js';
 import { dropTrigger, readControl, runStarted } from '../db/control.js';
 import { rollback, withTransaction, type Pool, type PoolClient, type Rollback } from '../db/pool.js';
 import { decideDispatch, IN_PROGRESS, type Decision, type DispatchFacts } from '../core/decide.js';
-import { buildJob, freeName, jobName, jobSummary } from '../kube/jobTemplate.js';
+import { buildJob, freeName, jobSummary } from '../kube/jobTemplate.js';
+import { jobName, type Instance } from '../core/instance.js';
 import { unfinishedJobs, type JobsApi } from '../kube/jobs.js';
-import { isLockTimeout, LOCK_KEYS, tryXactLock } from '../db/locks.js';
+import { dispatchLock, isLockTimeout, tryXactLock } from '../db/locks.js';
 import { cancelledInFlight, failureHistory, namesLike, openRun, runById, unfinishedRun } from '../db/runs.js';
 import { countPendingExact } from '../db/annotations.js';
 import type { Run } from '../core/run.js';
@@ -37,6 +38,8 @@ export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
   jobs: JobsApi | null;
   mode: DispatchMode;
   namespace: string;
+  /** TRAINING_NAME's names (the same as jobs.instance; here too for print mode, which has no jobs). */
+  instance: Instance;
   maxWait: MaxWait;
   /** How long after a create attempt its Job may still appear (kube/jobs.ts lateCreateWindowMs). */
   createLandsWithinMs: number;
@@ -58,7 +61,8 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
   const activeJobs = deps.jobs && !(await blockingRun(deps, deps.pool)) ? await activeJobNames(deps) : null;
   let facts: Facts | null = null;
   const withList = await withTransaction(deps.pool, async (client) => {
-    if (!(await tryXactLock(client, LOCK_KEYS.dispatch))) return rollback<Locked | Rehearsal>({ kind: 'locked' });
+    if (!(await tryXactLock(client, dispatchLock(deps.config.trainingName))))
+      return rollback<Locked | Rehearsal>({ kind: 'locked' });
     const gathered = await gatherFacts(deps, client, pending, activeJobs);
     // A run that blocked before the transaction ended in between, so the Jobs were not listed: recount.
     if (!gathered) return rollback<Locked | Rehearsal>({ kind: 'claim-race' });
@@ -91,7 +95,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
   return { kind: 'dispatched', run, submit };
 }
 
-/** The unfinished Jobs labelled app=sentinel-training in the namespace, as namespace/name. */
+/** The unfinished Jobs labelled app=<TRAINING_NAME> in the namespace, as namespace/name. */
 async function activeJobNames(deps: DispatcherDeps): Promise<string[]> {
   if (!deps.jobs) return [];
   const jobs = await unfinishedJobs(deps.jobs, [deps.namespace]);
@@ -151,7 +155,7 @@ async function decideLocked(
     else deps.logger.info({ reason: decision.reason }, decision.why);
     return rollback({ kind: 'skipped', decision, foreignJob: !f.openRun && f.activeJobs.length > 0 });
   }
-  const base = jobName(new Date(deps.now()));
+  const base = jobName(deps.instance, new Date(deps.now()));
   const name = freeName(base, await namesLike(client, deps.tables, base));
   if (deps.mode !== 'kubernetes')
     return rollback({ kind: 'rehearsal', name, count: await countPendingExact(client, deps.tables) });
@@ -163,7 +167,11 @@ type Rehearsal = { kind: 'rehearsal'; name: string; count: number };
 
 /** The Job built (and validated by the API server, after the transaction), nothing claimed. */
 async function rehearse(deps: DispatcherDeps, { name, count }: Rehearsal): Promise<Locked> {
-  const job = buildJob(deps.template, { name, namespace: deps.namespace, runId: 0, annotationCount: count });
+  const job = buildJob(
+    deps.template,
+    { name, namespace: deps.namespace, runId: 0, annotationCount: count },
+    deps.instance,
+  );
   if (deps.mode === 'dry-run' && deps.jobs) await deps.jobs.create(job, { dryRun: true });
   const how = deps.mode === 'dry-run' ? 'DISPATCH_MODE=dry-run, validated by the API server' : 'no cluster configured';
   deps.logger.info(

@@ -1,4 +1,4 @@
-// Watches Jobs labelled app=sentinel-training in one namespace and reports the events that can end a run
+// Watches Jobs labelled app=<TRAINING_NAME> in one namespace and reports the events that can end a run
 // (finished, being deleted, deleted) or need a reconcile at once (added: a cancelled run's create that landed
 // late, whose pod would otherwise train on a released batch until the next periodic pass). JobWatches keeps one per namespace that holds work: the configured one
 // and the open run's, which differ after TRAINING_NAMESPACE changed while a run trained.
@@ -6,7 +6,6 @@
 // error, list again after a back-off. client-node 1.4's Watch has no client-side timeout, so a stream that
 // hangs without closing is aborted after WATCH_MAX_MS.
 import { jobOutcome } from '../core/jobOutcome.js';
-import { APP_SELECTOR } from '../kube/jobTemplate.js';
 import { retryDelayMs } from '../core/backoff.js';
 import { interruptibleSleep, type Timers } from '../core/timers.js';
 import type { JobsApi } from '../kube/jobs.js';
@@ -48,26 +47,31 @@ export class JobWatch {
     let failures = 0;
     while (!this.stopped) {
       try {
-        let { resourceVersion } = await this.jobs.list(this.namespace, APP_SELECTOR);
+        let { resourceVersion } = await this.jobs.list(this.namespace, this.jobs.instance.selector);
         failures = 0;
         // Anything may have happened while we were not watching.
         this.onChange();
         let expired = false;
         while (!this.stopped && !expired) {
-          const handle = await this.jobs.watch(this.namespace, APP_SELECTOR, resourceVersion, (type, obj) => {
-            const job = obj as V1Job & { code?: number; reason?: string };
-            if (type === 'ERROR') {
-              if (job.code === 410 || job.reason === 'Expired' || job.reason === 'Gone') expired = true;
-              return;
-            }
-            if (job.metadata?.resourceVersion) resourceVersion = job.metadata.resourceVersion;
-            if (
-              type === 'DELETED' ||
-              type === 'ADDED' ||
-              (type !== 'BOOKMARK' && (jobOutcome(job).finished || job.metadata?.deletionTimestamp))
-            )
-              this.onChange();
-          });
+          const handle = await this.jobs.watch(
+            this.namespace,
+            this.jobs.instance.selector,
+            resourceVersion,
+            (type, obj) => {
+              const job = obj as V1Job & { code?: number; reason?: string };
+              if (type === 'ERROR') {
+                if (job.code === 410 || job.reason === 'Expired' || job.reason === 'Gone') expired = true;
+                return;
+              }
+              if (job.metadata?.resourceVersion) resourceVersion = job.metadata.resourceVersion;
+              if (
+                type === 'DELETED' ||
+                type === 'ADDED' ||
+                (type !== 'BOOKMARK' && (jobOutcome(job).finished || job.metadata?.deletionTimestamp))
+              )
+                this.onChange();
+            },
+          );
           this.handle = handle;
           const opened = this.timers.now();
           const timer = this.timers.setTimeout(() => handle.abort(), WATCH_MAX_MS);

@@ -11,7 +11,6 @@
 import type { V1Job } from '@kubernetes/client-node';
 import { errorMessage } from '../core/errors.js';
 import { deletedOutcome, jobOutcome } from '../core/jobOutcome.js';
-import { APP_SELECTOR, RUN_ID_LABEL, SETTLE_FINALIZER } from '../kube/jobTemplate.js';
 import type { JobsApi } from '../kube/jobs.js';
 import { finishClaim, finishSettle, settleReleased, settleSucceeded } from '../db/chunks.js';
 import { checkRunPods } from './runPods.js';
@@ -27,7 +26,7 @@ export interface ReconcileResult {
   finished: boolean;
   /** A `submitting` run is waiting for its next create attempt. */
   retrySubmit: boolean;
-  /** Unfinished app=sentinel-training Jobs that belong to no open run (created by hand or by an older version). */
+  /** Unfinished app=<TRAINING_NAME> Jobs that belong to no open run (created by hand or by an older version). */
   foreignJobs: string[];
   /** Where Jobs must be watched: the configured namespace and the open run's. */
   namespaces: string[];
@@ -46,7 +45,11 @@ export interface ReconcilerDeps extends SubmitDeps {
 type Outcome = Omit<ReconcileResult, 'foreignJobs' | 'namespaces'>;
 const WAITING: Outcome = { finished: false, retrySubmit: false };
 
-const isOurs = (job: V1Job | null, run: Run): boolean => job?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id);
+/** The run this Job was created for, by its run-id label (names have one-second resolution). */
+const runIdOf = (deps: ReconcilerDeps, job: V1Job): string | undefined =>
+  job.metadata?.labels?.[deps.jobs.instance.runIdLabel];
+const isOurs = (deps: ReconcilerDeps, job: V1Job | null, run: Run): boolean =>
+  job !== null && runIdOf(deps, job) === String(run.id);
 
 export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> {
   const finishedWork = await finishUnfinished(deps);
@@ -54,7 +57,7 @@ export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> 
   const namespaces = [...new Set([deps.jobs.namespace, ...(run ? [run.namespace] : [])])];
   const listed: V1Job[] = [];
   for (const ns of new Set([...namespaces, ...(await recentNamespaces(deps.pool, deps.tables))]))
-    listed.push(...(await deps.jobs.list(ns, APP_SELECTOR)).items);
+    listed.push(...(await deps.jobs.list(ns, deps.jobs.instance.selector)).items);
   deps.onClusterAnswer(null);
   const released = await releaseSettledFinalizers(deps, listed, run);
   const foreignJobs = listed
@@ -63,7 +66,7 @@ export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> 
         namespaces.includes(j.metadata?.namespace ?? '') &&
         !jobOutcome(j).finished &&
         !released.has(j) &&
-        j.metadata?.labels?.[RUN_ID_LABEL] !== String(run?.id ?? ''),
+        runIdOf(deps, j) !== String(run?.id ?? ''),
     )
     .map((j) => j.metadata?.name ?? '?');
   if (!run) {
@@ -104,10 +107,10 @@ export const FINISHING_CLAIM = 'Finishing an interrupted claim before the Job is
 export const FINISHING_UNFINISHED = 'Finishing the chunked work of a run that was interrupted';
 
 async function follow(deps: ReconcilerDeps, run: Run, job: V1Job | null): Promise<Outcome> {
-  if (!job || !isOurs(job, run)) {
+  if (!job || !isOurs(deps, job, run)) {
     const why = job
-      ? `Job ${run.namespace}/${run.jobName} now belongs to run ${job.metadata?.labels?.[RUN_ID_LABEL] ?? '(none)'}`
-      : `Job ${run.namespace}/${run.jobName} is gone and its outcome was never recorded (deleted without the ${SETTLE_FINALIZER} finalizer)`;
+      ? `Job ${run.namespace}/${run.jobName} now belongs to run ${runIdOf(deps, job) ?? '(none)'}`
+      : `Job ${run.namespace}/${run.jobName} is gone and its outcome was never recorded (deleted without the ${deps.jobs.instance.finalizer} finalizer)`;
     return settle(deps, run, 'lost', why, null);
   }
   const outcome = job.metadata?.deletionTimestamp ? deletedOutcome(job) : jobOutcome(job);
@@ -128,7 +131,7 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
   }
   if (run.createAttempts >= MAX_CREATE_ATTEMPTS) {
     const job = await deps.jobs.get(run.namespace, run.jobName);
-    if (job && isOurs(job, run)) return adopt(deps, run, job);
+    if (isOurs(deps, job, run) && job) return adopt(deps, run, job);
     const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
     if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: deps.createLandsWithinMs })))
       return { ...WAITING, retrySubmit: true };
@@ -143,7 +146,7 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
   if (!leased) return { ...WAITING, retrySubmit: true };
   // A create whose answer was lost (a timeout, a crash) may still have made the Job: read before creating.
   const job = await deps.jobs.get(run.namespace, run.jobName);
-  if (job && isOurs(job, leased)) return adopt(deps, leased, job);
+  if (isOurs(deps, job, leased) && job) return adopt(deps, leased, job);
   deps.logger.info(
     { runId: run.id, job: run.jobName, attempt: leased.createAttempts },
     'Retrying Job create for a submitting run',
@@ -191,7 +194,7 @@ async function settle(
   return { finished: true, retrySubmit: false };
 }
 
-// Letting Jobs go once their run's outcome is recorded: our finalizer (sentinel-training.io/settle) comes off,
+// Letting Jobs go once their run's outcome is recorded: our finalizer (<TRAINING_NAME>.io/settle) comes off,
 // and a cancelled run's Job is deleted (`training-controller cancel`, propagation Background so its pods go too).
 // Both are retried by every reconcile pass until they stick: a crash or an API error in between loses nothing.
 
@@ -211,7 +214,7 @@ async function cancel(deps: ReconcilerDeps, run: Run): Promise<boolean> {
   if (!(await settleReleased(deps, run.id, 'cancelled', reason))) return false; // another replica recorded it
   deps.metrics.noteRunFinished('cancelled', run);
   const job = await deps.jobs.get(run.namespace, run.jobName);
-  const deleted = job?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id) && (await deleteCancelled(deps, job));
+  const deleted = isOurs(deps, job, run) && job !== null && (await deleteCancelled(deps, job));
   deps.logger.warn(
     { runId: run.id, job: run.jobName, namespace: run.namespace, jobDeleted: deleted, reason },
     `${CANCELLED}: ${run.annotationCount} annotations released`,
@@ -248,15 +251,14 @@ async function releaseFinalizer(deps: ReconcilerDeps, job: V1Job): Promise<boole
 async function releaseSettledFinalizers(deps: ReconcilerDeps, jobs: V1Job[], open: Run | null): Promise<Set<V1Job>> {
   const held = jobs.filter(
     (j) =>
-      j.metadata?.finalizers?.includes(SETTLE_FINALIZER) &&
-      j.metadata.labels?.[RUN_ID_LABEL] !== String(open?.id ?? ''),
+      j.metadata?.finalizers?.includes(deps.jobs.instance.finalizer) && runIdOf(deps, j) !== String(open?.id ?? ''),
   );
-  const ids = held.map((j) => Number(j.metadata?.labels?.[RUN_ID_LABEL])).filter(Number.isSafeInteger);
+  const ids = held.map((j) => Number(runIdOf(deps, j))).filter(Number.isSafeInteger);
   if (ids.length === 0) return new Set();
   const states = await runStates(deps.pool, deps.tables, ids);
   const released = new Set<V1Job>();
   for (const job of held) {
-    const state = states.get(Number(job.metadata?.labels?.[RUN_ID_LABEL]));
+    const state = states.get(Number(runIdOf(deps, job)));
     // A run id this database does not know may belong to another installation sharing the namespace: not ours.
     if (state === undefined || OPEN.has(state)) continue;
     // A cancelled run's Job still there: its delete failed, or a replica created it as the cancel was recorded.

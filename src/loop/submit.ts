@@ -3,7 +3,8 @@
 import type { V1Job } from '@kubernetes/client-node';
 import type { Pool } from '../db/pool.js';
 import type { Tables } from '../db/tables.js';
-import { baseName, buildJob, freeName, RUN_ID_LABEL } from '../kube/jobTemplate.js';
+import { buildJob, freeName } from '../kube/jobTemplate.js';
+import { baseName } from '../core/instance.js';
 import type { JobsApi } from '../kube/jobs.js';
 import { KubeError } from '../kube/errors.js';
 import type { Logger } from '../core/logger.js';
@@ -35,7 +36,7 @@ export interface SubmitDeps {
 }
 
 // A name taken by somebody else's Job is renamed -2, -3 …; three in a row means something is creating
-// sentinel-training Jobs in a loop, which a fourth name would not fix.
+// Jobs of our name in a loop, which a fourth name would not fix.
 const MAX_RENAMES = 3;
 
 export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitResult> {
@@ -48,7 +49,7 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
     const existing = await deps.jobs.get(run.namespace, run.jobName).catch((e: unknown) => {
       throw e instanceof KubeError ? e : new KubeError(String(e), null, 'Unreachable', 'transient');
     });
-    if (existing?.metadata?.labels?.[RUN_ID_LABEL] === String(run.id)) {
+    if (existing?.metadata?.labels?.[deps.jobs.instance.runIdLabel] === String(run.id)) {
       await markRunning(deps.pool, deps.tables, run.id, existing.metadata?.uid);
       deps.logger.info({ runId: run.id, job: run.jobName }, ADOPTED);
       return 'running';
@@ -72,12 +73,11 @@ export async function submitRun(deps: SubmitDeps, initial: Run): Promise<SubmitR
 /** One create, its answer turned into a run state; 'conflict' (409) is for the caller to resolve. */
 async function createOnce(deps: SubmitDeps, run: Run): Promise<SubmitResult | 'conflict'> {
   const { jobs, logger, metrics } = deps;
-  const job = buildJob(deps.template, {
-    name: run.jobName,
-    namespace: run.namespace,
-    runId: run.id,
-    annotationCount: run.annotationCount,
-  });
+  const job = buildJob(
+    deps.template,
+    { name: run.jobName, namespace: run.namespace, runId: run.id, annotationCount: run.annotationCount },
+    jobs.instance,
+  );
   // Stamped now, not when the run was claimed or the attempt leased: how long this create may still land is
   // counted from here (issue 21: a stamp before a slow claim let the next run start before it landed).
   if (!(await stampCreateSent(deps.pool, deps.tables, run.id))) {
@@ -116,12 +116,17 @@ async function failRun(deps: SubmitDeps, run: Run, reason: string, message: stri
 
 /** A Job of another run holds the name (one-second names): the run takes the next free one. null: it moved on. */
 async function renamed(deps: SubmitDeps, run: Run, existing: V1Job): Promise<string | null> {
-  const base = baseName(run.jobName);
+  const base = baseName(deps.jobs.instance, run.jobName);
   const taken = await namesLike(deps.pool, deps.tables, base);
   taken.add(run.jobName);
   const next = freeName(base, taken);
   deps.logger.warn(
-    { runId: run.id, job: run.jobName, owner: existing.metadata?.labels?.[RUN_ID_LABEL] ?? 'none', renamed: next },
+    {
+      runId: run.id,
+      job: run.jobName,
+      owner: existing.metadata?.labels?.[deps.jobs.instance.runIdLabel] ?? 'none',
+      renamed: next,
+    },
     'Job name taken by another Job (one-second names): renaming',
   );
   return (await rename(deps.pool, deps.tables, run.id, next)) ? next : null;

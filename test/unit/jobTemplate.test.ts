@@ -3,17 +3,12 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import {
-  baseName,
-  buildJob,
-  defaultTemplate,
-  freeName,
-  jobName,
-  jobSummary,
-  loadJobTemplate,
-  RUN_ID_LABEL,
-  SETTLE_FINALIZER,
-} from '../../src/kube/jobTemplate.js';
+import { buildJob, defaultTemplate, freeName, jobSummary, loadJobTemplate } from '../../src/kube/jobTemplate.js';
+import { DEFAULT_INSTANCE, baseName as baseNameOf, jobName as jobNameOf } from '../../src/core/instance.js';
+
+const { runIdLabel: RUN_ID_LABEL, finalizer: SETTLE_FINALIZER } = DEFAULT_INSTANCE;
+const jobName = (at: Date) => jobNameOf(DEFAULT_INSTANCE, at);
+const baseName = (name: string) => baseNameOf(DEFAULT_INSTANCE, name);
 import { validateJob } from '../../src/kube/jobValidation.js';
 
 const run = { name: 'sentinel-training-20261126-195426', namespace: 'ml', runId: 42, annotationCount: 57 };
@@ -41,7 +36,7 @@ describe('job naming', () => {
 });
 
 describe('building the Job', () => {
-  const job = buildJob(defaultTemplate('alpine:3.20.3', 3600), run);
+  const job = buildJob(defaultTemplate('alpine:3.20.3', 3600), run, DEFAULT_INSTANCE);
 
   it('sets the name, namespace and both labels on the Job and its pods', () => {
     assert.equal(job.metadata?.name, run.name);
@@ -62,7 +57,7 @@ describe('building the Job', () => {
         { name: 'KEEP', value: '1' },
       ],
     });
-    const built = buildJob(template, run);
+    const built = buildJob(template, run, DEFAULT_INSTANCE);
     for (const c of built.spec?.template.spec?.containers ?? []) {
       const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
       assert.equal(env.TRAINING_RUN_ID, '42');
@@ -75,7 +70,10 @@ describe('building the Job', () => {
   it('carries the settle finalizer, once, beside any finalizer of the template', () => {
     const template = defaultTemplate('alpine', 3600);
     template.metadata = { finalizers: ['example.com/keep', SETTLE_FINALIZER] };
-    assert.deepEqual(buildJob(template, run).metadata?.finalizers, ['example.com/keep', SETTLE_FINALIZER]);
+    assert.deepEqual(buildJob(template, run, DEFAULT_INSTANCE).metadata?.finalizers, [
+      'example.com/keep',
+      SETTLE_FINALIZER,
+    ]);
     assert.deepEqual(job.metadata?.finalizers, [SETTLE_FINALIZER]);
   });
 
@@ -96,7 +94,7 @@ describe('what a log says about a Job', () => {
       { name: 'AWS_SECRET_ACCESS_KEY', value: 'wJalrXUtnFEMI-K7MDENG' },
     ];
     template.spec!.template.spec!.initContainers = [{ name: 'fetch', image: 'busybox:1.36' }];
-    const summary = jobSummary(buildJob(template, run));
+    const summary = jobSummary(buildJob(template, run, DEFAULT_INSTANCE));
     assert.deepEqual(summary, {
       name: run.name,
       namespace: 'ml',
@@ -114,7 +112,7 @@ describe('what a log says about a Job', () => {
 });
 
 describe('validating a Job like the API server', () => {
-  const valid = () => buildJob(defaultTemplate('alpine', 3600), run);
+  const valid = () => buildJob(defaultTemplate('alpine', 3600), run, DEFAULT_INSTANCE);
   const cases: [string, (j: ReturnType<typeof valid>) => void, RegExp][] = [
     [
       'restartPolicy Always',
@@ -181,7 +179,7 @@ spec:
           envFrom: [{ secretRef: { name: training-db } }]
 `);
     const template = await loadJobTemplate(path);
-    const job = buildJob(template, run);
+    const job = buildJob(template, run, DEFAULT_INSTANCE);
     assert.equal(job.spec?.template.spec?.containers[0]?.resources?.limits?.['nvidia.com/gpu'], 1);
     assert.equal(job.spec?.template.spec?.tolerations?.[0]?.key, 'nvidia.com/gpu');
     assert.equal(job.metadata?.labels?.app, 'sentinel-training');

@@ -8,12 +8,23 @@ import { loadConfig } from '../src/core/config.js';
 import { CANNOT_LIST_PODS, POD_CANNOT_START, POD_STARTS_NOW } from '../src/loop/runPods.js';
 import { readStatus } from '../src/cli/status.js';
 import { invariantViolations, runRows, verifyNew } from './support/db.js';
-import { eventually, sleep, useStack, type Stack } from './support/harness.js';
+import { eventually, useStack, type Stack } from './support/harness.js';
 
 const waiting = async (s: Stack): Promise<Record<string, number>> => {
   const { values } = await s.c.service.metrics.runPodWaiting.get();
   return Object.fromEntries(values.filter((v) => v.value !== 0).map((v) => [String(v.labels.reason), v.value]));
 };
+
+/**
+ * Waits for `passes` more reconcile passes to be carried out in full: each pass of a running run lists its pods
+ * once, and passes run one after the other, so the list of pass n + 1 arriving means pass n is done. Instead of
+ * a sleep that hopes the passes happened (issue 20).
+ */
+async function reconcilePasses(s: Stack, passes: number): Promise<void> {
+  const lists = () => s.kube.arrivals.filter((a) => a.verb === 'list-pods').length;
+  const target = lists() + passes + 1;
+  await eventually(() => lists() >= target, `${passes} reconcile passes`, 5000 + passes * 2000);
+}
 
 async function startRun(s: Stack): Promise<string> {
   const before = s.kube.creates.length;
@@ -44,7 +55,7 @@ describe('a run whose pod cannot start', () => {
     assert.equal(status.recentRuns[0]?.reason, run?.reason);
     assert.deepEqual(await waiting(s), { CreateContainerConfigError: 1 });
     // Three more reconciles (1 s apart): still one line.
-    await sleep(3200);
+    await reconcilePasses(s, 3);
     assert.equal(s.c.logs.count(POD_CANNOT_START), 1);
   });
 
@@ -56,7 +67,7 @@ describe('a run whose pod cannot start', () => {
     s.kube.setPod(job, 'image-pull-backoff');
     await eventually(async () => (await waiting(s)).ImagePullBackOff === 1, 'the gauge to show ImagePullBackOff');
     s.kube.setPod(job, 'err-image-pull');
-    await sleep(1500);
+    await reconcilePasses(s, 1);
     assert.equal(s.c.logs.count(POD_CANNOT_START), from + 1, 'one line for the image problem');
     assert.match((await runRows(s.db.pool)).at(-1)?.reason ?? '', /^pod cannot start \(ErrImagePull\)/);
   });
@@ -75,7 +86,7 @@ describe('a run whose pod cannot start', () => {
   it('Unschedulable counts only after 10 minutes (a GPU node may be on its way)', async () => {
     const job = await startRun(s);
     s.kube.setPod(job, 'unschedulable');
-    await sleep(2200);
+    await reconcilePasses(s, 2);
     assert.equal(s.c.logs.count(/^Training pod cannot start/), 2, 'nothing new for a fresh Unschedulable');
     assert.deepEqual(await waiting(s), {});
     s.kube.setPod(job, 'unschedulable', { since: new Date(Date.now() - 11 * 60_000) });
@@ -101,7 +112,7 @@ describe('a Role without list on pods', () => {
     const job = await startRun(s);
     const line = await s.c.logs.waitForMsg(CANNOT_LIST_PODS, 5000);
     assert.match(String(line.err), /pods is forbidden/);
-    await sleep(2200);
+    await reconcilePasses(s, 2);
     assert.equal(s.c.logs.count(CANNOT_LIST_PODS), 1);
     assert.equal(s.c.service.health.cluster?.error, null);
     assert.deepEqual(s.c.service.health.failing, {});

@@ -27,14 +27,14 @@ DECLARE
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = target AND c.relname = 'annotations' AND c.relkind = 'p') THEN
-    RAISE EXCEPTION 'annotations in schema % is a partitioned table, which the migrations do not support: PostgreSQL cannot add a NOT VALID foreign key to one or build an index on one CONCURRENTLY, and without those they would block the Triage API''s writes for a scan of the whole table; nothing was changed (README "Partitioned annotations")', target;
+    RAISE EXCEPTION 'annotations in schema % is a partitioned table, which the migrations do not support: PostgreSQL cannot add a NOT VALID foreign key to one or build an index on one CONCURRENTLY, and without those they would block the Triage API''s writes for a scan of the whole table; nothing was changed (docs/migrations.md "Partitioned annotations")', target;
   END IF;
   -- Partitioned by inheritance: a row written to a child fires none of the parent's triggers.
   SELECT string_agg(ch.relname, ', ' ORDER BY ch.relname) INTO children
     FROM pg_inherits i JOIN pg_class ch ON ch.oid = i.inhrelid
    WHERE i.inhparent = to_regclass(format('%I.annotations', target));
   IF children IS NOT NULL THEN
-    RAISE EXCEPTION 'annotations in schema % has inheritance children (%), which the migrations do not support: a row written to a child fires none of the trigger''s notifications and is outside the pending index, so its verification would wait for the 300 s poll; nothing was changed (README "Partitioned annotations")', target, children;
+    RAISE EXCEPTION 'annotations in schema % has inheritance children (%), which the migrations do not support: a row written to a child fires none of the trigger''s notifications and is outside the pending index, so its verification would wait for the 300 s poll; nothing was changed (docs/migrations.md "Partitioned annotations")', target, children;
   END IF;
 END $$;
 

@@ -8,7 +8,7 @@
 SELECT set_config('training_controller.schema', :'schema', false);
 
 -- training_runs belongs to the controller: one row per training Job it decided to submit.
--- state: submitting -> running -> succeeded | failed | lost  (see README "Run states").
+-- state: submitting -> running -> succeeded | failed | lost  (see docs/architecture.md "Run states").
 CREATE TABLE IF NOT EXISTS :"schema".training_runs (
   id               bigserial   PRIMARY KEY,
   job_name         text        NOT NULL UNIQUE,

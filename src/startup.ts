@@ -85,7 +85,7 @@ export async function openDatabase(config: Config, logger: Logger, cleanup: Clea
   const lacking = await missingPrivileges(pool, t);
   if (lacking.length > 0)
     throw new StartupError(
-      `the database role lacks privileges the service needs: ${lacking.join('; ')} (README "Privileges" has the GRANT script)`,
+      `the database role lacks privileges the service needs: ${lacking.join('; ')} (docs/migrations.md "Privileges" has the GRANT script)`,
     );
   // Inheritance children added after the migrations: their verifications would notify nothing.
   const partitioned = await partitionedRefusal(pool, t, 'the service does not start');

@@ -124,17 +124,23 @@ describe('deploy/', () => {
     assert.equal(ns?.metadata.name, kustomization.namespace);
     const file = all.find((d) => d.doc.kind === 'Namespace')?.file;
     assert.equal(kustomization.resources[0], file);
-    // The README's steps: the namespace before the Secret that lives in it, and both before `apply -k`.
+    // The steps, in the README's shortest path and in docs/deploying.md: the namespace before the Secret that
+    // lives in it, and both before `apply -k`.
     const readme = read('README.md');
-    const steps = readme.slice(readme.indexOf('**Kubernetes**'));
-    const at = (text: string) => {
-      const i = steps.indexOf(text);
-      assert.ok(i >= 0, `README Kubernetes steps mention ${text}`);
-      return i;
-    };
-    const nsStep = at(`kubectl apply -f deploy/${file}`);
-    const secretStep = at(`kubectl -n ${kustomization.namespace} create secret generic training-controller-database`);
-    assert.ok(nsStep < secretStep && secretStep < at('kubectl apply -k deploy/'));
+    const guide = read('docs/deploying.md');
+    for (const [where, steps] of [
+      ['README "Deploy it"', readme.slice(readme.indexOf('## Deploy it'))],
+      ['docs/deploying.md "Kubernetes"', guide.slice(guide.indexOf('## Kubernetes'))],
+    ] as const) {
+      const at = (text: string) => {
+        const i = steps.indexOf(text);
+        assert.ok(i >= 0, `${where} mentions ${text}`);
+        return i;
+      };
+      const nsStep = at(`kubectl apply -f deploy/${file}`);
+      const secretStep = at(`kubectl -n ${kustomization.namespace} create secret generic training-controller-database`);
+      assert.ok(nsStep < secretStep && secretStep < at('kubectl apply -k deploy/'), where);
+    }
   });
 
   it('the Deployment: one replica, Recreate, probes on the real paths and port, hardened, secret URL', () => {

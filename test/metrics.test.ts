@@ -119,8 +119,8 @@ describe('metrics true at scrape time', () => {
     assert.equal(await metric('training_controller_listener_connected'), 1);
   });
 
-  it('the README metrics table lists exactly what /metrics exposes, and the default metrics keep their standard names', async () => {
-    const readme = readFileSync(join(packageRoot(), 'README.md'), 'utf8');
+  it('the metrics table of docs/operating.md lists exactly what /metrics exposes, and the default metrics keep their standard names', async () => {
+    const readme = readFileSync(join(packageRoot(), 'docs', 'operating.md'), 'utf8');
     const documented = [...readme.matchAll(/^\| `(training_controller_\w+)/gm)].map((m) => m[1]).sort();
     const text = await (await fetch(`http://127.0.0.1:${c.service.httpPort}/metrics`)).text();
     const exposed = [...text.matchAll(/^# TYPE (training_controller_\w+) /gm)].map((m) => m[1]).sort();

@@ -1,4 +1,4 @@
-// The ops team applies migrations/*.sql with psql (README "Migrations"): each file must run as plain psql
+// The ops team applies migrations/*.sql with psql (docs/migrations.md): each file must run as plain psql
 // input, twice, with the schema given as `-v schema=…` or defaulted to public, and leave what `migrate` leaves.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -102,7 +102,7 @@ describe('a partitioned annotations table (issue 21)', {
         FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
       const before = await ours(db);
       const want =
-        /^.*annotations in schema public is a partitioned table, which the migrations do not support: .*nothing was changed \(README "Partitioned annotations"\)$/m;
+        /^.*annotations in schema public is a partitioned table, which the migrations do not support: .*nothing was changed \(docs\/migrations\.md "Partitioned annotations"\)$/m;
 
       await bothRefuse(db, want);
       assert.deepEqual(await ours(db), before, 'nothing added by either');

@@ -1,23 +1,66 @@
-// The README is the front door: its configuration table and commands must stay true to the code.
+// The README is the front door (issue 23: what it does, the two commands, the shortest path to a cluster,
+// links); docs/ holds the rest. Both must stay true to the code: the configuration table, the commands, the
+// GRANTs, and every link between them.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, normalize } from 'node:path';
 import { describe, it } from 'node:test';
 import { COMMANDS } from '../src/cli/commands.js';
 import { ENV_DEFAULTS } from '../src/core/config.js';
 import { packageRoot } from '../src/core/paths.js';
+import { readmeGrants } from './support/roles.js';
 
-const readme = readFileSync(join(packageRoot(), 'README.md'), 'utf8');
-const section = (title: string) => readme.split(/^## /m).find((s) => s.startsWith(title)) ?? '';
+const root = packageRoot();
+const read = (path: string) => readFileSync(join(root, path), 'utf8');
+const readme = read('README.md');
+const DOCS = readdirSync(join(root, 'docs'))
+  .filter((f) => f.endsWith('.md'))
+  .map((f) => `docs/${f}`);
+/** The `## title` section of a markdown text, up to the next `## `. */
+const sectionOf = (text: string, title: string) => text.split(/^## /m).find((s) => s.startsWith(title)) ?? '';
+const section = (title: string) => sectionOf(readme, title);
 
-describe('README', () => {
-  const rows = section('Configuration')
+/** GitHub's anchor of a heading: lowercased, punctuation dropped, spaces as hyphens. */
+const anchor = (heading: string) =>
+  heading
+    .toLowerCase()
+    .replace(/[^\w\- ]/g, '')
+    .replace(/ /g, '-');
+const anchorsOf = (text: string) => new Set([...text.matchAll(/^#+ (.+)$/gm)].map((m) => anchor(m[1] ?? '')));
+
+describe('README and docs/', () => {
+  it('the README is a front door of at most ~200 lines that links every page of docs/', () => {
+    assert.ok(readme.split('\n').length <= 200, `${readme.split('\n').length} lines`);
+    for (const doc of DOCS) assert.ok(readme.includes(`](${doc})`), `README links ${doc}`);
+  });
+
+  it('every relative link of the README and docs/ reaches a file, and its #anchor a heading there', () => {
+    for (const from of ['README.md', ...DOCS]) {
+      for (const [, target = ''] of read(from).matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/.test(target)) continue;
+        const [file = '', hash] = target.split('#');
+        const path = file === '' ? from : normalize(join(dirname(from), file));
+        assert.ok(existsSync(join(root, path)), `${from}: ${target} (no ${path})`);
+        if (hash && path.endsWith('.md')) assert.ok(anchorsOf(read(path)).has(hash), `${from}: ${target} (no heading)`);
+      }
+    }
+  });
+
+  it('docs/migrations.md grants exactly what the tests grant the service role', () => {
+    const sql = sectionOf(read('docs/migrations.md'), 'Privileges');
+    const grants = [...sql.matchAll(/^GRANT .+?(?=;$)/gm)].map((m) => m[0]);
+    // The same statements; the tests quote the schema as the code does ("public"), the docs need not.
+    const unquoted = readmeGrants('training_controller').map((g) => g.replaceAll('"', ''));
+    assert.deepEqual(grants, unquoted);
+  });
+
+  const rows = read('docs/configuration.md')
     .split('\n')
     .filter((l) => l.startsWith('| `'))
     .map((l) => l.split('|').map((c) => c.trim()))
     .map(([, variable, def]) => ({ variable: variable!.replaceAll('`', ''), def: def! }));
 
-  it('lists every setting the code reads, and no other', () => {
+  it('docs/configuration.md lists every setting the code reads, and no other', () => {
     assert.deepEqual(rows.map((r) => r.variable).sort(), Object.keys(ENV_DEFAULTS).sort());
   });
 

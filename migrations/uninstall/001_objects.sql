@@ -1,4 +1,4 @@
--- Uninstall, step 1 of 3 (`training-controller uninstall --yes` runs the same files, README "Uninstall"): every
+-- Uninstall, step 1 of 3 (`training-controller uninstall --yes` runs the same files, docs/migrations.md "Uninstall"): every
 -- object the migrations added to the Triage API's database, but the run history (002) and the two columns of
 -- annotations (003). Apply with psql like the migrations, only after the service is scaled to 0 and no run is
 -- open (the command refuses otherwise; psql does not check):

@@ -58,7 +58,7 @@ export async function uninstallCommand(
   const { finalizer } = instanceNamed(config.trainingName);
   if (held && held.length > 0)
     fail(
-      `uninstall refused: Job ${held.join(', ')} still carries the finalizer ${finalizer}: start the service until it records the outcome and lets the Job go, or remove the finalizer by hand (README "Uninstall")`,
+      `uninstall refused: Job ${held.join(', ')} still carries the finalizer ${finalizer}: start the service until it records the outcome and lets the Job go, or remove the finalizer by hand (docs/migrations.md "Uninstall")`,
       1,
     );
   const found = await uninstallInventory(pool, t, o);
@@ -70,7 +70,7 @@ export async function uninstallCommand(
   ].filter((k): k is string => k !== null);
   const checked =
     held === null
-      ? `No Kubernetes configuration: Jobs were not checked for the finalizer ${finalizer} (README "Uninstall", step 3).`
+      ? `No Kubernetes configuration: Jobs were not checked for the finalizer ${finalizer} (docs/migrations.md "Uninstall", step 3).`
       : `No Job carries the finalizer ${finalizer}.`;
   if (flags['--yes'] !== true) {
     const list = found.length ? found.map((f) => `  ${f}`).join('\n') : '  nothing: no object of ours is there';

@@ -1,6 +1,6 @@
 // Claims, settles, releases and baselines in chunks (issue #14). One UPDATE of 1,000,000 annotations held its
 // row locks for ~25 s, so a Triage relabel of a row in the batch waited 23 s. Here each chunk of `rows`
-// annotations (CHUNK_ROWS, 2,000 by default: ~30-60 ms here, see README "Performance") is its own transaction,
+// annotations (CHUNK_ROWS, 2,000 by default: ~30-60 ms here, see docs/performance.md) is its own transaction,
 // and the run's row in training_runs records how far the work got in that same transaction, so a crash
 // between chunks loses nothing: a restart continues from the cursor. After the first chunk the walk is paced
 // (core/pace.ts): a chunk whose COMMIT was slow halves the next, and each chunk is followed by a pause as long

@@ -67,9 +67,9 @@ export async function partitionedRefusal(
   const row = rows[0];
   if (!row) return null;
   if (row.partitioned)
-    return `annotations in schema ${t.schema} is a partitioned table, which the migrations do not support: PostgreSQL cannot add a NOT VALID foreign key to one or build an index on one CONCURRENTLY, and without those they would block the Triage API's writes for a scan of the whole table; ${outcome} (README "Partitioned annotations")`;
+    return `annotations in schema ${t.schema} is a partitioned table, which the migrations do not support: PostgreSQL cannot add a NOT VALID foreign key to one or build an index on one CONCURRENTLY, and without those they would block the Triage API's writes for a scan of the whole table; ${outcome} (docs/migrations.md "Partitioned annotations")`;
   if (row.children)
-    return `annotations in schema ${t.schema} has inheritance children (${row.children}), which the migrations do not support: a row written to a child fires none of the trigger's notifications and is outside the pending index, so its verification would wait for the 300 s poll; ${outcome} (README "Partitioned annotations")`;
+    return `annotations in schema ${t.schema} has inheritance children (${row.children}), which the migrations do not support: a row written to a child fires none of the trigger's notifications and is outside the pending index, so its verification would wait for the 300 s poll; ${outcome} (docs/migrations.md "Partitioned annotations")`;
   return null;
 }
 

@@ -101,7 +101,7 @@ export async function stampCreateSent(q: Queryable, t: Tables, id: number): Prom
 
 /**
  * A run whose chunked work a crash (or a lost connection) left unfinished: a settle whose outcome is recorded,
- * or a baseline part way. Nothing new starts until it is finished (README "Big backlogs").
+ * or a baseline part way. Nothing new starts until it is finished (docs/migrations.md "Big backlogs").
  */
 export async function unfinishedRun(q: Queryable, t: Tables): Promise<Run | null> {
   const { rows } = await q.query<RunRow>(

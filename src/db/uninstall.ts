@@ -57,11 +57,11 @@ export async function uninstallRefusal(q: Pool | PoolClient, t: Tables): Promise
     [LISTEN_APPLICATION_NAME],
   );
   if (services.length > 0)
-    return `a training-controller service is still connected (its LISTEN connection: pid ${services.map((s) => `${s.pid}${s.addr ? ` from ${s.addr}` : ''}`).join(', ')}): scale it to 0 first (README "Uninstall")`;
+    return `a training-controller service is still connected (its LISTEN connection: pid ${services.map((s) => `${s.pid}${s.addr ? ` from ${s.addr}` : ''}`).join(', ')}): scale it to 0 first (docs/migrations.md "Uninstall")`;
   if (!(await hasTable(q, t.runs))) return null;
   const run = (await openRun(q, t)) ?? (await unfinishedRun(q, t));
   if (!run) return null;
-  return `run ${run.id} (${run.jobName}) is ${run.state}${run.settlePending ? ', its settle unfinished' : ''}${run.claimPending ? ', its claim unfinished' : ''}: its annotations are claimed and its Job carries the finalizer; let it finish, or \`training-controller cancel\` it, with the service running, then scale the service to 0 and uninstall (README "Uninstall")`;
+  return `run ${run.id} (${run.jobName}) is ${run.state}${run.settlePending ? ', its settle unfinished' : ''}${run.claimPending ? ', its claim unfinished' : ''}: its annotations are claimed and its Job carries the finalizer; let it finish, or \`training-controller cancel\` it, with the service running, then scale the service to 0 and uninstall (docs/migrations.md "Uninstall")`;
 }
 
 /** What the files would remove that exists now, by kind and name (the dry run's list). */

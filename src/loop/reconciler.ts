@@ -1,4 +1,4 @@
-// Follows the open run to its end and settles its annotations (README "Run states"); releases our finalizer
+// Follows the open run to its end and settles its annotations (docs/architecture.md "Run states"); releases our finalizer
 // from every Job whose run's outcome is recorded. Every Job is looked up in the namespace recorded on its run,
 // so a change of TRAINING_NAMESPACE never orphans or duplicates a run.
 //   submitting → read the Job by name first (a create whose answer was lost may have made it): ours → running.

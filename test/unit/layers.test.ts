@@ -1,4 +1,4 @@
-// README "Layout": the import rules of src/ hold because `npm run check` fails when one is broken. This runs
+// docs/architecture.md "Layout": the import rules of src/ hold because `npm run check` fails when one is broken. This runs
 // the project's own Biome configuration on small trees in a temporary directory: one that keeps every rule
 // passes, and each violation (a layer importing upward, a static import of dev/, a cycle of type-only imports)
 // fails with the rule's message.

@@ -129,10 +129,10 @@ describe('deploy/', () => {
     assert.ok(!kustomization.resources.some((r) => r.includes('monitoring') || r.includes('prometheus')));
     assert.ok(rendered.every((d) => !d.apiVersion.startsWith('monitoring.coreos.com/')));
     const monitoring = load(read('deploy/monitoring/kustomization.yaml')) as typeof kustomization;
-    assert.deepEqual(monitoring.resources, ['prometheus-rules.yaml']);
+    assert.deepEqual(monitoring.resources, ['prometheus-rules.yaml', 'servicemonitor.yaml']);
     assert.equal(monitoring.namespace, kustomization.namespace);
     const kinds = kustomize(join(root, 'deploy/monitoring')).map((d) => d.kind);
-    assert.deepEqual(kinds, ['PrometheusRule']);
+    assert.deepEqual(kinds.sort(), ['ConfigMap', 'PrometheusRule', 'ServiceMonitor']);
   });
 
   // Issue 15: `kubectl apply -k deploy/` on a fresh cluster failed: nothing created ml-training. Issue 22:

@@ -1,5 +1,6 @@
-// The Grafana dashboard (deploy/monitoring/dashboard.json, issue 22): a ConfigMap Grafana's sidecar loads; every
-// panel's query parses (promtool); every metric it reads is one a running controller exposes on /metrics.
+// The Grafana dashboard (deploy/monitoring/dashboard.json, issue 22): a ConfigMap Grafana's sidecar loads, from
+// kustomize and from the chart with the same JSON; every panel's query parses (promtool); every metric it reads
+// is one a running controller exposes on /metrics.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { dump } from 'js-yaml';
 import { packageRoot } from '../src/core/paths.js';
-import { kustomize } from './support/helm.js';
+import { helmTemplate, kustomize } from './support/helm.js';
 import { useStack } from './support/harness.js';
 import { scrapeMetrics } from './support/metricsScrape.js';
 
@@ -134,11 +135,24 @@ describe('Grafana dashboard', () => {
     }
   });
 
-  it('is a ConfigMap labelled grafana_dashboard "1" from deploy/monitoring, with the JSON as it is', () => {
-    const cm = kustomize(join(root, 'deploy/monitoring')).find((o) => o.kind === 'ConfigMap');
-    assert.ok(cm);
-    assert.equal((cm.metadata.labels as Record<string, string>).grafana_dashboard, '1');
-    assert.deepEqual(cm.data, { 'training-controller.json': text });
+  it('is a ConfigMap labelled grafana_dashboard "1" from deploy/monitoring and from the chart, the same JSON', () => {
+    const fromKustomize = kustomize(join(root, 'deploy/monitoring')).find((o) => o.kind === 'ConfigMap');
+    const fromChart = helmTemplate({ flags: ['--set', 'dashboard.enabled=true'] }).find((o) =>
+      o.metadata.name?.endsWith('-dashboard'),
+    );
+    for (const [source, cm] of [
+      ['deploy/monitoring', fromKustomize],
+      ['the chart', fromChart],
+    ] as const) {
+      assert.ok(cm, source);
+      assert.equal((cm.metadata.labels as Record<string, string>).grafana_dashboard, '1', source);
+      assert.deepEqual(cm.data, { 'training-controller.json': text }, source);
+    }
+    assert.equal(
+      read('charts/training-controller/files/dashboard.json'),
+      text,
+      'the chart’s copy: cp deploy/monitoring/dashboard.json charts/training-controller/files/',
+    );
   });
 
   // The names are the ones main exports after issue 22's metric changes; the test names each one missing.

@@ -1,16 +1,19 @@
 // The container image, docker-compose and the Kubernetes manifests agree with the code. No Docker engine or
-// cluster here, so the test reads them the way Docker and kubectl would; scripts/container-test.sh builds the
-// image and runs the compose stack for real (.ci/run runs it).
+// cluster here, so the test reads them the way Docker and kubectl would (deploy/ as `kubectl kustomize` renders
+// it, with kubectl 1.31 from test/support/helm.ts); scripts/container-test.sh builds the image and runs the
+// compose stack for real (.ci/run runs it).
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { loadAll, load } from 'js-yaml';
-import type { V1ConfigMap, V1Deployment, V1Job, V1Role } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Deployment, V1Job, V1Role, V1Service } from '@kubernetes/client-node';
 import { Job } from 'kubernetes-models/batch/v1/Job';
 import { missingSchema } from '../src/db/schemaCheck.js';
 import { tables } from '../src/db/tables.js';
 import { runCli } from './support/child.js';
+import { kustomize } from './support/helm.js';
 import { freshDatabase } from './support/db.js';
 import { COMMANDS } from '../src/cli/commands.js';
 import { loadConfig } from '../src/core/config.js';
@@ -23,7 +26,7 @@ const root = packageRoot();
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
 const docs = (path: string) => loadAll(read(path)) as Record<string, unknown>[];
 const defaults = loadConfig({});
-const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
+const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string>; version: string };
 
 /** Dockerfile instructions of the last stage, continuation lines joined. */
 function finalStage(): { instr: string; args: string }[] {
@@ -82,14 +85,27 @@ describe('Dockerfile', () => {
 });
 
 describe('deploy/', () => {
-  const files = readdirSync(join(root, 'deploy')).filter((f) => f.endsWith('.yaml'));
-  const all = files.flatMap((f) => docs(`deploy/${f}`).map((d) => ({ file: f, doc: d })));
-  const byKind = (kind: string) => all.filter((d) => d.doc.kind === kind).map((d) => d.doc);
+  // What `kubectl apply -k deploy/` applies: kubectl's own kustomize (1.31, from the same zip as helm).
+  const rendered = kustomize(join(root, 'deploy'));
+  const byKind = (kind: string) => rendered.filter((d) => d.kind === kind) as unknown[];
+  const kustomization = load(read('deploy/kustomization.yaml')) as {
+    namespace: string;
+    resources: string[];
+    configMapGenerator: { name: string; files: string[] }[];
+    images: { name: string; newTag: string }[];
+  };
+  const generated = kustomization.configMapGenerator.flatMap((g) => g.files.map((f) => f.split('=').at(-1)));
 
-  it('every manifest parses, and kustomization.yaml lists all of them', () => {
-    const kustomization = load(read('deploy/kustomization.yaml')) as { resources: string[] };
-    assert.deepEqual([...kustomization.resources].sort(), files.filter((f) => f !== 'kustomization.yaml').sort());
-    for (const { file, doc } of all) assert.ok(doc.kind && doc.apiVersion, `${file}: kind and apiVersion`);
+  it('every manifest parses, and each file is a resource of the kustomization, generated from, or applied apart', () => {
+    const files = readdirSync(join(root, 'deploy')).filter((f) => f.endsWith('.yaml'));
+    assert.deepEqual(
+      [...kustomization.resources, ...generated, 'namespace.yaml', 'kustomization.yaml'].sort(),
+      files.sort(),
+    );
+    for (const f of files)
+      for (const doc of docs(`deploy/${f}`)) assert.ok(doc.kind && doc.apiVersion, `${f}: kind and apiVersion`);
+    for (const doc of rendered)
+      assert.equal(doc.metadata.namespace, kustomization.namespace, `${doc.kind} ${doc.metadata.name}`);
   });
 
   it('the Role grants exactly the verbs the code uses: batch/v1 Jobs, and list on pods', () => {
@@ -107,23 +123,28 @@ describe('deploy/', () => {
     assert.equal(byKind('ClusterRole').length, 0, 'namespaced only');
   });
 
-  // The PrometheusRule needs the Prometheus Operator's CRD: apart, so `apply -k deploy/` works on any cluster.
-  it('keeps the alert rules out of the default kustomization, in deploy/monitoring/ with its own', () => {
-    const main = load(read('deploy/kustomization.yaml')) as { namespace: string; resources: string[] };
-    assert.ok(!main.resources.some((r) => r.includes('monitoring') || r.includes('prometheus')));
-    const monitoring = load(read('deploy/monitoring/kustomization.yaml')) as typeof main;
-    assert.deepEqual(monitoring.resources, ['prometheus-rules.yaml']);
-    assert.equal(monitoring.namespace, main.namespace);
-    assert.equal((load(read('deploy/monitoring/prometheus-rules.yaml')) as { kind: string }).kind, 'PrometheusRule');
+  // The PrometheusRule and ServiceMonitor need the Prometheus Operator's CRDs: apart, so `apply -k deploy/`
+  // works on any cluster.
+  it('keeps the monitoring out of the default kustomization, in deploy/monitoring/ with its own', () => {
+    assert.ok(!kustomization.resources.some((r) => r.includes('monitoring') || r.includes('prometheus')));
+    assert.ok(rendered.every((d) => !d.apiVersion.startsWith('monitoring.coreos.com/')));
+    const monitoring = load(read('deploy/monitoring/kustomization.yaml')) as typeof kustomization;
+    assert.deepEqual(monitoring.resources, ['prometheus-rules.yaml', 'servicemonitor.yaml']);
+    assert.equal(monitoring.namespace, kustomization.namespace);
+    const kinds = kustomize(join(root, 'deploy/monitoring')).map((d) => d.kind);
+    assert.deepEqual(kinds.sort(), ['ConfigMap', 'PrometheusRule', 'ServiceMonitor']);
   });
 
-  // Issue 15: `kubectl apply -k deploy/` on a fresh cluster failed: nothing created ml-training.
-  it('creates its namespace first, the one the kustomization puts everything in', () => {
-    const kustomization = load(read('deploy/kustomization.yaml')) as { namespace: string; resources: string[] };
-    const [ns] = byKind('Namespace') as { metadata: { name: string } }[];
+  // Issue 15: `kubectl apply -k deploy/` on a fresh cluster failed: nothing created ml-training. Issue 22:
+  // with the Namespace among its resources, `kubectl delete -k deploy/` deleted it, its Secrets and every
+  // training Job with it. So it is applied on its own, first, and is no resource of the kustomization.
+  it('its namespace is applied first and on its own: `delete -k deploy/` leaves it', () => {
+    const [ns, ...more] = docs('deploy/namespace.yaml') as { kind: string; metadata: { name: string } }[];
+    assert.equal(more.length, 0);
+    assert.equal(ns?.kind, 'Namespace');
     assert.equal(ns?.metadata.name, kustomization.namespace);
-    const file = all.find((d) => d.doc.kind === 'Namespace')?.file;
-    assert.equal(kustomization.resources[0], file);
+    assert.ok(!kustomization.resources.includes('namespace.yaml'));
+    assert.equal(byKind('Namespace').length, 0);
     // The steps, in the README's shortest path and in docs/deploying.md: the namespace before the Secret that
     // lives in it, and both before `apply -k`.
     const readme = read('README.md');
@@ -137,7 +158,7 @@ describe('deploy/', () => {
         assert.ok(i >= 0, `${where} mentions ${text}`);
         return i;
       };
-      const nsStep = at(`kubectl apply -f deploy/${file}`);
+      const nsStep = at('kubectl apply -f deploy/namespace.yaml');
       const secretStep = at(`kubectl -n ${kustomization.namespace} create secret generic training-controller-database`);
       assert.ok(nsStep < secretStep && secretStep < at('kubectl apply -k deploy/'), where);
     }
@@ -174,23 +195,70 @@ describe('deploy/', () => {
     assert.ok((pod.terminationGracePeriodSeconds ?? 30) * 1000 > defaults.shutdownTimeoutMs);
   });
 
-  it('the ConfigMap template is a valid Job template, mounted where JOB_TEMPLATE_FILE points', () => {
+  // Issue 22: `kustomize edit set image` changes the kustomization's images:, which names the Deployment's.
+  it("the image comes from the kustomization's images:, tagged with the package version", () => {
+    const [d] = byKind('Deployment') as V1Deployment[];
+    const [image, ...more] = kustomization.images;
+    assert.equal(more.length, 0);
+    assert.equal(image?.newTag, pkg.version);
+    assert.equal(d?.spec?.template.spec?.containers[0]?.image, `${image?.name}:${pkg.version}`);
+    const raw = docs('deploy/deployment.yaml')[0] as unknown as V1Deployment;
+    assert.equal(raw.spec?.template.spec?.containers[0]?.image, image?.name);
+  });
+
+  it('the Service selects the controller’s pods and reaches its http port', () => {
+    const [svc] = byKind('Service') as V1Service[];
+    const [d] = byKind('Deployment') as V1Deployment[];
+    for (const [k, v] of Object.entries(svc?.spec?.selector ?? {}))
+      assert.equal(d?.spec?.template.metadata?.labels?.[k], v);
+    assert.ok(Object.keys(svc?.spec?.selector ?? {}).length > 0);
+    const [port] = svc?.spec?.ports ?? [];
+    assert.equal(port?.targetPort, 'http');
+    assert.ok(d?.spec?.template.spec?.containers[0]?.ports?.some((p) => p.name === port?.targetPort));
+  });
+
+  it('the generated ConfigMap is a valid Job template, mounted where JOB_TEMPLATE_FILE points', () => {
     const [cm] = byKind('ConfigMap') as V1ConfigMap[];
+    assert.equal(cm!.data!['job.yaml'], read('deploy/job-template.yaml'));
     const template = load(cm!.data!['job.yaml']!) as Parameters<typeof checkTemplate>[0];
-    checkTemplate(template, 'deploy/configmap.yaml');
+    checkTemplate(template, 'deploy/job-template.yaml');
     const [d] = byKind('Deployment') as V1Deployment[];
     const c = d!.spec!.template.spec!.containers[0]!;
     const file = c.env?.find((e) => e.name === 'JOB_TEMPLATE_FILE')?.value ?? '';
     const mount = c.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
     assert.ok(mount, `a volume mounted at the directory of ${file}`);
     assert.equal(file.slice(mount.mountPath.length + 1), 'job.yaml');
+    const volume = d!.spec!.template.spec!.volumes?.find((v) => v.name === mount.name);
+    assert.equal(volume?.configMap?.name, cm!.metadata?.name);
+  });
+
+  // Issue 22: the controller reads its template once, at startup; an edited template must restart it.
+  it('editing job-template.yaml renames the ConfigMap in the Deployment, so apply -k rolls the pod', () => {
+    const copy = mkdtempSync(join(tmpdir(), 'deploy-'));
+    try {
+      cpSync(join(root, 'deploy'), copy, { recursive: true });
+      const volume = (objs: typeof rendered) =>
+        (objs.find((o) => o.kind === 'Deployment') as V1Deployment).spec!.template.spec!.volumes![0]!.configMap!.name ??
+        '';
+      writeFileSync(
+        join(copy, 'job-template.yaml'),
+        read('deploy/job-template.yaml').replace('train:1.0.0', 'train:1.0.1'),
+      );
+      const edited = kustomize(copy);
+      assert.match(volume(rendered), /^training-controller-job-template-[a-z0-9]{10}$/);
+      assert.match(volume(edited), /^training-controller-job-template-[a-z0-9]{10}$/);
+      assert.notEqual(volume(edited), volume(rendered));
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 });
 
 // Issue 23: teams that let the cluster migrate run the image's own `migrate` as a Job before the Deployment.
 describe('deploy/migrate/migrate-job.yaml', () => {
   const job = load(read('deploy/migrate/migrate-job.yaml')) as V1Job;
-  const [deployment] = docs('deploy/deployment.yaml') as unknown as V1Deployment[];
+  // The Deployment as applied: its image's tag comes from the kustomization.
+  const deployment = kustomize(join(root, 'deploy')).find((d) => d.kind === 'Deployment') as V1Deployment | undefined;
   const c = job.spec!.template.spec!.containers[0]!;
   const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
 

@@ -1,7 +1,7 @@
 // Why the open run's pod cannot start, read from the pod status the kubelet and the scheduler write. Pure.
 //
 // A Job whose pod never starts stays `running` (no Complete or Failed condition) until activeDeadlineSeconds,
-// 12 h in deploy/configmap.yaml: a missing Secret (`envFrom: secretRef`) leaves the container in
+// 12 h in deploy/job-template.yaml: a missing Secret (`envFrom: secretRef`) leaves the container in
 // CreateContainerConfigError, a wrong image tag in ErrImagePull / ImagePullBackOff, a missing GPU node in
 // Unschedulable. None of these fails the Job, and this does not fail the run either: each is fixed from
 // outside (create the Secret, push the image, add the node) and the kubelet or scheduler then starts the same

@@ -93,10 +93,9 @@ describe('a Job template checked like the API server would', () => {
     assert.doesNotThrow(() => checkTemplate(valid(), SOURCE));
   });
 
-  it('accepts the default template and the one shipped in deploy/configmap.yaml', () => {
+  it('accepts the default template and the one shipped in deploy/job-template.yaml', () => {
     assert.doesNotThrow(() => checkTemplate(defaultTemplate('alpine:3.20.3', 3600), 'TRAINING_IMAGE'));
-    const configmap = readFileSync(join(packageRoot(), 'deploy', 'configmap.yaml'), 'utf8');
-    const shipped = load((load(configmap) as { data: Record<string, string> }).data['job.yaml']!);
+    const shipped = load(readFileSync(join(packageRoot(), 'deploy', 'job-template.yaml'), 'utf8'));
     assert.deepEqual(schemaErrors(shipped as Record<string, unknown>), []);
   });
 

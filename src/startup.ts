@@ -108,7 +108,7 @@ async function refuseRenameWhileOpen(config: Config, pool: Pool, t: Tables): Pro
   const open = await openRun(pool, t);
   if (!open || ownsJobName(instanceNamed(config.trainingName), open.jobName)) return;
   throw new StartupError(
-    `run #${open.id} (Job ${open.jobName}) is ${open.state} under another TRAINING_NAME than "${config.trainingName}": start the controller with its old name until the run ends (or \`training-controller cancel\` it), then rename`,
+    `run #${open.id} (Job ${open.jobName}) is ${open.state} under another TRAINING_NAME than "${config.trainingName}": start the controller with its old name until the run ends (\`training-controller cancel\` ends it sooner), then rename`,
   );
 }
 

@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { packageRoot } from '../src/core/paths.js';
-import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
+import pg from 'pg';
+import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { counterValue, eventually, sleep, startController, type Running } from './support/harness.js';
 import { TcpProxy } from './support/tcpProxy.js';
@@ -143,4 +144,56 @@ describe('metrics true at scrape time', () => {
     }
     await eventually(async () => (await metric('training_controller_cluster_reachable')) === 1, 'reachable 1');
   });
+});
+
+// Issue 22, found by review: a run whose outcome was recorded but whose chunked settle a restart interrupted was
+// counted by no process (the count came after the last chunk), so `TrainingRunFailed` never fired for it. Now
+// the outcome is counted when it commits, and what it trained when the settle completes, wherever that is.
+describe('a settle interrupted by a restart is counted once', () => {
+  for (const phase of ['complete', 'failed'] as const)
+    it(`Job ${phase}: the outcome counted by the process that recorded it, the training by the one that finished`, async () => {
+      const db = await freshDatabase();
+      const kube = await FakeKube.start();
+      const triage = new pg.Client({ connectionString: db.url });
+      let first: Running | null = null;
+      let second: Running | null = null;
+      try {
+        first = await startController(db.url, kube, { CHUNK_ROWS: '10' });
+        await verifyNew(db.pool, 50);
+        const name = (await eventually(() => kube.creates[0], 'the Job'))!.name;
+        await eventually(async () => (await runRows(db.pool))[0]?.state === 'running', 'the run running');
+        // A Triage transaction holds a row of the third chunk: the settle stops there until the restart.
+        await triage.connect();
+        await triage.query('BEGIN');
+        await triage.query('SELECT id FROM annotations WHERE id = 25 FOR UPDATE');
+        kube.setPhase(name, phase);
+        const state = phase === 'complete' ? 'succeeded' : 'failed';
+        await eventually(
+          async () =>
+            (await db.pool.query('SELECT 1 FROM training_runs WHERE settle_pending AND state = $1', [state]))
+              .rowCount === 1,
+          'the outcome recorded, its settle pending',
+        );
+        assert.equal(await counterValue(first, 'runsFinished', { state }), 1, 'counted when recorded');
+        await first.stop();
+        await triage.query('ROLLBACK');
+        second = await startController(db.url, kube, { CHUNK_ROWS: '10' });
+        await eventually(
+          async () => (await db.pool.query('SELECT 1 FROM training_runs WHERE NOT settle_pending')).rowCount === 1,
+          'the settle finished',
+        );
+        assert.equal(await counterValue(second, 'runsFinished', { state }), 0, 'not counted twice');
+        const trained = phase === 'complete' ? 50 : 0;
+        assert.equal(
+          (await counterValue(first, 'annotationsTrained')) + (await counterValue(second, 'annotationsTrained')),
+          trained,
+        );
+      } finally {
+        await first?.stop();
+        await second?.stop();
+        await triage.end().catch(() => undefined);
+        await kube.stop();
+        await db.drop();
+      }
+    });
 });

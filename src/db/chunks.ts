@@ -197,7 +197,10 @@ async function settle(
       return { complete: false, trained: 0, released: 0 };
     }
   });
-  if (first === null || first.complete) return first;
+  if (first === null) return null;
+  // Committed: the outcome is recorded whatever happens to the chunks after it (a restart finishes them).
+  guard.onRecorded?.();
+  if (first.complete) return first;
   const totals = await finishSettle(deps, id);
   return totals ? { complete: true, ...totals } : first;
 }
@@ -212,13 +215,19 @@ export async function settleSucceeded(
   deps: ChunkDeps,
   id: number,
   reason: string,
+  guard: ReleaseGuard = {},
 ): Promise<{ trained: number; released: number } | null> {
-  return settle(deps, id, 'succeeded', reason);
+  return settle(deps, id, 'succeeded', reason, guard);
 }
 
 export interface ReleaseGuard {
   /** Only a `submitting` run whose last create attempt started longer ago than this (database time). */
   submittingQuietForMs?: number;
+  /**
+   * Called once the outcome is committed, before a chunked settle goes on: a restart in the middle of the
+   * chunks must not lose the count of a recorded outcome (runs_finished_total, the TrainingRunFailed alert).
+   */
+  onRecorded?: () => void;
 }
 
 /** Job Failed, gone, or never creatable: the run ends and its annotations are pending again. */

@@ -93,8 +93,11 @@ async function finishUnfinished(deps: ReconcilerDeps): Promise<boolean> {
   for (let run = await unfinishedRun(deps.pool, deps.tables); run; run = await unfinishedRun(deps.pool, deps.tables)) {
     const what = run.settlePending ? 'settle' : 'baseline';
     deps.logger.info({ runId: run.id, state: run.state, what }, FINISHING_UNFINISHED);
-    if (run.settlePending) await finishSettle(deps, run.id);
-    else await finishClaim(deps, run.id);
+    if (run.settlePending) {
+      const totals = await finishSettle(deps, run.id);
+      // Its outcome was counted when it was recorded, before the restart; what it trained is counted here.
+      if (totals && run.state === 'succeeded') deps.metrics.noteTrained(totals.trained);
+    } else await finishClaim(deps, run.id);
     any = true;
   }
   return any;
@@ -133,9 +136,11 @@ async function resubmit(deps: ReconcilerDeps, run: Run): Promise<Outcome> {
     const job = await deps.jobs.get(run.namespace, run.jobName);
     if (isOurs(deps, job, run) && job) return adopt(deps, run, job);
     const reason = `Job could not be created in ${MAX_CREATE_ATTEMPTS} attempts (and reading it by name says it does not exist)`;
-    if (!(await settleReleased(deps, run.id, 'failed', reason, { submittingQuietForMs: deps.createLandsWithinMs })))
-      return { ...WAITING, retrySubmit: true };
-    deps.metrics.noteRunFinished('failed', run);
+    const recorded = await settleReleased(deps, run.id, 'failed', reason, {
+      submittingQuietForMs: deps.createLandsWithinMs,
+      onRecorded: () => deps.metrics.noteRunFinished('failed', run),
+    });
+    if (!recorded) return { ...WAITING, retrySubmit: true };
     deps.logger.warn(
       { runId: run.id, job: run.jobName, annotations: run.annotationCount, reason },
       `Training run failed: ${run.annotationCount} annotations released`,
@@ -175,18 +180,18 @@ async function settle(
     annotations: run.annotationCount,
     reason,
   };
+  const onRecorded = () => deps.metrics.noteRunFinished(state, run);
   if (state === 'succeeded') {
-    const done = await settleSucceeded(deps, run.id, reason);
+    const done = await settleSucceeded(deps, run.id, reason, { onRecorded });
     if (done) {
-      deps.metrics.noteRunFinished(state, run, done.trained);
+      deps.metrics.noteTrained(done.trained);
       const unverified = done.released > 0 ? `; ${done.released} un-verified during training released` : '';
       deps.logger.info(
         { ...fields, trained: done.trained, released: done.released },
         `Training run succeeded: ${done.trained} annotations marked used${unverified}`,
       );
     }
-  } else if (await settleReleased(deps, run.id, state, reason)) {
-    deps.metrics.noteRunFinished(state, run);
+  } else if (await settleReleased(deps, run.id, state, reason, { onRecorded })) {
     deps.logger.warn(fields, `Training run ${state}: ${run.annotationCount} annotations released`);
   }
   // Recorded: the Job may go now. A failure here is retried by the next pass (releaseSettledFinalizers).
@@ -211,8 +216,8 @@ export const CANCELLED = 'Training run cancelled';
 async function cancel(deps: ReconcilerDeps, run: Run): Promise<boolean> {
   const by = run.cancelBy ?? 'an operator';
   const reason = `cancelled by ${by}${run.cancelReason ? `: ${run.cancelReason}` : ''}`;
-  if (!(await settleReleased(deps, run.id, 'cancelled', reason))) return false; // another replica recorded it
-  deps.metrics.noteRunFinished('cancelled', run);
+  const onRecorded = () => deps.metrics.noteRunFinished('cancelled', run);
+  if (!(await settleReleased(deps, run.id, 'cancelled', reason, { onRecorded }))) return false; // another replica recorded it
   const job = await deps.jobs.get(run.namespace, run.jobName);
   const deleted = isOurs(deps, job, run) && job !== null && (await deleteCancelled(deps, job));
   deps.logger.warn(

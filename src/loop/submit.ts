@@ -108,8 +108,9 @@ async function createOnce(deps: SubmitDeps, run: Run): Promise<SubmitResult | 'c
 }
 
 async function failRun(deps: SubmitDeps, run: Run, reason: string, message: string): Promise<'failed'> {
-  await settleReleased(deps, run.id, 'failed', reason);
-  deps.metrics.noteRunFinished('failed', run);
+  await settleReleased(deps, run.id, 'failed', reason, {
+    onRecorded: () => deps.metrics.noteRunFinished('failed', run),
+  });
   deps.logger.error({ runId: run.id, job: run.jobName, err: reason }, message);
   return 'failed';
 }

@@ -119,13 +119,16 @@ function loopCounters(registry: Registry, now: () => number) {
     c.runsFinished.inc({ state }, 0);
     c.runDuration.zero({ state });
   }
-  /** A run's end was recorded (by this replica: the UPDATE that moved it said so). */
-  const noteRunFinished = (state: RunState, run: { createdAt: Date }, trained = 0): void => {
+  /** A run's end was recorded (by this replica: the UPDATE that moved it said so), counted once at that commit. */
+  const noteRunFinished = (state: RunState, run: { createdAt: Date }): void => {
     c.runsFinished.inc({ state });
     c.runDuration.observe({ state }, Math.max(0, now() - run.createdAt.getTime()) / 1000);
+  };
+  /** A succeeded run's settle completed, here or after a restart: its annotations marked used, counted once. */
+  const noteTrained = (trained: number): void => {
     if (trained > 0) c.annotationsTrained.inc(trained);
   };
-  return { ...c, noteRunFinished };
+  return { ...c, noteRunFinished, noteTrained };
 }
 
 /** NOTIFYs from verifications: rare by design (the gate), so their age is no liveness signal. */

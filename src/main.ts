@@ -20,10 +20,11 @@ import { createMetrics, type Metrics } from './ops/metrics.js';
 import { countPending } from './db/annotations.js';
 import { safeUrl } from './core/redact.js';
 import { lastSuccessAt, openRun } from './db/runs.js';
+import { listenApplicationName } from './db/pool.js';
 import { packageVersion } from './core/paths.js';
 import { instanceNamed, type Instance } from './core/instance.js';
 import { checkOnCluster } from './kube/templateCheck.js';
-import { openDatabase, precheck, type Cleanup, type Database } from './startup.js';
+import { openDatabase, precheck, refuseAnotherName, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './core/timers.js';
 import { maxWaitOf } from './core/triggers.js';
 import { publishSettings, settingsOf } from './db/control.js';
@@ -181,7 +182,8 @@ function createListener(p: Parts, controller: Controller, httpPort: number): Lis
     alive: up,
   };
   const urlFile = config.listenDatabaseUrl ? config.listenDatabaseUrlFile : '';
-  return new Listener(url, logger, p.timers, handlers, config.listenCheckIntervalMs, urlFile);
+  const name = listenApplicationName(config.annotationsSchema);
+  return new Listener(url, logger, p.timers, handlers, config.listenCheckIntervalMs, urlFile, name);
 }
 
 async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cleanup): Promise<Omit<Service, 'stop'>> {
@@ -198,6 +200,7 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
       );
   }
   const db = await openDatabase(config, logger, cleanup);
+  await refuseAnotherName(config, db, cluster.jobs, logger);
   // For `status`, which would otherwise show its own shell's threshold and back-off (issue #15).
   await publishSettings(db.pool, db.tables, settingsOf(config, cluster.mode, cluster.namespace));
   const health = newHealth(clusterConfig !== null);

@@ -13,8 +13,12 @@ import { safeUrl } from './core/redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './db/schemaCheck.js';
 import { tables, type Tables } from './db/tables.js';
 import { rowSecurityProblem } from './db/annotations.js';
-import { openRun } from './db/runs.js';
-import { instanceNamed, ownsJobName } from './core/instance.js';
+import { openRun, recentNamespaces } from './db/runs.js';
+import { DEFAULT_TRAINING_NAME, instanceNamed, ownsJobName } from './core/instance.js';
+import { publishedSettings } from './db/control.js';
+import { listenSessions } from './db/pool.js';
+import { jobOutcome } from './core/jobOutcome.js';
+import type { JobsApi } from './kube/jobs.js';
 
 /** A startup problem the operator must fix (not a transient outage): logged as one line, exit 1. */
 export class StartupError extends Error {
@@ -110,6 +114,43 @@ async function refuseRenameWhileOpen(config: Config, pool: Pool, t: Tables): Pro
   throw new StartupError(
     `run #${open.id} (Job ${open.jobName}) is ${open.state} under another TRAINING_NAME than "${config.trainingName}": start the controller with its old name until the run ends (\`training-controller cancel\` ends it sooner), then rename`,
   );
+}
+
+/**
+ * One schema serves one TRAINING_NAME (found by review): two names on one schema share its runs, and each judges
+ * the other's Jobs lost (their labels are not its own), so one batch is trained twice. The name that last started
+ * is in the settings it published; another name takes over only once nothing of the old one is left: no service
+ * of it connected, no run open (openDatabase), no Job of it unfinished or still holding its finalizer (a cancel
+ * whose delete the API server has not yet accepted: the new name would never delete it).
+ */
+export async function refuseAnotherName(
+  config: Config,
+  db: Database,
+  jobs: JobsApi | null,
+  logger: Logger,
+): Promise<void> {
+  const published = await publishedSettings(db.pool, db.tables);
+  const previous = published ? (published.settings.trainingName ?? DEFAULT_TRAINING_NAME) : null;
+  if (previous === null || previous === config.trainingName) return;
+  const schema = `ANNOTATIONS_SCHEMA=${db.tables.schema}`;
+  const running = await listenSessions(db.pool, db.tables.schema);
+  if (running.length > 0)
+    throw new StartupError(
+      `${schema} is served by TRAINING_NAME "${previous}", still running (its LISTEN connection: pid ${running.map((r) => r.pid).join(', ')}): one schema serves one name, so give "${config.trainingName}" a schema of its own, or stop "${previous}" first to rename it`,
+    );
+  if (jobs) {
+    const old = instanceNamed(previous);
+    for (const ns of new Set([jobs.namespace, ...(await recentNamespaces(db.pool, db.tables))])) {
+      for (const job of (await jobs.list(ns, old.selector)).items) {
+        const held = job.metadata?.finalizers?.includes(old.finalizer);
+        if (!held && jobOutcome(job).finished) continue;
+        throw new StartupError(
+          `Job ${ns}/${job.metadata?.name ?? '?'} of TRAINING_NAME "${previous}" ${held ? `still carries its finalizer ${old.finalizer}` : 'is still running'}: start the controller as "${previous}" until it lets the Job go, then rename to "${config.trainingName}"`,
+        );
+      }
+    }
+  }
+  logger.warn({ from: previous, to: config.trainingName, schema: db.tables.schema }, 'TRAINING_NAME changed');
 }
 
 /**

@@ -7,9 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { IN_PROGRESS } from '../src/core/decide.js';
 import { instanceNamed } from '../src/core/instance.js';
 import { runCli } from './support/child.js';
-import { freshDatabase, type TestDb } from './support/db.js';
+import { listenSessions } from '../src/db/pool.js';
+import { tables } from '../src/db/tables.js';
+import { uninstallRefusal } from '../src/db/uninstall.js';
+import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
-import { eventually, startController, type Running } from './support/harness.js';
+import { eventually, startController, useEachRun, type Running } from './support/harness.js';
 
 const MODELS = ['ranker', 'detector'] as const;
 type Model = (typeof MODELS)[number];
@@ -92,5 +95,65 @@ describe('two instances (TRAINING_NAME) in one namespace, on two schemas of one 
       /^StartupError: run #2 \(Job ranker-\d{8}-\d{6}(-\d+)?\) is running under another TRAINING_NAME than "ranker-v2": start the controller with its old name/,
     );
     assert.equal((await runs('ranker'))[1]?.state, 'running', 'the run is left as it was');
+    // Found by review: `uninstall` of one schema was refused while the other schema's service ran (its LISTEN
+    // connection was taken for this one's). Each is told apart by its application_name now.
+    assert.equal((await listenSessions(db.pool, 'ranker')).length, 0, 'no service of ranker connected');
+    assert.equal((await listenSessions(db.pool, 'detector')).length, 1, "detector's service connected");
+    const refusal = await uninstallRefusal(db.pool, tables('ranker'));
+    assert.match(refusal ?? '', /^run 2 \(ranker-/, "refused for ranker's open run, not for detector's service");
+  });
+});
+
+// Found by review: nothing kept two names off one schema, and a rename right after a cancel whose Job delete the
+// API server had not yet accepted left that Job training, its finalizer on, while the new name trained its batch
+// again. One schema serves one name; a new name takes over once nothing of the old one is left.
+describe('one schema serves one TRAINING_NAME', () => {
+  const s = useEachRun();
+
+  it('a second name on a schema whose service runs is refused in one line, and trains nothing', async () => {
+    s.c = await startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker' });
+    await assert.rejects(
+      startController(s.db.url, s.kube, { TRAINING_NAME: 'detector' }),
+      /^StartupError: ANNOTATIONS_SCHEMA=public is served by TRAINING_NAME "ranker", still running \(its LISTEN connection: pid \d+\): one schema serves one name/,
+    );
+    await verifyNew(s.db.pool, 50);
+    await eventually(() => s.kube.creates.length === 1, "ranker's Job");
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'running', 'its run running');
+    s.kube.setPhase(s.kube.creates[0]!.name, 'complete');
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'succeeded', 'its run succeeded');
+    assert.equal(s.kube.creates.length, 1);
+  });
+
+  it('a rename waits until the old name has let its Jobs go, then takes over', async () => {
+    s.c = await startController(s.db.url, s.kube);
+    await verifyNew(s.db.pool, 50);
+    const job = (await eventually(() => s.kube.creates[0], 'the Job'))!.name;
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'running', 'the run running');
+    // Paused, so no new run starts under the old name; the cancel is recorded, but the API server does not accept
+    // the Job's delete yet (a webhook, an outage).
+    const cli = { DATABASE_URL: s.db.url, KUBECONFIG: s.kube.kubeconfigPath };
+    assert.equal((await runCli(['pause'], cli)).code, 0);
+    s.kube.inject({ verb: 'delete', status: 503, times: 1000 });
+    const cancel = await runCli(['cancel'], cli);
+    assert.equal(cancel.code, 0, cancel.stderr);
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'cancelled', 'the run cancelled');
+    await s.c.stop();
+    s.kube.clearFaults();
+    await assert.rejects(
+      startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker' }),
+      new RegExp(
+        `^StartupError: Job default/${job} of TRAINING_NAME "sentinel-training" still carries its finalizer sentinel-training.io/settle: start the controller as "sentinel-training" until it lets the Job go`,
+      ),
+    );
+    // The old name deletes it and lets it go; then the new name starts and trains the batch once.
+    s.c = await startController(s.db.url, s.kube);
+    await eventually(() => !s.kube.jobs.has(`default/${job}`), 'the cancelled Job gone');
+    await s.c.stop();
+    s.c = await startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker' });
+    assert.equal(s.c.logs.count('TRAINING_NAME changed'), 1);
+    assert.equal((await runCli(['resume'], cli)).code, 0);
+    await eventually(() => s.kube.creates.length === 2, "ranker's Job");
+    assert.match(s.kube.creates[1]!.name, /^ranker-/);
+    assert.deepEqual(s.kube.unfinished(), [s.kube.creates[1]!.name]);
   });
 });

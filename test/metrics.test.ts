@@ -89,7 +89,7 @@ describe('metrics true at scrape time', () => {
     assert.ok(alive < 1.1, `seconds since alive ${alive} (pings every 0.5 s)`);
     const lost = (await metric('training_controller_listener_lost_total')) ?? NaN;
     const killed = await db.pool.query(
-      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen'",
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'training-controller-listen public'",
     );
     assert.equal(killed.rowCount, 1);
     // pg-listen's first reconnect attempt is immediate: down for milliseconds, seen by the counter.

@@ -119,6 +119,8 @@ export interface PublishedSettings {
   pollIntervalSeconds: number;
   mode: string;
   namespace: string;
+  /** TRAINING_NAME (absent when published by a version before issue 23, which was always sentinel-training). */
+  trainingName?: string;
 }
 
 export function settingsOf(config: Config, mode: string, namespace: string): PublishedSettings {
@@ -133,6 +135,7 @@ export function settingsOf(config: Config, mode: string, namespace: string): Pub
     pollIntervalSeconds,
     mode,
     namespace,
+    trainingName: config.trainingName,
   };
 }
 

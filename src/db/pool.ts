@@ -7,10 +7,26 @@ export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
 /**
- * The LISTEN connection's application_name: how an operator (and a test) finds its backend in pg_stat_activity,
- * and how `uninstall` tells that a service is still running.
+ * The LISTEN connection's application_name, `training-controller-listen <schema>`: how an operator (and a test)
+ * finds its backend in pg_stat_activity, and how `uninstall` and a start under another TRAINING_NAME tell that a
+ * service of this schema is still running (not one of another schema of the same database). Versions before
+ * issue 23 named no schema: that name counts for every schema. 63 bytes at most (NAMEDATALEN).
  */
 export const LISTEN_APPLICATION_NAME = 'training-controller-listen';
+export const listenApplicationName = (schema: string): string => `${LISTEN_APPLICATION_NAME} ${schema}`.slice(0, 63);
+
+/** The LISTEN connections of services on this schema of the current database, other than our own session. */
+export async function listenSessions(
+  q: Pool | PoolClient,
+  schema: string,
+): Promise<{ pid: number; addr: string | null }[]> {
+  const { rows } = await q.query<{ pid: number; addr: string | null }>(
+    `SELECT pid, client_addr::text AS addr FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name IN ($1, $2) AND pid <> pg_backend_pid()`,
+    [listenApplicationName(schema), LISTEN_APPLICATION_NAME],
+  );
+  return rows;
+}
 
 export interface PoolOptions {
   /** Upper bound for any single statement, so a hung socket surfaces as an error instead of a stall. */

@@ -11,7 +11,7 @@ import { migrationsDir } from '../core/paths.js';
 import { realTimers } from '../core/timers.js';
 import { dispatchLock, LOCK_KEYS, withSessionLock } from './locks.js';
 import { applyScript } from './migrate.js';
-import { LISTEN_APPLICATION_NAME, type Pool, type PoolClient } from './pool.js';
+import { listenSessions, type Pool, type PoolClient } from './pool.js';
 import { forSchema } from './psqlScript.js';
 import { openRun, unfinishedRun } from './runs.js';
 import { quoteIdent, quoteLiteral, type Tables } from './tables.js';
@@ -51,11 +51,7 @@ export function optionsRefusal(o: UninstallOptions): string | null {
  * Asked before, and again under the locks (a service still running may have started a run in between).
  */
 export async function uninstallRefusal(q: Pool | PoolClient, t: Tables): Promise<string | null> {
-  const { rows: services } = await q.query<{ pid: number; addr: string | null }>(
-    `SELECT pid, client_addr::text AS addr FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()`,
-    [LISTEN_APPLICATION_NAME],
-  );
+  const services = await listenSessions(q, t.schema);
   if (services.length > 0)
     return `a training-controller service is still connected (its LISTEN connection: pid ${services.map((s) => `${s.pid}${s.addr ? ` from ${s.addr}` : ''}`).join(', ')}): scale it to 0 first (docs/migrations.md "Uninstall")`;
   if (!(await hasTable(q, t.runs))) return null;

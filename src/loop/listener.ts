@@ -79,6 +79,8 @@ export class Listener {
     private readonly checkIntervalMs = 10_000,
     /** The file the URL came from (LISTEN_DATABASE_URL_FILE): each reconnect reads its password again. */
     private readonly urlFile = '',
+    /** Names the schema it serves (db/pool.ts listenApplicationName). */
+    private readonly applicationName = LISTEN_APPLICATION_NAME,
   ) {}
 
   /** Connects in the background, retrying until it succeeds or stop() is called. */
@@ -136,7 +138,7 @@ export class Listener {
   private connectionConfig(): pg.ClientConfig {
     return {
       ...connectionSettings(this.connectionString, this.urlFile),
-      application_name: LISTEN_APPLICATION_NAME,
+      application_name: this.applicationName,
       connectionTimeoutMillis: 5_000,
       query_timeout: 5_000,
       keepAlive: true,

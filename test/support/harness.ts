@@ -8,7 +8,7 @@ import type { Counter } from 'prom-client';
 import { loadConfig } from '../../src/core/config.js';
 import { RECOUNTED } from '../../src/loop/recountStep.js';
 import { CHANNEL, PING_PREFIX } from '../../src/loop/listener.js';
-import { LISTEN_APPLICATION_NAME } from '../../src/db/pool.js';
+import { listenApplicationName } from '../../src/db/pool.js';
 import { createLogger } from '../../src/core/logger.js';
 import { LISTENING, startService, type Service } from '../../src/main.js';
 import type { RecountCause } from '../../src/core/recountCauses.js';
@@ -180,10 +180,10 @@ export async function notificationsSent(url: string, during: () => Promise<void>
  * Ends the controller's LISTEN connection the way a failover or an idle-session killer does
  * (pg_terminate_backend, as pg-boss's tests do). Returns how many backends it ended: one per controller.
  */
-export async function killListener(pool: pg.Pool): Promise<number> {
+export async function killListener(pool: pg.Pool, schema = 'public'): Promise<number> {
   const { rowCount } = await pool.query(
     'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1',
-    [LISTEN_APPLICATION_NAME],
+    [listenApplicationName(schema)],
   );
   return rowCount ?? 0;
 }

@@ -245,6 +245,31 @@ describe('charts/training-controller', () => {
     );
   });
 
+  // Found by review: the migrate hook runs before the release's objects, the Namespace among them.
+  it('refuses the migrate hook with namespace.create, in one line saying why', () => {
+    assert.throws(
+      () => helmTemplate({ flags: ['--set', 'migrate.enabled=true,namespace.create=true'] }),
+      /migrate.enabled with namespace.create: the migrate hook runs before the release creates the namespace/,
+    );
+  });
+
+  // Found by review: two 53-character release names (Helm's longest) sharing their first 50 got one ConfigMap.
+  it('gives two long release names distinct names of at most 63 characters', () => {
+    const names = ['eu1', 'eu2'].map((r) =>
+      helmTemplate({
+        release: `image-annotations-ranker-training-controller-prod-${r}`,
+        flags: ['--set', 'migrate.enabled=true,dashboard.enabled=true'],
+      }).map((o) => `${o.kind}/${o.metadata.name ?? ''}`),
+    );
+    const [eu1 = [], eu2 = []] = names;
+    for (const name of [...eu1, ...eu2]) assert.ok(name.split('/')[1]!.length <= 63 && !name.includes('--'), name);
+    assert.deepEqual(
+      eu1.filter((n) => eu2.includes(n)),
+      [],
+      'no object of one release has the name of the same kind in the other',
+    );
+  });
+
   it('refuses both monitors at once, and a setting the chart sets itself, in one line', () => {
     assert.throws(
       () => helmTemplate({ flags: ['--set', 'serviceMonitor.enabled=true,podMonitor.enabled=true'] }),

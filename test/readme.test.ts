@@ -2,7 +2,7 @@
 // links); docs/ holds the rest. Both must stay true to the code: the configuration table, the commands, the
 // GRANTs, and every link between them.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { describe, it } from 'node:test';
 import { COMMANDS } from '../src/cli/commands.js';
@@ -44,6 +44,14 @@ describe('README and docs/', () => {
         if (hash && path.endsWith('.md')) assert.ok(anchorsOf(read(path)).has(hash), `${from}: ${target} (no heading)`);
       }
     }
+  });
+
+  // Found by review: `npx training-controller` (README) ran the bin as a file, and each build made it anew without
+  // its execute bit: `Permission denied` after any `npm start` once npx had run before.
+  it('the bin the README runs with npx is executable after every build', () => {
+    const pkg = JSON.parse(read('package.json')) as { bin: Record<string, string> };
+    const bin = pkg.bin['training-controller'] ?? '';
+    assert.ok(statSync(join(root, bin)).mode & 0o111, `${bin} is executable`);
   });
 
   it('docs/migrations.md grants exactly what the tests grant the service role', () => {

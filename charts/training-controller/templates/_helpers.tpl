@@ -16,9 +16,18 @@
 {{- end }}
 {{- end }}
 
-{{/* The name plus a suffix, still a DNS label of at most 63 characters. */}}
+{{/*
+The name plus a suffix, still a DNS label of at most 63 characters (a Job's name is its pods' job-name label).
+A name too long for it keeps a hash of the whole: two long release names that share their first 50 characters
+got one ConfigMap name (found by review), and the cut could end in "-", giving "…--job-template".
+*/}}
 {{- define "training-controller.suffixed" -}}
-{{- printf "%s-%s" (include "training-controller.fullname" .root | trunc (int (sub 62 (len .suffix)))) .suffix }}
+{{- $full := include "training-controller.fullname" .root }}
+{{- $room := int (sub 62 (len .suffix)) }}
+{{- if gt (len $full) $room }}
+{{- $full = printf "%s-%s" ($full | trunc (int (sub $room 9)) | trimSuffix "-") ($full | sha256sum | trunc 8) }}
+{{- end }}
+{{- printf "%s-%s" $full .suffix }}
 {{- end }}
 
 {{- define "training-controller.selectorLabels" -}}

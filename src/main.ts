@@ -211,6 +211,7 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
     ready: () => readiness(health, timers.now(), readinessLimits(config)).ready,
     lastSuccessAt: () => lastSuccessAt(db.pool, db.tables),
     version: packageVersion(),
+    trainingName: config.trainingName,
   });
   const parts: Parts = { config, logger, timers, db, template, cluster, health, metrics };
   const { controller, watches } = buildController(parts);

@@ -14,6 +14,7 @@ import { verifyNew } from './support/db.js';
 import { eventually, useStack } from './support/harness.js';
 import { ALERT_SCENARIOS, PROMETHEUS_SERIES } from './support/alertScenarios.js';
 import { startPrometheus, type Prometheus } from './support/prometheus.js';
+import { withoutTrainingName } from './support/metricsScrape.js';
 
 interface Rule {
   alert: string;
@@ -44,7 +45,7 @@ async function scrape(port: number): Promise<{ names: Set<string>; series: Set<s
     text
       .split('\n')
       .filter((l) => l && !l.startsWith('#'))
-      .map((l) => l.slice(0, l.lastIndexOf(' '))),
+      .map((l) => withoutTrainingName(l.slice(0, l.lastIndexOf(' ')))),
   );
   return { names, series };
 }
@@ -114,7 +115,9 @@ describe('Prometheus alert rules', { skip }, () => {
           {
             eval_time: sc.evalTime,
             alertname: sc.alert,
-            exp_alerts: sc.fires ? [{ exp_labels: rule.labels ?? {}, exp_annotations: rule.annotations ?? {} }] : [],
+            exp_alerts: sc.fires
+              ? [{ exp_labels: { ...rule.labels, ...sc.labels }, exp_annotations: rule.annotations ?? {} }]
+              : [],
           },
         ],
       };

@@ -6,6 +6,7 @@ import { freshDatabase, verifyNew, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
 import { eventually, startController, type Running } from './support/harness.js';
 import { TcpProxy } from './support/tcpProxy.js';
+import { withoutTrainingName } from './support/metricsScrape.js';
 
 describe('HTTP endpoints', () => {
   let db: TestDb;
@@ -21,6 +22,7 @@ describe('HTTP endpoints', () => {
     const { text } = await get('/metrics');
     const line = text
       .split('\n')
+      .map(withoutTrainingName)
       .find((l) => l.startsWith(`${name}${labels} `) || (labels === '' && l.startsWith(`${name} `)));
     return line ? Number(line.split(' ').at(-1)) : NaN;
   };
@@ -80,14 +82,14 @@ describe('HTTP endpoints', () => {
   });
 
   it('/metrics has every labelled counter series from the start, at 0 (an alert on increase() sees the first one)', async () => {
-    const { text } = await get('/metrics');
+    const lines = (await get('/metrics')).text.split('\n').map(withoutTrainingName);
     for (const series of [
       'training_controller_runs_finished_total{state="failed"} 0',
       'training_controller_runs_finished_total{state="lost"} 0',
       'training_controller_dispatch_skips_total{reason="backoff"} 0',
       'training_controller_recounts_total{cause="claim-race"} 0',
     ]) {
-      assert.ok(text.split('\n').includes(series), series);
+      assert.ok(lines.includes(series), series);
     }
   });
 
@@ -120,8 +122,12 @@ describe('HTTP endpoints', () => {
     assert.ok(Math.abs(Date.now() / 1000 - lastSuccess) < 10, `last success at ${lastSuccess}`);
     assert.equal(await metric('training_controller_build_info', `{version="${packageVersion()}"}`), 1);
     const { text } = await get('/metrics');
-    assert.match(text, /^process_resident_memory_bytes \d+/m, 'default process metrics, unprefixed');
-    assert.match(text, /^training_controller_pending_annotations \d+/m);
+    assert.match(
+      text,
+      /^process_resident_memory_bytes\{training_name="sentinel-training"\} \d+/m,
+      'default metrics, unprefixed',
+    );
+    assert.match(text, /^training_controller_pending_annotations\{training_name="sentinel-training"\} \d+/m);
   });
 
   it('answers 404 elsewhere and 405 to writes', async () => {

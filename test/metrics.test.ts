@@ -15,6 +15,7 @@ import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js'
 import { FakeKube } from './support/fakeKube.js';
 import { counterValue, eventually, sleep, startController, type Running } from './support/harness.js';
 import { TcpProxy } from './support/tcpProxy.js';
+import { withoutTrainingName } from './support/metricsScrape.js';
 
 /** Every sample of a scrape, by series as written (`name{labels}`). */
 export async function scrape(port: number): Promise<Map<string, number>> {
@@ -24,7 +25,7 @@ export async function scrape(port: number): Promise<Map<string, number>> {
   for (const line of (await res.text()).split('\n')) {
     if (!line || line.startsWith('#')) continue;
     const i = line.lastIndexOf(' ');
-    samples.set(line.slice(0, i), Number(line.slice(i + 1)));
+    samples.set(withoutTrainingName(line.slice(0, i)), Number(line.slice(i + 1)));
   }
   return samples;
 }

@@ -27,6 +27,8 @@ export interface MetricSources {
   lastSuccessAt?: () => Promise<number | null>;
   /** package.json's version, for build_info. */
   version?: string;
+  /** TRAINING_NAME: a label on every series, so two controllers scraped as one job stay apart in the alerts. */
+  trainingName?: string;
 }
 
 // A scrape must not hang on a database that does not answer (Prometheus' default scrape_timeout is 10 s, and
@@ -36,6 +38,9 @@ const SCRAPE_COUNT_TIMEOUT_MS = 1_000;
 
 export function createMetrics(now: () => number = Date.now, sources: MetricSources = {}) {
   const registry = new Registry();
+  // Every series, the default ones too: the alert rules aggregate by it (found by review: two controllers
+  // scraped as one job made every max() alert fire only when both were broken).
+  if (sources.trainingName) registry.setDefaultLabels({ training_name: sources.trainingName });
   // Unprefixed (process_*, nodejs_*): the names the standard Node.js dashboards and alerts look for.
   collectDefaultMetrics({ register: registry });
   const started = now();

@@ -10,7 +10,18 @@ export interface AlertScenario {
   series: Record<string, string>;
   evalTime: string;
   fires: boolean;
+  /** Labels the alert carries besides the rule's own (which controller it is about). */
+  labels?: Record<string, string>;
 }
+
+/** Two controllers scraped as one job, told apart by the training_name label every series carries. */
+const of = (name: string, series: Record<string, string>) =>
+  Object.fromEntries(
+    Object.entries(series).map(([s, v]) => {
+      const [metric, labels] = s.split('{');
+      return [`${metric}{training_name="${name}"${labels ? `,${labels}` : '}'}`, v];
+    }),
+  );
 
 const healthy = {
   training_controller_listener_connected: '1x20',
@@ -183,5 +194,39 @@ export const ALERT_SCENARIOS: AlertScenario[] = [
     series: { 'training_controller_run_pod_waiting{reason="ErrImagePull"}': '1x5 _x15' },
     evalTime: '20m',
     fires: false,
+  },
+  // Found by review: with two controllers in one job, max() over both fired only when both were broken.
+  {
+    name: 'two controllers: ranker not ready for 15 min, detector ready',
+    alert: 'TrainingControllerNotReady',
+    series: {
+      ...of('ranker', { training_controller_ready: '0x20' }),
+      ...of('detector', { training_controller_ready: '1x20' }),
+    },
+    evalTime: '15m',
+    fires: true,
+    labels: { training_name: 'ranker' },
+  },
+  {
+    name: 'two controllers: ranker waiting to train for 15 min, detector training',
+    alert: 'TrainingNotStarting',
+    series: {
+      ...of('ranker', waitingToTrain),
+      ...of('detector', { ...waitingToTrain, training_controller_open_runs: '1x20' }),
+    },
+    evalTime: '15m',
+    fires: true,
+    labels: { training_name: 'ranker' },
+  },
+  {
+    name: "two controllers: ranker's LISTEN down for 4 min, detector's up",
+    alert: 'TrainingControllerListenDown',
+    series: {
+      ...of('ranker', { ...healthy, training_controller_listener_connected: '1 0x10' }),
+      ...of('detector', healthy),
+    },
+    evalTime: '4m',
+    fires: true,
+    labels: { training_name: 'ranker' },
   },
 ];

@@ -95,7 +95,7 @@ describe('row-level security on annotations', () => {
   };
   const metric = async (c: Running, name: string) => {
     const text = await (await fetch(`http://127.0.0.1:${c.service.httpPort}/metrics`)).text();
-    return new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1];
+    return new RegExp(`^${name}(?:\\{training_name="[^"]*"\\})? (\\S+)$`, 'm').exec(text)?.[1];
   };
   beforeEach(async () => {
     role = await createRole(s.db, readmeGrants);

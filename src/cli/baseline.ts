@@ -54,7 +54,7 @@ async function refuseWhileBusy(deps: ChunkDeps, unfinished: Run | null): Promise
  * baseline to finish like for an open run (dispatcher.ts).
  */
 export async function runBaseline(
-  deps: ChunkDeps & { trainingName: string },
+  deps: ChunkDeps,
   plan: BaselinePlan,
   onChunk?: (marked: number) => void,
 ): Promise<Run> {
@@ -62,7 +62,7 @@ export async function runBaseline(
   const id =
     plan.resumes?.id ??
     (await withTransaction(deps.pool, async (client) => {
-      if (!(await tryXactLock(client, dispatchLock(deps.trainingName))))
+      if (!(await tryXactLock(client, dispatchLock(deps.tables.schema))))
         throw new BaselineRefused('the service is starting a run right now: try again in a moment');
       const open = await openRun(client, t);
       if (open) throw new BaselineRefused(`run #${open.id} (${open.jobName}) is ${open.state}: wait until it ends`);

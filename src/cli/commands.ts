@@ -106,7 +106,6 @@ async function baselineCommand(ctx: CommandContext): Promise<void> {
       tables: tables(ctx.config.annotationsSchema),
       logger: ctx.logger,
       chunkRows: ctx.config.chunkRows,
-      trainingName: ctx.config.trainingName,
     };
     let plan: Awaited<ReturnType<typeof planBaseline>>;
     try {

@@ -82,7 +82,7 @@ export async function uninstallCommand(
   }
   let applied: string[];
   try {
-    applied = await uninstall(pool, logger, t, o, config.trainingName);
+    applied = await uninstall(pool, logger, t, o);
   } catch (err: unknown) {
     if (err instanceof UninstallRefused) fail(`uninstall refused: ${err.message}`, 1);
     throw err;

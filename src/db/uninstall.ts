@@ -92,20 +92,14 @@ export async function uninstallInventory(pool: Pool, t: Tables, o: UninstallOpti
  * service that should not be running); the refusals are asked again once both are held. Returns the names
  * applied.
  */
-export async function uninstall(
-  pool: Pool,
-  logger: Logger,
-  t: Tables,
-  o: UninstallOptions,
-  trainingName: string,
-): Promise<string[]> {
+export async function uninstall(pool: Pool, logger: Logger, t: Tables, o: UninstallOptions): Promise<string[]> {
   const refused = optionsRefusal(o);
   if (refused) throw new UninstallRefused(refused);
   const client = await pool.connect();
   const locked = <T>(key: bigint, fn: () => Promise<T>) => withSessionLock(client, key, fn);
   try {
     return await locked(LOCK_KEYS.migrate, () =>
-      locked(dispatchLock(trainingName), async () => {
+      locked(dispatchLock(t.schema), async () => {
         const refusal = await uninstallRefusal(client, t);
         if (refusal) throw new UninstallRefused(refusal);
         const applied: string[] = [];

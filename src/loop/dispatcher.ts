@@ -61,7 +61,7 @@ export async function dispatch(deps: DispatcherDeps, pending: number): Promise<D
   const activeJobs = deps.jobs && !(await blockingRun(deps, deps.pool)) ? await activeJobNames(deps) : null;
   let facts: Facts | null = null;
   const withList = await withTransaction(deps.pool, async (client) => {
-    if (!(await tryXactLock(client, dispatchLock(deps.config.trainingName))))
+    if (!(await tryXactLock(client, dispatchLock(deps.tables.schema))))
       return rollback<Locked | Rehearsal>({ kind: 'locked' });
     const gathered = await gatherFacts(deps, client, pending, activeJobs);
     // A run that blocked before the transaction ended in between, so the Jobs were not listed: recount.

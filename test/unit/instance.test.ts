@@ -29,7 +29,7 @@ describe('TRAINING_NAME', () => {
       finalizer: 'sentinel-training.io/settle',
     });
     assert.equal(jobName(DEFAULT_INSTANCE, at), 'sentinel-training-20261207-040506');
-    assert.equal(dispatchLock('sentinel-training'), LOCK_KEYS.dispatch);
+    assert.equal(dispatchLock('public'), LOCK_KEYS.dispatch);
   });
 
   it('another name scopes every one of them', () => {
@@ -51,11 +51,11 @@ describe('TRAINING_NAME', () => {
     assert.equal(baseName(ranker, 'sentinel-training-20261207-040506-2'), 'sentinel-training-20261207-040506-2');
   });
 
-  it('gives each name its own dispatch lock, none of them the default one or the migrate lock', () => {
-    const keys = ['ranker', 'detector', 'a', 'sentinel-training-2'].map(dispatchLock);
+  it('gives each schema its own dispatch lock, none of them the default one or the migrate lock', () => {
+    const keys = ['ranker', 'detector', 'a', 'public2'].map(dispatchLock);
     assert.equal(new Set([...keys, LOCK_KEYS.dispatch, LOCK_KEYS.migrate]).size, keys.length + 2);
     for (const k of keys) assert.ok(k > 0n && k < 2n ** 63n, `${k} fits a bigint`);
-    assert.equal(dispatchLock('ranker'), dispatchLock('ranker'), 'the same name, the same lock, in every process');
+    assert.equal(dispatchLock('ranker'), dispatchLock('ranker'), 'the same schema, the same lock, in every process');
   });
 
   it('the longest name still makes Job names of at most 63 characters with a -99 suffix', () => {

@@ -185,4 +185,31 @@ describe('uninstall while a run is open', () => {
     assert.match(r.stderr, /Job default\/sentinel-training-20260101-000000 still carries the finalizer/);
     assert.ok((await ours(s.db)).objects.includes('training_controller_verified_seq'), 'nothing removed');
   });
+
+  // Found in review: a shell without the service's TRAINING_NAME looked for the default name's finalizer only.
+  it("checks the finalizer of the name the schema's service last ran under, whatever this shell's is", async () => {
+    assert.equal((await cli(s.db, 'migrate')).code, 0);
+    await s.db.pool.query(
+      `UPDATE training_control SET settings = '{"trainingName": "ranker"}', settings_at = now() WHERE id`,
+    );
+    s.kube.jobs.set('default/ranker-20260101-000000', {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: {
+        name: 'ranker-20260101-000000',
+        namespace: 'default',
+        labels: { app: 'ranker' },
+        finalizers: ['ranker.io/settle'],
+        resourceVersion: '1',
+      },
+      spec: { template: { spec: { containers: [], restartPolicy: 'Never' } } },
+    });
+    const r = await runCli(['uninstall', '--yes', '--drop-columns'], {
+      DATABASE_URL: s.db.url,
+      KUBECONFIG: s.kube.kubeconfigPath,
+    });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /Job default\/ranker-20260101-000000 still carries the finalizer/);
+    assert.ok((await ours(s.db)).objects.includes('training_controller_verified_seq'), 'nothing removed');
+  });
 });

@@ -7,7 +7,8 @@ import type { Config } from '../core/config.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { tables } from '../db/tables.js';
-import { instanceNamed } from '../core/instance.js';
+import { DEFAULT_TRAINING_NAME, instanceNamed } from '../core/instance.js';
+import { publishedSettings } from '../db/control.js';
 import {
   optionsRefusal,
   runNamespaces,
@@ -19,8 +20,19 @@ import {
 } from '../db/uninstall.js';
 import { fail } from './commandLine.js';
 
+/**
+ * The names whose Jobs may be ours: this shell's TRAINING_NAME and the one the schema's service last published
+ * (a shell without the service's TRAINING_NAME would otherwise look for the wrong Jobs' finalizer).
+ */
+async function ourNames(config: Config, pool: Pool): Promise<string[]> {
+  const published = await publishedSettings(pool, tables(config.annotationsSchema)).catch(() => null);
+  // Published by a version before TRAINING_NAME: it was sentinel-training. Never published: only this shell's.
+  const theirs = published ? (published.settings.trainingName ?? DEFAULT_TRAINING_NAME) : config.trainingName;
+  return [...new Set([config.trainingName, theirs])];
+}
+
 /** The Jobs of ours that still carry the finalizer, or null when no cluster is configured. */
-async function finalizedJobs(config: Config, pool: Pool): Promise<string[] | null> {
+async function finalizedJobs(config: Config, pool: Pool, names: string[]): Promise<string[] | null> {
   // Lazily: the Kubernetes client costs ~0.65 s of CPU to load (commands.ts).
   const { loadClusterConfig } = await import('../kube/clusterConfig.js');
   const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
@@ -30,11 +42,12 @@ async function finalizedJobs(config: Config, pool: Pool): Promise<string[] | nul
   try {
     const namespaces = new Set([cluster.namespace, ...(await runNamespaces(pool, tables(config.annotationsSchema)))]);
     const held: string[] = [];
-    for (const ns of namespaces) {
-      const { items } = await jobs.list(ns, jobs.instance.selector);
-      for (const j of items)
-        if (j.metadata?.finalizers?.includes(jobs.instance.finalizer)) held.push(`${ns}/${j.metadata.name ?? '?'}`);
-    }
+    for (const instance of names.map(instanceNamed))
+      for (const ns of namespaces) {
+        const { items } = await jobs.list(ns, instance.selector);
+        for (const j of items)
+          if (j.metadata?.finalizers?.includes(instance.finalizer)) held.push(`${ns}/${j.metadata.name ?? '?'}`);
+      }
     return held;
   } finally {
     jobs.close();
@@ -54,8 +67,9 @@ export async function uninstallCommand(
   };
   const refusal = (flags['--yes'] === true ? optionsRefusal(o) : null) ?? (await uninstallRefusal(pool, t));
   if (refusal) fail(`uninstall refused: ${refusal}`, 1);
-  const held = await finalizedJobs(config, pool);
-  const { finalizer } = instanceNamed(config.trainingName);
+  const names = await ourNames(config, pool);
+  const held = await finalizedJobs(config, pool, names);
+  const finalizer = names.map((n) => instanceNamed(n).finalizer).join(' or ');
   if (held && held.length > 0)
     fail(
       `uninstall refused: Job ${held.join(', ')} still carries the finalizer ${finalizer}: start the service until it records the outcome and lets the Job go, or remove the finalizer by hand (docs/migrations.md "Uninstall")`,

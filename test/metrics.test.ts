@@ -198,3 +198,38 @@ describe('a settle interrupted by a restart is counted once', () => {
       }
     });
 });
+
+// Found by review: with two replicas walking one chunked settle, each counted what it trained (40,000 for a
+// run of 20,000). Only the process whose chunk completes the settle counts it now.
+describe('two replicas settling one chunked run', () => {
+  it('count its outcome once and what it trained once', async () => {
+    const db = await freshDatabase();
+    const kube = await FakeKube.start();
+    const env = { TRAINING_THRESHOLD: '3000', CHUNK_ROWS: '50', RECONCILE_INTERVAL_SECONDS: '1' };
+    const replicas: Running[] = [];
+    try {
+      replicas.push(await startController(db.url, kube, env), await startController(db.url, kube, env));
+      await verifyNew(db.pool, 3000);
+      const name = (await eventually(() => kube.creates[0], 'the Job', 60_000))!.name;
+      await eventually(async () => (await runRows(db.pool))[0]?.state === 'running', 'the run running', 60_000);
+      kube.setPhase(name, 'complete');
+      await eventually(
+        async () =>
+          (await db.pool.query("SELECT 1 FROM training_runs WHERE state = 'succeeded' AND NOT settle_pending"))
+            .rowCount === 1,
+        'the settle done',
+        60_000,
+      );
+      // Both replicas idle again: whatever pass was walking the settle has counted by now.
+      for (const c of replicas) await c.service.controller.idle();
+      const sum = async (name: Parameters<typeof counterValue>[1], labels = {}) =>
+        (await counterValue(replicas[0]!, name, labels)) + (await counterValue(replicas[1]!, name, labels));
+      assert.equal(await sum('annotationsTrained'), 3000);
+      assert.equal(await sum('runsFinished', { state: 'succeeded' }), 1);
+    } finally {
+      for (const c of replicas) await c.stop();
+      await kube.stop();
+      await db.drop();
+    }
+  });
+});

@@ -99,14 +99,17 @@ export async function finishClaim(
   }
 }
 
-/** Finishes the settle of a run whose outcome is recorded (settle_pending). Returns its totals, or null if this process settled nothing. */
+/**
+ * Finishes the settle of a run whose outcome is recorded (settle_pending). Returns its totals when a chunk of
+ * this process completed it, or null when another process did (two replicas walk the same settle one chunk
+ * at a time: only the one that commits the last chunk counts what it trained).
+ */
 export async function finishSettle(
   deps: ChunkDeps,
   runId: number,
 ): Promise<{ trained: number; released: number } | null> {
   const t = deps.tables;
   const pace = new Pace(deps.chunkRows);
-  let totals: { trained: number; released: number } | null = null;
   for (;;) {
     if (deps.stopping?.()) throw new ChunkInterrupted(`settle of run ${runId}`);
     const { value: step, commitMs } = await chunkWithRetry(deps, `settle of run ${runId}`, async (client) => {
@@ -114,9 +117,8 @@ export async function finishSettle(
       if (!p) return null;
       return settleStep(client, t, runId, p.state === 'succeeded', p.cursor, pace.rows);
     });
-    if (step === null) return totals; // none pending, or another process finished it
-    totals = { trained: step.trained, released: step.released };
-    if (step.complete) return totals;
+    if (step === null) return null; // none pending, or another process finished it
+    if (step.complete) return { trained: step.trained, released: step.released };
     await pause(deps, pace.committed(commitMs));
   }
 }
@@ -202,7 +204,7 @@ async function settle(
   guard.onRecorded?.();
   if (first.complete) return first;
   const totals = await finishSettle(deps, id);
-  return totals ? { complete: true, ...totals } : first;
+  return totals ? { complete: true, ...totals } : first; // first: complete false, another process finished it
 }
 
 /**
@@ -216,7 +218,7 @@ export async function settleSucceeded(
   id: number,
   reason: string,
   guard: ReleaseGuard = {},
-): Promise<{ trained: number; released: number } | null> {
+): Promise<SettleStep | null> {
   return settle(deps, id, 'succeeded', reason, guard);
 }
 

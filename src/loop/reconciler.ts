@@ -184,7 +184,8 @@ async function settle(
   if (state === 'succeeded') {
     const done = await settleSucceeded(deps, run.id, reason, { onRecorded });
     if (done) {
-      deps.metrics.noteTrained(done.trained);
+      // Counted by the process whose chunk completed the settle (another replica may walk it too).
+      if (done.complete) deps.metrics.noteTrained(done.trained);
       const unverified = done.released > 0 ? `; ${done.released} un-verified during training released` : '';
       deps.logger.info(
         { ...fields, trained: done.trained, released: done.released },

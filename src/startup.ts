@@ -13,8 +13,8 @@ import { safeUrl } from './core/redact.js';
 import { invalidIndexWarning, missingPrivileges, missingSchema } from './db/schemaCheck.js';
 import { tables, type Tables } from './db/tables.js';
 import { rowSecurityProblem } from './db/annotations.js';
-import { openRun, recentNamespaces } from './db/runs.js';
-import { DEFAULT_TRAINING_NAME, instanceNamed, ownsJobName } from './core/instance.js';
+import { lastJobName, openRun, recentNamespaces } from './db/runs.js';
+import { DEFAULT_TRAINING_NAME, instanceNamed, nameOfJob, ownsJobName } from './core/instance.js';
 import { publishedSettings } from './db/control.js';
 import { listenSessions } from './db/pool.js';
 import { jobOutcome } from './core/jobOutcome.js';
@@ -117,6 +117,19 @@ async function refuseRenameWhileOpen(config: Config, pool: Pool, t: Tables): Pro
 }
 
 /**
+ * The TRAINING_NAME this schema's service last ran under, or null if none ever started: the one it published,
+ * else (a version that published none: before TRAINING_NAME, or the first with it) the one its newest Job was
+ * named with (found by review: taking sentinel-training there let a rename pass a Job still holding its finalizer).
+ */
+export async function lastTrainingName(pool: Pool, t: Tables): Promise<string | null> {
+  const published = await publishedSettings(pool, t);
+  if (published?.settings.trainingName) return published.settings.trainingName;
+  const job = await lastJobName(pool, t);
+  const fromJob = job ? nameOfJob(job) : null;
+  return fromJob ?? (published ? DEFAULT_TRAINING_NAME : null);
+}
+
+/**
  * One schema serves one TRAINING_NAME (found by review): two names on one schema share its runs, and each judges
  * the other's Jobs lost (their labels are not its own), so one batch is trained twice. The name that last started
  * is in the settings it published; another name takes over only once nothing of the old one is left: no service
@@ -129,8 +142,7 @@ export async function refuseAnotherName(
   jobs: JobsApi | null,
   logger: Logger,
 ): Promise<void> {
-  const published = await publishedSettings(db.pool, db.tables);
-  const previous = published ? (published.settings.trainingName ?? DEFAULT_TRAINING_NAME) : null;
+  const previous = await lastTrainingName(db.pool, db.tables);
   if (previous === null || previous === config.trainingName) return;
   const schema = `ANNOTATIONS_SCHEMA=${db.tables.schema}`;
   const running = await listenSessions(db.pool, db.tables.schema);

@@ -156,4 +156,24 @@ describe('one schema serves one TRAINING_NAME', () => {
     assert.match(s.kube.creates[1]!.name, /^ranker-/);
     assert.deepEqual(s.kube.unfinished(), [s.kube.creates[1]!.name]);
   });
+
+  // Found by review: settings published by a version that did not record the name (the first with TRAINING_NAME)
+  // were read as sentinel-training, so a rename from ranker passed ranker's Job still holding its finalizer.
+  it("a schema that published no name is known by its newest Job's name", async () => {
+    s.c = await startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker' });
+    await verifyNew(s.db.pool, 50);
+    const job = (await eventually(() => s.kube.creates[0], 'the Job'))!.name;
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'running', 'the run running');
+    await s.c.stop();
+    await s.db.pool.query("UPDATE training_control SET settings = settings - 'trainingName' WHERE id");
+    // The run is open: refused for that, whatever the name it is judged by.
+    await assert.rejects(startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker-v2' }), /is running under another/);
+    // Ended while the service was away, its Job still holds the finalizer: refused, naming ranker's Job.
+    await s.db.pool.query("UPDATE training_runs SET state = 'failed', finished_at = now()");
+    await s.db.pool.query('UPDATE annotations SET training_run_id = NULL');
+    await assert.rejects(
+      startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker-v2' }),
+      new RegExp(`^StartupError: Job default/${job} of TRAINING_NAME "ranker" still carries its finalizer`),
+    );
+  });
 });

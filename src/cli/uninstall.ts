@@ -7,8 +7,7 @@ import type { Config } from '../core/config.js';
 import type { Pool } from '../db/pool.js';
 import type { Logger } from '../core/logger.js';
 import { tables } from '../db/tables.js';
-import { DEFAULT_TRAINING_NAME, instanceNamed } from '../core/instance.js';
-import { publishedSettings } from '../db/control.js';
+import { instanceNamed } from '../core/instance.js';
 import {
   optionsRefusal,
   runNamespaces,
@@ -25,10 +24,9 @@ import { fail } from './commandLine.js';
  * (a shell without the service's TRAINING_NAME would otherwise look for the wrong Jobs' finalizer).
  */
 async function ourNames(config: Config, pool: Pool): Promise<string[]> {
-  const published = await publishedSettings(pool, tables(config.annotationsSchema)).catch(() => null);
-  // Published by a version before TRAINING_NAME: it was sentinel-training. Never published: only this shell's.
-  const theirs = published ? (published.settings.trainingName ?? DEFAULT_TRAINING_NAME) : config.trainingName;
-  return [...new Set([config.trainingName, theirs])];
+  const { lastTrainingName } = await import('../startup.js');
+  const theirs = await lastTrainingName(pool, tables(config.annotationsSchema)).catch(() => null);
+  return [...new Set([config.trainingName, theirs ?? config.trainingName])];
 }
 
 /** The Jobs of ours that still carry the finalizer, or null when no cluster is configured. */

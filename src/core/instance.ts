@@ -51,6 +51,11 @@ export function jobName(instance: Instance, at: Date): string {
   return `${instance.jobPrefix}${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}`;
 }
 
+/** The TRAINING_NAME a Job name of ours was made with (`<name>-YYYYMMDD-HHMMSS[-n]`), or null. */
+export function nameOfJob(jobName: string): string | null {
+  return /^(.+)-\d{8}-\d{6}(-\d+)?$/.exec(jobName)?.[1] ?? null;
+}
+
 /** Whether `name` is one this instance gives its Jobs (`<name>-YYYYMMDD-HHMMSS[-n]`). */
 export function ownsJobName(instance: Instance, name: string): boolean {
   return name.startsWith(instance.jobPrefix) && /^\d{8}-\d{6}(-\d+)?$/.test(name.slice(instance.jobPrefix.length));

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Logger } from '../core/logger.js';
 import { scrubSecrets } from '../core/redact.js';
@@ -13,7 +14,13 @@ export type PoolClient = pg.PoolClient;
  * issue 23 named no schema: that name counts for every schema. 63 bytes at most (NAMEDATALEN).
  */
 export const LISTEN_APPLICATION_NAME = 'training-controller-listen';
-export const listenApplicationName = (schema: string): string => `${LISTEN_APPLICATION_NAME} ${schema}`.slice(0, 63);
+export function listenApplicationName(schema: string): string {
+  const name = `${LISTEN_APPLICATION_NAME} ${schema}`;
+  if (name.length <= 63) return name;
+  // A cut alone made two schemas that share their first 36 characters one (found by review): a hash keeps them apart.
+  const hash = createHash('sha256').update(schema).digest('hex').slice(0, 8);
+  return `${name.slice(0, 63 - 9)}-${hash}`;
+}
 
 /** The LISTEN connections of services on this schema of the current database, other than our own session. */
 export async function listenSessions(

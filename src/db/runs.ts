@@ -39,6 +39,14 @@ export async function failureHistory(q: Queryable, t: Tables): Promise<FailureHi
   };
 }
 
+/** The Job name of the newest run that had one (baseline runs have none of a Job), or null. */
+export async function lastJobName(q: Queryable, t: Tables): Promise<string | null> {
+  const { rows } = await q.query<{ job_name: string }>(
+    `SELECT job_name FROM ${t.runs} WHERE state <> 'baseline' ORDER BY id DESC LIMIT 1`,
+  );
+  return rows[0]?.job_name ?? null;
+}
+
 /** When the last run succeeded (ms since the epoch), null if none ever: the last_success_timestamp_seconds gauge. */
 export async function lastSuccessAt(q: Queryable, t: Tables): Promise<number | null> {
   const { rows } = await q.query<{ last: Date | null }>(

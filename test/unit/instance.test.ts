@@ -8,10 +8,12 @@ import {
   DEFAULT_INSTANCE,
   instanceNamed,
   jobName,
+  nameOfJob,
   ownsJobName,
   TRAINING_NAME_MAX,
 } from '../../src/core/instance.js';
 import { dispatchLock, LOCK_KEYS } from '../../src/db/locks.js';
+import { listenApplicationName } from '../../src/db/pool.js';
 import { buildJob, defaultTemplate, freeName } from '../../src/kube/jobTemplate.js';
 
 const at = new Date('2026-12-07T04:05:06Z');
@@ -73,5 +75,22 @@ describe('TRAINING_NAME', () => {
       );
     }
     assert.equal(loadConfig({ TRAINING_NAME: 'ranker-2' }).trainingName, 'ranker-2');
+  });
+
+  it('reads the name back from a Job name of ours, for a schema that never published one', () => {
+    assert.equal(nameOfJob('ranker-20261207-040506'), 'ranker');
+    assert.equal(nameOfJob('ranker-v2-20261207-040506-3'), 'ranker-v2');
+    assert.equal(nameOfJob('sentinel-training-20261207-040506'), 'sentinel-training');
+    assert.equal(nameOfJob('my-job'), null);
+  });
+
+  // Found by review: two schemas sharing their first 36 characters got one LISTEN application_name, so a
+  // service of one refused the uninstall (and a second name) of the other.
+  it("names each schema's LISTEN connection apart, in at most 63 characters", () => {
+    assert.equal(listenApplicationName('public'), 'training-controller-listen public');
+    const eu = listenApplicationName('triage_annotations_production_region_eu_west');
+    const us = listenApplicationName('triage_annotations_production_region_us_east');
+    assert.notEqual(eu, us);
+    for (const n of [eu, us, listenApplicationName('x'.repeat(63))]) assert.ok(n.length <= 63, n);
   });
 });

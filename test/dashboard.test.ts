@@ -39,13 +39,14 @@ const dashboard = JSON.parse(text) as Dashboard;
 const queries = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ panel: p, target: t })));
 
 // Grafana's variables as Prometheus would receive them: $__rate_interval is at least four scrape intervals,
-// $__range the dashboard's time range, $job and $training_name their variables' defaults.
+// $__range the dashboard's time range, $job, $namespace and $training_name their variables' defaults.
 const GRAFANA_VARIABLES: Record<string, string> = {
   $__rate_interval: '2m',
   $__range: '1d',
   $__interval: '30s',
   $job: 'training-controller',
   $training_name: 'sentinel-training',
+  $namespace: '.*',
 };
 const expand = (expr: string) =>
   Object.entries(GRAFANA_VARIABLES).reduce((e, [name, value]) => e.replaceAll(name, value), expr);

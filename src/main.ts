@@ -24,7 +24,7 @@ import { listenApplicationName } from './db/pool.js';
 import { packageVersion } from './core/paths.js';
 import { instanceNamed, type Instance } from './core/instance.js';
 import { checkOnCluster } from './kube/templateCheck.js';
-import { openDatabase, precheck, refuseAnotherName, type Cleanup, type Database } from './startup.js';
+import { claimSchema, openDatabase, precheck, refuseAnotherName, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './core/timers.js';
 import { maxWaitOf } from './core/triggers.js';
 import { publishSettings, settingsOf } from './db/control.js';
@@ -200,7 +200,13 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
       );
   }
   const db = await openDatabase(config, logger, cleanup);
-  await refuseAnotherName(config, db, cluster.jobs, logger);
+  const others = await claimSchema(config, db, logger, timers, cleanup, (message) => {
+    // Only after a lost connection (the database restarted): the other name started meanwhile. /readyz and
+    // the TrainingControllerNotReady alert say so; an operator stops one of them.
+    logger.error({ err: message }, 'Another TRAINING_NAME serves this schema');
+    health.failing.presence = message;
+  });
+  await refuseAnotherName(config, db, cluster.jobs, logger, others);
   // For `status`, which would otherwise show its own shell's threshold and back-off (issue #15).
   await publishSettings(db.pool, db.tables, settingsOf(config, cluster.mode, cluster.namespace));
   const health = newHealth(clusterConfig !== null);

@@ -17,6 +17,9 @@ import { lastJobName, openRun, recentNamespaces } from './db/runs.js';
 import { DEFAULT_TRAINING_NAME, instanceNamed, nameOfJob, ownsJobName } from './core/instance.js';
 import { publishedSettings } from './db/control.js';
 import { listenSessions } from './db/pool.js';
+import { Presence } from './db/presence.js';
+import { connectionSettings } from './db/credentials.js';
+import type { Timers } from './core/timers.js';
 import { jobOutcome } from './core/jobOutcome.js';
 import type { JobsApi } from './kube/jobs.js';
 
@@ -117,6 +120,37 @@ async function refuseRenameWhileOpen(config: Config, pool: Pool, t: Tables): Pro
 }
 
 /**
+ * Takes this service's presence lock on its schema (db/presence.ts) for as long as it runs, and returns the
+ * sessions of other names holding theirs: refuseAnotherName refuses when there are any. Taken before that check,
+ * so two names starting at the same instant each see the other.
+ */
+export async function claimSchema(
+  config: Config,
+  db: Database,
+  logger: Logger,
+  timers: Timers,
+  cleanup: Cleanup,
+  onConflict: (message: string) => void,
+): Promise<number[]> {
+  // The LISTEN connection's URL: a session lock needs a session of its own, which a transaction pooler in front
+  // of DATABASE_URL would not keep (the lock would stay on a pooled server connection after this service ended);
+  // refusePooledListen has made sure this one is direct.
+  const url = config.listenDatabaseUrl || db.url;
+  const file = config.listenDatabaseUrl ? config.listenDatabaseUrlFile : '';
+  const presence = new Presence({
+    connection: () => connectionSettings(url, file),
+    schema: db.tables.schema,
+    trainingName: config.trainingName,
+    logger,
+    timers,
+    onConflict,
+  });
+  const others = await presence.claim();
+  cleanup.push(() => presence.close());
+  return others;
+}
+
+/**
  * The TRAINING_NAME this schema's service last ran under, or null if none ever started: the one it published,
  * else (a version that published none: before TRAINING_NAME, or the first with it) the one its newest Job was
  * named with (found by review: taking sentinel-training there let a rename pass a Job still holding its finalizer).
@@ -141,15 +175,22 @@ export async function refuseAnotherName(
   db: Database,
   jobs: JobsApi | null,
   logger: Logger,
+  /** Sessions of other names holding the schema's presence lock (db/presence.ts), taken before this check. */
+  others: number[],
 ): Promise<void> {
   const previous = await lastTrainingName(db.pool, db.tables);
-  if (previous === null || previous === config.trainingName) return;
   const schema = `ANNOTATIONS_SCHEMA=${db.tables.schema}`;
-  const running = await listenSessions(db.pool, db.tables.schema);
-  if (running.length > 0)
+  const mine = config.trainingName;
+  // A version before the presence lock shows itself only by its LISTEN connection.
+  const legacy = previous !== null && previous !== mine ? await listenSessions(db.pool, db.tables.schema) : [];
+  const running = others.length > 0 ? others : legacy.map((r) => r.pid);
+  if (running.length > 0) {
+    const who = previous !== null && previous !== mine ? `TRAINING_NAME "${previous}"` : 'another TRAINING_NAME';
     throw new StartupError(
-      `${schema} is served by TRAINING_NAME "${previous}", still running (its LISTEN connection: pid ${running.map((r) => r.pid).join(', ')}): one schema serves one name, so give "${config.trainingName}" a schema of its own, or stop "${previous}" first to rename it`,
+      `${schema} is served by ${who}, still running (pid ${running.join(', ')}): one schema serves one name, so give "${mine}" a schema of its own, or stop the other first to rename it`,
     );
+  }
+  if (previous === null || previous === mine) return;
   if (jobs) {
     const old = instanceNamed(previous);
     for (const ns of new Set([jobs.namespace, ...(await recentNamespaces(db.pool, db.tables))])) {

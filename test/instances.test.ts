@@ -8,6 +8,7 @@ import { IN_PROGRESS } from '../src/core/decide.js';
 import { instanceNamed } from '../src/core/instance.js';
 import { runCli } from './support/child.js';
 import { listenSessions } from '../src/db/pool.js';
+import { presenceHolders } from '../src/db/presence.js';
 import { tables } from '../src/db/tables.js';
 import { uninstallRefusal } from '../src/db/uninstall.js';
 import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
@@ -114,7 +115,7 @@ describe('one schema serves one TRAINING_NAME', () => {
     s.c = await startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker' });
     await assert.rejects(
       startController(s.db.url, s.kube, { TRAINING_NAME: 'detector' }),
-      /^StartupError: ANNOTATIONS_SCHEMA=public is served by TRAINING_NAME "ranker", still running \(its LISTEN connection: pid \d+\): one schema serves one name/,
+      /^StartupError: ANNOTATIONS_SCHEMA=public is served by TRAINING_NAME "ranker", still running \(pid \d+\): one schema serves one name/,
     );
     await verifyNew(s.db.pool, 50);
     await eventually(() => s.kube.creates.length === 1, "ranker's Job");
@@ -122,6 +123,43 @@ describe('one schema serves one TRAINING_NAME', () => {
     s.kube.setPhase(s.kube.creates[0]!.name, 'complete');
     await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'succeeded', 'its run succeeded');
     assert.equal(s.kube.creates.length, 1);
+  });
+
+  // Found by review: the check looked for the LISTEN connection's application_name, which a URL can set, and
+  // two names starting at one instant both passed it. Each service holds a lock on its schema now.
+  it('a service whose URL sets its own application_name still keeps a second name off its schema', async () => {
+    const url = new URL(s.db.url);
+    url.searchParams.set('application_name', 'training-controller');
+    s.c = await startController(url.toString(), s.kube, { TRAINING_NAME: 'ranker' });
+    await assert.rejects(
+      startController(s.db.url, s.kube, { TRAINING_NAME: 'detector' }),
+      /^StartupError: ANNOTATIONS_SCHEMA=public is served by TRAINING_NAME "ranker", still running/,
+    );
+  });
+
+  it('a service whose schema lock is lost (a killed session) takes it again', async () => {
+    s.c = await startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker' });
+    const [held] = await presenceHolders(s.db.pool, 'public', null);
+    assert.ok(held, 'the lock is held');
+    await s.db.pool.query('SELECT pg_terminate_backend($1)', [held]);
+    await eventually(async () => {
+      const now = await presenceHolders(s.db.pool, 'public', null);
+      return now.length === 1 && now[0] !== held;
+    }, 'the lock taken again by a new session');
+    await assert.rejects(
+      startController(s.db.url, s.kube, { TRAINING_NAME: 'detector' }),
+      /one schema serves one name/,
+    );
+  });
+
+  it('two names starting at the same instant: never both', async () => {
+    const starts = await Promise.allSettled(
+      ['ranker', 'detector'].map((name) => startController(s.db.url, s.kube, { TRAINING_NAME: name })),
+    );
+    const running = starts.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    for (const c of running) await c.stop();
+    assert.ok(running.length <= 1, `${running.length} started`);
+    for (const r of starts) if (r.status === 'rejected') assert.match(String(r.reason), /one schema serves one name/);
   });
 
   it('a rename waits until the old name has let its Jobs go, then takes over', async () => {

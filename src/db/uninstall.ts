@@ -12,6 +12,7 @@ import { realTimers } from '../core/timers.js';
 import { dispatchLock, LOCK_KEYS, withSessionLock } from './locks.js';
 import { applyScript } from './migrate.js';
 import { listenSessions, type Pool, type PoolClient } from './pool.js';
+import { presenceHolders } from './presence.js';
 import { forSchema } from './psqlScript.js';
 import { openRun, unfinishedRun } from './runs.js';
 import { quoteIdent, quoteLiteral, type Tables } from './tables.js';
@@ -51,9 +52,15 @@ export function optionsRefusal(o: UninstallOptions): string | null {
  * Asked before, and again under the locks (a service still running may have started a run in between).
  */
 export async function uninstallRefusal(q: Pool | PoolClient, t: Tables): Promise<string | null> {
-  const services = await listenSessions(q, t.schema);
+  // A service of this schema holds its presence lock (presence.ts); an older version shows only its LISTEN session.
+  const present = await presenceHolders(q, t.schema, null);
+  const listening = await listenSessions(q, t.schema);
+  const services = [
+    ...listening,
+    ...present.filter((pid) => !listening.some((l) => l.pid === pid)).map((pid) => ({ pid, addr: null })),
+  ];
   if (services.length > 0)
-    return `a training-controller service is still connected (its LISTEN connection: pid ${services.map((s) => `${s.pid}${s.addr ? ` from ${s.addr}` : ''}`).join(', ')}): scale it to 0 first (docs/migrations.md "Uninstall")`;
+    return `a training-controller service is still connected (pid ${services.map((s) => `${s.pid}${s.addr ? ` from ${s.addr}` : ''}`).join(', ')}): scale it to 0 first (docs/migrations.md "Uninstall")`;
   if (!(await hasTable(q, t.runs))) return null;
   const run = (await openRun(q, t)) ?? (await unfinishedRun(q, t));
   if (!run) return null;

@@ -24,6 +24,7 @@ import { listenApplicationName } from './db/pool.js';
 import { packageVersion } from './core/paths.js';
 import { instanceNamed, type Instance } from './core/instance.js';
 import { checkOnCluster } from './kube/templateCheck.js';
+import type { Presence } from './db/presence.js';
 import { claimSchema, openDatabase, precheck, refuseAnotherName, type Cleanup, type Database } from './startup.js';
 import { realTimers, type Timers } from './core/timers.js';
 import { maxWaitOf } from './core/triggers.js';
@@ -74,6 +75,8 @@ interface Parts {
   cluster: Cluster;
   health: Health;
   metrics: Metrics;
+  /** This service's lock on its schema (db/presence.ts). */
+  presence: Pick<Presence, 'conflict'>;
 }
 
 function buildController(p: Parts): { controller: Controller; watches: JobWatches | null } {
@@ -113,6 +116,7 @@ function buildController(p: Parts): { controller: Controller; watches: JobWatche
       mode,
       namespace,
       instance: p.cluster.instance,
+      conflict: () => p.presence.conflict,
       maxWait: maxWaitOf(config),
       createLandsWithinMs,
       now: () => timers.now(),
@@ -200,11 +204,16 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
       );
   }
   const db = await openDatabase(config, logger, cleanup);
-  const others = await claimSchema(config, db, logger, timers, cleanup, (message) => {
-    // Only after a lost connection (the database restarted): the other name started meanwhile. /readyz and
-    // the TrainingControllerNotReady alert say so; an operator stops one of them.
-    logger.error({ err: message }, 'Another TRAINING_NAME serves this schema');
-    health.failing.presence = message;
+  const { presence, others } = await claimSchema(config, db, logger, timers, cleanup, (message) => {
+    // Only after a lost connection (the database restarted): the other name started meanwhile. No run starts
+    // (dispatcher.ts), /readyz and the TrainingControllerNotReady alert say why, until an operator stops one.
+    if (message) {
+      logger.error({ err: message }, 'Another TRAINING_NAME serves this schema');
+      health.failing.presence = message;
+    } else {
+      logger.info('No other TRAINING_NAME serves this schema any more');
+      delete health.failing.presence;
+    }
   });
   await refuseAnotherName(config, db, cluster.jobs, logger, others);
   // For `status`, which would otherwise show its own shell's threshold and back-off (issue #15).
@@ -219,7 +228,7 @@ async function start(config: Config, logger: Logger, timers: Timers, cleanup: Cl
     version: packageVersion(),
     trainingName: config.trainingName,
   });
-  const parts: Parts = { config, logger, timers, db, template, cluster, health, metrics };
+  const parts: Parts = { config, logger, timers, db, template, cluster, health, metrics, presence };
   const { controller, watches } = buildController(parts);
   const http = await startServer(parts);
   cleanup.push(() => http.close());

@@ -130,8 +130,8 @@ export async function claimSchema(
   logger: Logger,
   timers: Timers,
   cleanup: Cleanup,
-  onConflict: (message: string) => void,
-): Promise<number[]> {
+  onConflict: (message: string | null) => void,
+): Promise<{ presence: Presence; others: number[] }> {
   // The LISTEN connection's URL: a session lock needs a session of its own, which a transaction pooler in front
   // of DATABASE_URL would not keep (the lock would stay on a pooled server connection after this service ended);
   // refusePooledListen has made sure this one is direct.
@@ -141,13 +141,14 @@ export async function claimSchema(
     connection: () => connectionSettings(url, file),
     schema: db.tables.schema,
     trainingName: config.trainingName,
+    checkIntervalMs: config.listenCheckIntervalMs,
     logger,
     timers,
     onConflict,
   });
   const others = await presence.claim();
   cleanup.push(() => presence.close());
-  return others;
+  return { presence, others };
 }
 
 /**

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { IN_PROGRESS } from '../src/core/decide.js';
 import { instanceNamed } from '../src/core/instance.js';
 import { runCli } from './support/child.js';
+import { createRole, readmeGrants } from './support/roles.js';
 import { listenSessions } from '../src/db/pool.js';
 import { presenceHolders } from '../src/db/presence.js';
 import { tables } from '../src/db/tables.js';
@@ -150,6 +151,46 @@ describe('one schema serves one TRAINING_NAME', () => {
       startController(s.db.url, s.kube, { TRAINING_NAME: 'detector' }),
       /one schema serves one name/,
     );
+  });
+
+  // Found by review: a second name that started while the first's connections were down (a database restart)
+  // trained the same batch as the first once it was back, and nothing noticed a presence connection gone dead.
+  it('a second name that got on while the first was away: neither starts a run until one is stopped', async () => {
+    const fast = { LISTEN_CHECK_INTERVAL_MS: '300' };
+    const role = await createRole(s.db, readmeGrants);
+    s.onCleanup(role.drop);
+    s.c = await startController(role.url, s.kube, { ...fast, TRAINING_NAME: 'ranker' });
+    // Its role may not log in for a moment, and its sessions end: the lock and the LISTEN connection are gone.
+    await s.db.pool.query(`ALTER ROLE ${role.name} NOLOGIN`);
+    await s.db.pool.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1', [role.name]);
+    const detector = await startController(s.db.url, s.kube, { ...fast, TRAINING_NAME: 'detector' });
+    s.onCleanup(() => detector.stop());
+    await s.db.pool.query(`ALTER ROLE ${role.name} LOGIN`);
+    for (const c of [s.c, detector])
+      await eventually(() => c.service.health.failing.presence !== undefined, 'the conflict seen by both');
+    await verifyNew(s.db.pool, 50);
+    for (const c of [s.c, detector])
+      await c.logs.waitFor((l) => l.msg === 'Dispatch failed; retrying' && /another TRAINING_NAME/.test(String(l.err)));
+    assert.equal(s.kube.creates.length, 0, 'no run while both hold the schema');
+    await detector.stop();
+    await eventually(() => s.c?.service.health.failing.presence === undefined, 'the conflict cleared');
+    await eventually(() => s.kube.creates.length === 1, "ranker's Job, once alone");
+    assert.match(s.kube.creates[0]!.name, /^ranker-/);
+  });
+
+  it("an open run of another name is not this one's to settle: the reconcile fails, the run is left as it is", async () => {
+    s.c = await startController(s.db.url, s.kube, { TRAINING_NAME: 'ranker' });
+    await verifyNew(s.db.pool, 50);
+    await eventually(async () => (await runRows(s.db.pool))[0]?.state === 'running', 'the run running');
+    // As if a detector had started it while this service was away (the case above, before it was refused).
+    await s.db.pool.query("UPDATE training_runs SET job_name = 'detector-20260101-000000'");
+    await eventually(
+      () => /started under another TRAINING_NAME/.test(s.c?.service.health.failing.reconcile ?? ''),
+      'the refusal',
+    );
+    assert.equal((await runRows(s.db.pool))[0]?.state, 'running', 'not judged lost');
+    await s.db.pool.query('UPDATE training_runs SET job_name = $1', [s.kube.creates[0]!.name]);
+    await eventually(() => s.c?.service.health.failing.reconcile === undefined, 'the reconcile back');
   });
 
   it('two names starting at the same instant: never both', async () => {

@@ -5,7 +5,10 @@
 // whatever application_name a URL sets (a LISTEN connection can be renamed; a lock cannot), and two names
 // starting at the same instant each see the other and both refuse (a restart of one of them then wins).
 // Replicas of one name share their lock. PostgreSQL releases it when the session ends (a crash, a kill), so
-// nothing is left to clean up; a lost connection is reconnected and the lock taken again.
+// nothing is left to clean up. While it runs, the service checks every LISTEN_CHECK_INTERVAL_MS that its session is
+// alive (a failover can leave a dead socket that nothing would notice: found by review) and that no other name
+// holds the schema: a lost connection is reconnected and the lock taken again, and while another name holds it
+// (one that started while this connection was down) `conflict` says so and the dispatch refuses to start runs.
 import pg from 'pg';
 import { retryDelayMs } from '../core/backoff.js';
 import { errorMessage } from '../core/errors.js';
@@ -45,6 +48,9 @@ export async function presenceHolders(
   return rows.map((r) => r.pid);
 }
 
+/** A check that takes longer than this counts as a dead connection. */
+const CHECK_TIMEOUT_MS = 5_000;
+
 export interface PresenceOptions {
   /** A fresh connection's settings, each time one is opened (the password may have been rotated). */
   connection: () => pg.ClientConfig;
@@ -52,20 +58,30 @@ export interface PresenceOptions {
   trainingName: string;
   logger: Logger;
   timers: Timers;
-  /** Another name holds the schema after a reconnect (it started while this one's connection was lost). */
-  onConflict: (message: string) => void;
+  /** How often the running service checks its lock (LISTEN_CHECK_INTERVAL_MS, as the LISTEN liveness ping). */
+  checkIntervalMs: number;
+  /** Another name holds the schema (it started while this one's connection was lost), or null once none does. */
+  onConflict: (message: string | null) => void;
 }
 
 export class Presence {
   private client: pg.Client | null = null;
   private stopped = false;
   private reconnecting = false;
+  private interval: unknown = null;
+  /** Why runs must not start now (another name holds the schema), or null. */
+  conflict: string | null = null;
 
   constructor(private readonly o: PresenceOptions) {}
 
   /** Connects and takes the lock; returns the sessions of other names on the schema (empty: this one alone). */
   async claim(): Promise<number[]> {
-    const client = new pg.Client({ ...this.o.connection(), application_name: 'training-controller-presence' });
+    const client = new pg.Client({
+      ...this.o.connection(),
+      application_name: 'training-controller-presence',
+      keepAlive: true,
+      query_timeout: CHECK_TIMEOUT_MS,
+    });
     client.on('error', () => undefined); // a lost connection also ends it: 'end' reconnects
     await client.connect();
     try {
@@ -74,6 +90,7 @@ export class Presence {
       const others = await presenceHolders(client, this.o.schema, this.o.trainingName);
       this.client = client;
       client.once('end', () => this.lost());
+      this.interval ??= this.o.timers.setInterval(() => void this.check(), this.o.checkIntervalMs);
       return others;
     } catch (err: unknown) {
       await client.end().catch(() => undefined);
@@ -83,9 +100,32 @@ export class Presence {
 
   async close(): Promise<void> {
     this.stopped = true;
+    if (this.interval !== null) this.o.timers.clearInterval(this.interval);
     const c = this.client;
     this.client = null;
     await c?.end().catch(() => undefined);
+  }
+
+  /** Alive, and alone on the schema? A failed query ends the connection, which reconnects ('end'). */
+  private async check(): Promise<void> {
+    const client = this.client;
+    if (!client || this.stopped) return;
+    try {
+      this.setConflict(await presenceHolders(client, this.o.schema, this.o.trainingName));
+    } catch (err: unknown) {
+      this.o.logger.warn({ err: errorMessage(err) }, 'Presence check failed; reconnecting');
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  private setConflict(others: number[]): void {
+    const conflict =
+      others.length > 0
+        ? `another TRAINING_NAME holds ANNOTATIONS_SCHEMA=${this.o.schema} (pid ${others.join(', ')}): no run starts until one of them is stopped`
+        : null;
+    if (conflict === this.conflict) return;
+    this.conflict = conflict;
+    this.o.onConflict(conflict);
   }
 
   private lost(): void {
@@ -101,10 +141,7 @@ export class Presence {
     try {
       const others = await this.claim();
       this.reconnecting = false;
-      if (others.length > 0)
-        this.o.onConflict(
-          `another TRAINING_NAME took ANNOTATIONS_SCHEMA=${this.o.schema} while this service's connection was lost (pid ${others.join(', ')})`,
-        );
+      this.setConflict(others);
     } catch (err: unknown) {
       this.o.logger.warn({ err: errorMessage(err), attempt }, 'Cannot take the schema lock again; retrying');
       this.o.timers.setTimeout(() => void this.reconnect(attempt + 1), retryDelayMs(attempt));

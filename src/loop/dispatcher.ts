@@ -40,6 +40,8 @@ export interface DispatcherDeps extends Omit<SubmitDeps, 'jobs'> {
   namespace: string;
   /** TRAINING_NAME's names (the same as jobs.instance; here too for print mode, which has no jobs). */
   instance: Instance;
+  /** Why no run may start now (another TRAINING_NAME holds this schema: db/presence.ts), or null. */
+  conflict?: () => string | null;
   maxWait: MaxWait;
   /** How long after a create attempt its Job may still appear (kube/jobs.ts lateCreateWindowMs). */
   createLandsWithinMs: number;
@@ -56,6 +58,9 @@ export const CLAIMING_IN_CHUNKS = 'Claiming a large batch in chunks before the J
 export const TRIGGER_DROPPED = 'Manual trigger request dropped';
 
 export async function dispatch(deps: DispatcherDeps, pending: number): Promise<DispatchResult> {
+  // Two names on one schema would train one batch twice: a failed step, retried, on /readyz, until one stops.
+  const conflict = deps.conflict?.();
+  if (conflict) throw new Error(conflict);
   // The list is needed only when no run blocks (an open run skips first): read that without the lock, and let
   // the transaction confirm it.
   const activeJobs = deps.jobs && !(await blockingRun(deps, deps.pool)) ? await activeJobNames(deps) : null;

@@ -9,6 +9,7 @@
 //   either, with a cancel requested (`training-controller cancel`) → cancelled, released; its Job deleted.
 // Runs on every watch event that adds, finishes or deletes a Job and every RECONCILE_INTERVAL_SECONDS.
 import type { V1Job } from '@kubernetes/client-node';
+import { ownsJobName } from '../core/instance.js';
 import { errorMessage } from '../core/errors.js';
 import { deletedOutcome, jobOutcome } from '../core/jobOutcome.js';
 import type { JobsApi } from '../kube/jobs.js';
@@ -54,6 +55,13 @@ const isOurs = (deps: ReconcilerDeps, job: V1Job | null, run: Run): boolean =>
 export async function reconcile(deps: ReconcilerDeps): Promise<ReconcileResult> {
   const finishedWork = await finishUnfinished(deps);
   const run = await openRun(deps.pool, deps.tables);
+  // A run another TRAINING_NAME started (it got onto this schema while this service's connection was down,
+  // db/presence.ts): its Job does not carry this name's labels, so following it would judge it lost and release
+  // its annotations while it trains them. Not ours to settle: a failing step until its own name has ended it.
+  if (run && !ownsJobName(deps.jobs.instance, run.jobName))
+    throw new Error(
+      `run #${run.id} (Job ${run.jobName}) was started under another TRAINING_NAME than "${deps.jobs.instance.name}": only that name may settle it; start it until the run ends`,
+    );
   const namespaces = [...new Set([deps.jobs.namespace, ...(run ? [run.namespace] : [])])];
   const listed: V1Job[] = [];
   for (const ns of new Set([...namespaces, ...(await recentNamespaces(deps.pool, deps.tables))]))

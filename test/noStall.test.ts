@@ -3,9 +3,12 @@
 // retries multiplying during an outage, and a listener left behind by every watch renewal.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { setImmediate } from 'node:timers/promises';
+import { setImmediate, setTimeout } from 'node:timers/promises';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import pg from 'pg';
 import { createJobsApi } from '../src/kube/jobs.js';
+import { buildJob, defaultTemplate } from '../src/kube/jobTemplate.js';
 import { DEFAULT_INSTANCE } from '../src/core/instance.js';
 import { loadClusterConfig } from '../src/kube/clusterConfig.js';
 import { RECONNECTED } from '../src/loop/listener.js';
@@ -217,5 +220,43 @@ describe('no stall: watch renewals', () => {
       warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
       [],
     );
+  });
+});
+
+// Found while chasing a flaky test: on Node 20 a timeout signal inside AbortSignal.any() can be garbage-collected
+// before it fires (nodejs/node#57736), and a request to an API server that never answers then hangs forever.
+describe('no stall: a Kubernetes request times out even when the garbage collector runs meanwhile', () => {
+  let kube: FakeKube;
+  before(async () => (kube = await FakeKube.start()));
+  after(async () => kube.stop());
+
+  it('a create the server holds fails as timed out after KUBE_REQUEST_TIMEOUT_MS', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    let release: () => void = () => undefined;
+    kube.inject({ verb: 'create', until: new Promise<void>((r) => (release = r)), times: 1 });
+    const jobs = createJobsApi(loadClusterConfig(kube.kubeconfigPath, '')!, 300, DEFAULT_INSTANCE);
+    try {
+      const started = performance.now();
+      const job = buildJob(
+        defaultTemplate('alpine', 600),
+        { name: 'sentinel-training-20260101-000000', namespace: 'default', runId: 1, annotationCount: 1 },
+        DEFAULT_INSTANCE,
+      );
+      const creating = jobs.create(job).then(
+        () => 'created',
+        (err: unknown) => String(err),
+      );
+      for (let i = 0; i < 10; i++) {
+        gc();
+        await setTimeout(50);
+      }
+      const outcome = await Promise.race([creating, setTimeout(3000, 'still waiting after 3 s', { ref: false })]);
+      assert.match(outcome, /create Job default\/sentinel-training-20260101-000000: timed out/);
+      assert.ok(performance.now() - started < 3000);
+    } finally {
+      release();
+      jobs.close();
+    }
   });
 });

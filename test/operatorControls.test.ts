@@ -169,7 +169,9 @@ describe('operator controls', () => {
     const pool = new pg.Pool({ connectionString: proxy.via(s.db.url), max: 1 });
     pool.on('error', () => undefined);
     try {
-      const cancelling = runOperatorCommand(pool, tables('public'), 'cancel', null, 'test', 3000);
+      // The service cannot act (its lists are held), so the wait ends only when the database goes away: 10 s is
+      // margin for a loaded machine (3 s ran out before the cut, once in a dozen full runs), not a duration.
+      const cancelling = runOperatorCommand(pool, tables('public'), 'cancel', null, 'test', 10_000);
       await eventually(
         async () =>
           (await s.db.pool.query('SELECT 1 FROM training_runs WHERE cancel_requested_at IS NOT NULL')).rowCount,
@@ -434,7 +436,12 @@ async function cancelDuringLateCreate(s: EachRun, slow: 'dispatch' | 'retry'): P
     // its client gives up (its queue is busy with the create until then).
     const r = await runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
     assert.equal(r.code, 0, r.text);
-    assert.match(r.text, /its Job was never confirmed created/);
+    const tail = () =>
+      s.c?.logs.lines
+        .slice(-25)
+        .map((l) => JSON.stringify(l))
+        .join('\n');
+    assert.match(r.text, /its Job was never confirmed created/, `${r.text}\n${tail()}`);
     assert.ok(performance.now() - sent.at > CLIENT_TIMEOUT_MS, 'cancelled after the client gave up');
     await sleep(sent.at + SERVER_TIMEOUT_S * 1000 - 200 - performance.now());
     land();

@@ -116,7 +116,7 @@ class KubeJobs implements JobsApi {
 
   /** client-node 1.4 sets no timeout on requests: a hung API server would stall a dispatch forever. */
   private withTimeout(): Options {
-    const signal = () => AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closed.signal]);
+    const signal = () => this.requestSignal();
     return {
       middleware: [
         {
@@ -129,6 +129,33 @@ class KubeJobs implements JobsApi {
       ],
       middlewareMergeStrategy: 'append' as const,
     } as unknown as Options;
+  }
+
+  /**
+   * Aborted after KUBE_REQUEST_TIMEOUT_MS, or at close(). Not AbortSignal.any([AbortSignal.timeout(ms), …]):
+   * on Node 20 the timeout signal inside it can be garbage-collected before it fires (nodejs/node#57736), and
+   * then a request to a server that never answers hangs forever. Seen here as a flaky test, 2 in ~12 loaded
+   * suite runs: a Job create held by the server was still unanswered 10 s later, past its 2 s timeout. The
+   * timer holds its controller until it fires (unref'd: it never keeps the process alive); a finished request
+   * leaves it to fire harmlessly.
+   */
+  private requestSignal(): AbortSignal {
+    const ac = new AbortController();
+    const closed = this.closed.signal;
+    const onClose = (): void => ac.abort();
+    const timer = setTimeout(() => ac.abort(), this.timeoutMs);
+    timer.unref();
+    ac.signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(timer);
+        closed.removeEventListener('abort', onClose);
+      },
+      { once: true },
+    );
+    if (closed.aborted) ac.abort();
+    else closed.addEventListener('abort', onClose, { once: true });
+    return ac.signal;
   }
 
   async create(job: V1Job, options: { dryRun?: boolean } = {}): Promise<V1Job> {
@@ -159,8 +186,7 @@ class KubeJobs implements JobsApi {
     let answer: { status: number; body: string };
     try {
       await this.kc.applyToHTTPSOptions(options);
-      const signal = AbortSignal.any([AbortSignal.timeout(this.timeoutMs), this.closed.signal]);
-      answer = await post(url, { ...options, signal }, JSON.stringify(job));
+      answer = await post(url, { ...options, signal: this.requestSignal() }, JSON.stringify(job));
     } catch (err: unknown) {
       throw toKubeError(err, what);
     }

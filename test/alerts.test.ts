@@ -13,7 +13,7 @@ import { packageRoot } from '../src/core/paths.js';
 import { verifyNew } from './support/db.js';
 import { eventually, useStack } from './support/harness.js';
 import { ALERT_SCENARIOS, PROMETHEUS_SERIES } from './support/alertScenarios.js';
-import { startPrometheus, type Prometheus } from './support/prometheus.js';
+import { installed, needsPromtool, startPrometheus, type Prometheus } from './support/prometheus.js';
 import { withoutTrainingName } from './support/metricsScrape.js';
 
 interface Rule {
@@ -27,15 +27,7 @@ const manifest = load(readFileSync(join(packageRoot(), 'deploy/monitoring/promet
   spec: { groups: { name: string; rules: Rule[] }[] };
 };
 const rules = manifest.spec.groups.flatMap((g) => g.rules);
-const has = (tool: string) => {
-  try {
-    execFileSync(tool, ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const skip = has('promtool') ? false : 'promtool not installed (apt-get install prometheus)';
+const skip = needsPromtool();
 
 /** Metric names declared on a scrape (`# TYPE`), and every series line as written. */
 async function scrape(port: number): Promise<{ names: Set<string>; series: Set<string> }> {
@@ -129,7 +121,7 @@ describe('Prometheus alert rules', { skip }, () => {
   });
 
   it('a real Prometheus scrapes the service, sees the pending count, and fires TrainingRunFailed', {
-    skip: has('prometheus') ? false : 'prometheus not installed',
+    skip: installed('prometheus') ? false : 'prometheus not installed',
   }, async () => {
     prometheus = await startPrometheus(dir, rulesFile, `127.0.0.1:${s.c.service.httpPort}`);
     await verifyNew(s.db.pool, 10);

@@ -12,6 +12,7 @@ import { packageRoot } from '../src/core/paths.js';
 import { helmTemplate, kustomize } from './support/helm.js';
 import { useStack } from './support/harness.js';
 import { scrapeMetrics } from './support/metricsScrape.js';
+import { needsPromtool } from './support/prometheus.js';
 
 const root = packageRoot();
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -59,15 +60,6 @@ const metricNames = (expr: string) => [
     ),
   ),
 ];
-
-const has = (tool: string) => {
-  try {
-    execFileSync(tool, ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('Grafana dashboard', () => {
   it('queries the data source variable (type prometheus) in every panel and target', () => {
@@ -118,7 +110,7 @@ describe('Grafana dashboard', () => {
   });
 
   it('every query parses: promtool check rules, one recording rule per query', {
-    skip: has('promtool') ? false : 'promtool not installed (apt-get install prometheus)',
+    skip: needsPromtool(),
   }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'dashboard-'));
     try {

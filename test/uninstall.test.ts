@@ -13,6 +13,8 @@ import { UNINSTALL_FILES } from '../src/db/uninstall.js';
 import { runCli } from './support/child.js';
 import { freshDatabase, runRows, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useEachRun } from './support/harness.js';
+import type { FakeKube } from './support/fakeKube.js';
+import { instanceNamed } from '../src/core/instance.js';
 
 const exec = promisify(execFile);
 
@@ -42,6 +44,23 @@ async function triageDatabase(): Promise<TestDb> {
   return db;
 }
 
+/** A Job of TRAINING_NAME `name` whose run ended while the service was gone: its finalizer is still on it. */
+function heldJob(kube: FakeKube, name: string): void {
+  const { appLabel, appValue, finalizer, jobPrefix } = instanceNamed(name);
+  const job = `${jobPrefix}20260101-000000`;
+  kube.jobs.set(`default/${job}`, {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name: job,
+      namespace: 'default',
+      labels: { [appLabel]: appValue },
+      finalizers: [finalizer],
+      resourceVersion: '1',
+    },
+    spec: { template: { spec: { containers: [], restartPolicy: 'Never' } } },
+  });
+}
 describe('uninstall', () => {
   it('dry by default; --yes leaves the Triage table as before (its writes work), and migrate installs again', async () => {
     const db = await triageDatabase();
@@ -165,18 +184,7 @@ describe('uninstall while a run is open', () => {
   it('refuses while a Job of ours still carries the finalizer, when a cluster is configured', async () => {
     assert.equal((await cli(s.db, 'migrate')).code, 0);
     // A Job whose run ended while the service was gone: the finalizer is still on it.
-    s.kube.jobs.set('default/sentinel-training-20260101-000000', {
-      apiVersion: 'batch/v1',
-      kind: 'Job',
-      metadata: {
-        name: 'sentinel-training-20260101-000000',
-        namespace: 'default',
-        labels: { app: 'sentinel-training' },
-        finalizers: ['sentinel-training.io/settle'],
-        resourceVersion: '1',
-      },
-      spec: { template: { spec: { containers: [], restartPolicy: 'Never' } } },
-    });
+    heldJob(s.kube, 'sentinel-training');
     const r = await runCli(['uninstall', '--yes', '--drop-columns'], {
       DATABASE_URL: s.db.url,
       KUBECONFIG: s.kube.kubeconfigPath,
@@ -192,18 +200,7 @@ describe('uninstall while a run is open', () => {
     await s.db.pool.query(
       `UPDATE training_control SET settings = '{"trainingName": "ranker"}', settings_at = now() WHERE id`,
     );
-    s.kube.jobs.set('default/ranker-20260101-000000', {
-      apiVersion: 'batch/v1',
-      kind: 'Job',
-      metadata: {
-        name: 'ranker-20260101-000000',
-        namespace: 'default',
-        labels: { app: 'ranker' },
-        finalizers: ['ranker.io/settle'],
-        resourceVersion: '1',
-      },
-      spec: { template: { spec: { containers: [], restartPolicy: 'Never' } } },
-    });
+    heldJob(s.kube, 'ranker');
     const r = await runCli(['uninstall', '--yes', '--drop-columns'], {
       DATABASE_URL: s.db.url,
       KUBECONFIG: s.kube.kubeconfigPath,

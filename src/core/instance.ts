@@ -58,11 +58,10 @@ export function nameOfJob(jobName: string): string | null {
 
 /** Whether `name` is one this instance gives its Jobs (`<name>-YYYYMMDD-HHMMSS[-n]`). */
 export function ownsJobName(instance: Instance, name: string): boolean {
-  return name.startsWith(instance.jobPrefix) && /^\d{8}-\d{6}(-\d+)?$/.test(name.slice(instance.jobPrefix.length));
+  return nameOfJob(name) === instance.name;
 }
 
 /** `sentinel-training-20261126-195426-2` → `sentinel-training-20261126-195426`; other names unchanged. */
 export function baseName(instance: Instance, name: string): string {
-  if (!name.startsWith(instance.jobPrefix)) return name;
-  return /^\d{8}-\d{6}-\d+$/.test(name.slice(instance.jobPrefix.length)) ? name.replace(/-\d+$/, '') : name;
+  return ownsJobName(instance, name) ? name.replace(/(-\d{8}-\d{6})-\d+$/, '$1') : name;
 }

@@ -88,6 +88,8 @@ export class Presence {
       const keys = presenceKeys(this.o.schema, this.o.trainingName);
       await client.query('SELECT pg_advisory_lock_shared($1::int, $2::int)', [signed(keys.schema), signed(keys.name)]);
       const others = await presenceHolders(client, this.o.schema, this.o.trainingName);
+      // close() during a reconnect: this session must not outlive the service, holding its lock.
+      if (this.stopped) throw new Error('presence closed');
       this.client = client;
       client.once('end', () => this.lost());
       this.interval ??= this.o.timers.setInterval(() => void this.check(), this.o.checkIntervalMs);
@@ -143,6 +145,7 @@ export class Presence {
       this.reconnecting = false;
       this.setConflict(others);
     } catch (err: unknown) {
+      if (this.stopped) return;
       this.o.logger.warn({ err: errorMessage(err), attempt }, 'Cannot take the schema lock again; retrying');
       this.o.timers.setTimeout(() => void this.reconnect(attempt + 1), retryDelayMs(attempt));
     }

@@ -1,10 +1,24 @@
 // A real Prometheus (Debian's `prometheus` package) scraping one target every second and evaluating a rules file
 // every second, with its HTTP API on a free port. Starts in ~1 s here; its TSDB lives in `dir`.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually } from './harness.js';
 import { freePort } from './ports.js';
+
+/** Whether a command runs here (`tool --version`): promtool and prometheus come from Debian's `prometheus`. */
+export function installed(tool: string): boolean {
+  try {
+    execFileSync(tool, ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The skip reason of a test that needs promtool, or false when it is there. */
+export const needsPromtool = (): string | false =>
+  installed('promtool') ? false : 'promtool not installed (apt-get install prometheus)';
 
 export interface Prometheus {
   /** The value of an instant query's first sample, or null when it has none. */

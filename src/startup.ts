@@ -47,7 +47,7 @@ export interface Prechecked {
 /** The checks that need neither a database nor a connection; each failure is one line. */
 export async function precheck(config: Config): Promise<Prechecked> {
   const template = await resolveTemplate(config);
-  const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+  const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace, config.home);
   if (!cluster && config.production)
     throw new StartupError(
       'no Kubernetes configuration (KUBECONFIG, ~/.kube/config or an in-cluster service account) and NODE_ENV=production',

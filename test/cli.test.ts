@@ -10,7 +10,7 @@ import type { V1Job } from '@kubernetes/client-node';
 import { LISTENING } from '../src/main.js';
 import { readMigrations } from '../src/db/migrate.js';
 import { packageRoot } from '../src/core/paths.js';
-import { runCli, spawnCli } from './support/child.js';
+import { runCli, runCliProcess, spawnCli } from './support/child.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useInfra, type Running } from './support/harness.js';
 import { startOwnPostgres } from './support/ownPostgres.js';
@@ -116,8 +116,8 @@ describe('startup errors', () => {
     assert.equal(nowhere.connections(), 0, 'no connection attempt to the database');
   });
 
-  it('an unknown command: usage, exit 2', async () => {
-    const r = await cli(['dance'], {});
+  it("an unknown command: usage, exit 2 (as a process: the exit code is the process's own)", async () => {
+    const r = await runCliProcess(['dance'], {});
     assert.equal(r.code, 2);
     assert.match(r.stderr, /unknown command "dance"[\s\S]*usage: training-controller/);
   });
@@ -210,8 +210,12 @@ describe('the command line takes only what it knows', () => {
 
   it('--version, -V: the package version, exit 0', async () => {
     const { version } = JSON.parse(await readFile(join(packageRoot(), 'package.json'), 'utf8')) as { version: string };
-    for (const flag of ['--version', '-V']) {
-      const r = await cli([flag], {});
+    // --version as a process: what the installed bin prints (cli.ts binds the command line to the process).
+    for (const [flag, run] of [
+      ['--version', runCliProcess],
+      ['-V', cli],
+    ] as const) {
+      const r = await run([flag], {});
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, `training-controller ${version}\n`);
     }
@@ -343,9 +347,10 @@ describe('migrate', () => {
   after(async () => db?.drop());
 
   it('applies every migration once, even from two processes at the same time', async () => {
+    // Processes, as two migrate Jobs (or an init container and an operator) are.
     const [a, b] = await Promise.all([
-      cli(['migrate'], { DATABASE_URL: db.url }),
-      cli(['migrate'], { DATABASE_URL: db.url }),
+      runCliProcess(['migrate'], { DATABASE_URL: db.url }),
+      runCliProcess(['migrate'], { DATABASE_URL: db.url }),
     ]);
     assert.equal(a.code, 0, a.stderr);
     assert.equal(b.code, 0, b.stderr);

@@ -201,7 +201,7 @@ describe('no stall: watch renewals', () => {
 
   it('50 watches opened and aborted leave no listener behind (no MaxListenersExceededWarning)', async () => {
     // Issue #9 case 9: each watch added an abort listener to the Jobs API's long-lived signal and never removed it.
-    const jobs = createJobsApi(loadClusterConfig(kube.kubeconfigPath, '')!, 2000, DEFAULT_INSTANCE);
+    const jobs = createJobsApi(loadClusterConfig(kube.kubeconfigPath, '', '')!, 2000, DEFAULT_INSTANCE);
     const warnings: Error[] = [];
     const onWarning = (w: Error) => warnings.push(w);
     process.on('warning', onWarning);
@@ -235,7 +235,7 @@ describe('no stall: a Kubernetes request times out even when the garbage collect
     const gc = runInNewContext('gc') as () => void;
     let release: () => void = () => undefined;
     kube.inject({ verb: 'create', until: new Promise<void>((r) => (release = r)), times: 1 });
-    const jobs = createJobsApi(loadClusterConfig(kube.kubeconfigPath, '')!, 300, DEFAULT_INSTANCE);
+    const jobs = createJobsApi(loadClusterConfig(kube.kubeconfigPath, '', '')!, 300, DEFAULT_INSTANCE);
     try {
       const started = performance.now();
       const job = buildJob(

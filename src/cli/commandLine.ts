@@ -2,7 +2,8 @@
 // (an argument it does not know is a usage error, never ignored: `status --bogus` used to print the status and
 // exit 0), and the CLI ends with one line on stderr and an exit code:
 // 0 done, 1 startup or runtime failure, 2 bad configuration or usage, 130 second signal.
-import { ConfigError } from '../core/config.js';
+import { ConfigError, type Config } from '../core/config.js';
+import type { Logger } from '../core/logger.js';
 import { TemplateError } from '../core/errors.js';
 
 /**
@@ -16,6 +17,18 @@ export interface ParsedArgs {
   /** true for a switch that was given; the text for a value flag. Absent when not given. */
   flags: Record<string, string | true>;
   help: boolean;
+}
+
+/** What a command is given (cli/commands.ts): its settings, its flags, and where its output goes. */
+export interface CommandContext {
+  config: Config;
+  logger: Logger;
+  /** The flags the command declared and was given (`--json`: true, `--before`: its text). */
+  flags: Record<string, string | true>;
+  /** The command's answer (stdout). */
+  out(text: string): void;
+  /** Progress and errors (stderr). */
+  err(text: string): void;
 }
 
 /** A command line the command cannot take: one line, exit 2. */
@@ -112,9 +125,22 @@ export function parseInstant(text: string): { at: Date } | { why: string } {
 
 // How the CLI ends.
 
+/**
+ * The end of a command other than success: cli/program.ts prints `training-controller: <message>` on stderr
+ * and returns `code`, which cli.ts makes the process's exit code.
+ */
+export class CliExit extends Error {
+  override name = 'CliExit';
+  constructor(
+    message: string,
+    readonly code: number,
+  ) {
+    super(message);
+  }
+}
+
 export function fail(message: string, code: number): never {
-  process.stderr.write(`training-controller: ${message}\n`);
-  process.exit(code);
+  throw new CliExit(message, code);
 }
 
 /** The first line of what was thrown: every error the CLI prints is one line. */

@@ -6,23 +6,15 @@
 import { POOLED_MIGRATE, transactionPooled } from '../db/pooler.js';
 import { dump } from 'js-yaml';
 import { BaselineRefused, describePlan, planBaseline, runBaseline } from './baseline.js';
-import { exitCode, fail, firstLine, type FlagSpec } from './commandLine.js';
+import { CliExit, exitCode, fail, firstLine, type CommandContext, type FlagSpec } from './commandLine.js';
 import { embeddedUrl, type Config } from '../core/config.js';
 import { createPool, type Pool } from '../db/pool.js';
-import type { Logger } from '../core/logger.js';
 import { migrate } from '../db/migrate.js';
 import { safeUrl, scrubSecrets } from '../core/redact.js';
 import { formatStatus, readStatus } from './status.js';
 import { runOperatorCommand, type OperatorCommand } from './operator.js';
 import { tables } from '../db/tables.js';
 import { instanceNamed, jobName } from '../core/instance.js';
-
-export interface CommandContext {
-  config: Config;
-  logger: Logger;
-  /** The flags the command declared and was given (`--json`: true, `--before`: its text). */
-  flags: Record<string, string | true>;
-}
 
 export interface Command {
   /** What follows the command's name in the usage (`[--json]`). */
@@ -52,6 +44,7 @@ async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) =
     pool = createPool(url, ctx.logger, { max: 1, queryTimeoutMs: long ? 0 : 30_000 }, ctx.config.databaseUrlFile);
     await fn(pool);
   } catch (err: unknown) {
+    if (err instanceof CliExit) throw err; // the command's own answer, already one line
     fail(`${command} ${safeUrl(url)}: ${scrubSecrets(firstLine(err), url)}`, 1);
   } finally {
     await pool?.end();
@@ -73,11 +66,11 @@ function migrateCommand(ctx: CommandContext): Promise<void> {
 function statusCommand(ctx: CommandContext): Promise<void> {
   return withPool(ctx, 'status', async (pool) => {
     const status = await readStatus(pool, ctx.config);
-    process.stdout.write(ctx.flags['--json'] ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+    ctx.out(ctx.flags['--json'] ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
   });
 }
 
-async function renderJobCommand({ config }: CommandContext): Promise<void> {
+async function renderJobCommand({ config, out }: CommandContext): Promise<void> {
   const [{ resolveTemplate }, { loadClusterConfig }, { buildJob }] = await Promise.all([
     import('../startup.js'),
     import('../kube/clusterConfig.js'),
@@ -85,12 +78,12 @@ async function renderJobCommand({ config }: CommandContext): Promise<void> {
   ]);
   try {
     const template = await resolveTemplate(config);
-    const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+    const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace, config.home);
     const namespace = cluster?.namespace ?? (config.trainingNamespace || 'default');
     const instance = instanceNamed(config.trainingName);
     const run = { name: jobName(instance, new Date()), namespace, runId: 0, annotationCount: 0 };
     const job = buildJob(template, run, instance);
-    process.stdout.write(dump(job, { noRefs: true }));
+    out(dump(job, { noRefs: true }));
   } catch (err: unknown) {
     fail(firstLine(err), exitCode(err));
   }
@@ -118,7 +111,7 @@ async function baselineCommand(ctx: CommandContext): Promise<void> {
       const nothing = plan.count === 0 && !plan.resumes;
       // With --before, the cut-off as it was resolved (UTC) is in every answer: "nothing" is about that instant.
       const scope = before ? ` was verified before ${before.toISOString()}` : '';
-      process.stdout.write(
+      ctx.out(
         `${nothing ? `Nothing pending${scope}: no baseline needed.` : describePlan(plan, deps.tables.annotations)}\n`,
       );
       return;
@@ -130,12 +123,12 @@ async function baselineCommand(ctx: CommandContext): Promise<void> {
       // One progress line per ~10 %: a 500,000-row baseline takes ~250 chunks.
       if (plan.count > 0 && marked - shown >= plan.count / 10) {
         shown = marked;
-        process.stderr.write(`baseline: ${marked} of ${plan.count} marked\n`);
+        ctx.err(`baseline: ${marked} of ${plan.count} marked\n`);
       }
     });
     // A resumed baseline keeps the cut-off it was started with, which this --before need not be.
     const scope = before && !plan.resumes ? ` verified before ${before.toISOString()}` : '';
-    process.stdout.write(
+    ctx.out(
       `Baseline run #${run.id}: ${run.annotationCount} annotations${scope} marked used without training (${run.jobName}).\n`,
     );
   });
@@ -148,7 +141,7 @@ function operatorCommand(command: OperatorCommand): Command['run'] {
       const reason = typeof ctx.flags['--reason'] === 'string' ? ctx.flags['--reason'].trim() || null : null;
       const outcome = await runOperatorCommand(pool, tables(ctx.config.annotationsSchema), command, reason);
       if (outcome.code !== 0) fail(outcome.text, outcome.code);
-      process.stdout.write(`${outcome.text}\n`);
+      ctx.out(`${outcome.text}\n`);
     });
 }
 
@@ -198,9 +191,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     database: true,
     flags: { '--yes': 'switch', '--keep-history': 'switch', '--drop-columns': 'switch' },
     run: (ctx) =>
-      withPool(ctx, 'uninstall', async (pool) =>
-        (await import('./uninstall.js')).uninstallCommand(ctx.config, ctx.logger, pool, ctx.flags),
-      ),
+      withPool(ctx, 'uninstall', async (pool) => (await import('./uninstall.js')).uninstallCommand(ctx, pool)),
   },
   pause: {
     args: '[--reason TEXT]',

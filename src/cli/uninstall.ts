@@ -5,7 +5,6 @@
 // answer says so when none is.
 import type { Config } from '../core/config.js';
 import type { Pool } from '../db/pool.js';
-import type { Logger } from '../core/logger.js';
 import { tables } from '../db/tables.js';
 import { instanceNamed } from '../core/instance.js';
 import {
@@ -17,7 +16,7 @@ import {
   uninstallRefusal,
   type UninstallOptions,
 } from '../db/uninstall.js';
-import { fail } from './commandLine.js';
+import { fail, type CommandContext } from './commandLine.js';
 
 /**
  * The names whose Jobs may be ours: this shell's TRAINING_NAME and the one the schema's service last published
@@ -33,7 +32,7 @@ async function ourNames(config: Config, pool: Pool): Promise<string[]> {
 async function finalizedJobs(config: Config, pool: Pool, names: string[]): Promise<string[] | null> {
   // Lazily: the Kubernetes client costs ~0.65 s of CPU to load (commands.ts).
   const { loadClusterConfig } = await import('../kube/clusterConfig.js');
-  const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace);
+  const cluster = loadClusterConfig(config.kubeconfig, config.trainingNamespace, config.home);
   if (!cluster) return null;
   const { createJobsApi } = await import('../kube/jobs.js');
   const jobs = createJobsApi(cluster, config.kubeRequestTimeoutMs, instanceNamed(config.trainingName));
@@ -52,12 +51,8 @@ async function finalizedJobs(config: Config, pool: Pool, names: string[]): Promi
   }
 }
 
-export async function uninstallCommand(
-  config: Config,
-  logger: Logger,
-  pool: Pool,
-  flags: Record<string, string | true>,
-): Promise<void> {
+export async function uninstallCommand(ctx: CommandContext, pool: Pool): Promise<void> {
+  const { config, logger, flags } = ctx;
   const t = tables(config.annotationsSchema);
   const o: UninstallOptions = {
     keepHistory: flags['--keep-history'] === true,
@@ -87,7 +82,7 @@ export async function uninstallCommand(
   if (flags['--yes'] !== true) {
     const list = found.length ? found.map((f) => `  ${f}`).join('\n') : '  nothing: no object of ours is there';
     const choose = optionsRefusal(o);
-    process.stdout.write(
+    ctx.out(
       `Would remove (run again with --yes):\n${list}\nKeeps: ${keeps.join('; ') || 'nothing of ours'}\n${checked}\n${choose ? `Before --yes, ${choose}.\n` : ''}`,
     );
     return;
@@ -100,7 +95,7 @@ export async function uninstallCommand(
     throw err;
   }
   logger.info({ applied }, 'Uninstalled');
-  process.stdout.write(
+  ctx.out(
     `Removed ${found.length} object(s)${found.length ? `:\n${found.map((f) => `  ${f}`).join('\n')}` : ''}\nKept: ${keeps.join('; ') || 'nothing of ours'}\n${checked}\n\`training-controller migrate\` installs it again.\n`,
   );
 }

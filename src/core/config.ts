@@ -71,6 +71,8 @@ export interface Config {
   /** LOG_FORMAT resolved: `auto` is `pretty` on a terminal outside production, else `json`. */
   logFormat: LogFormat;
   shutdownTimeoutMs: number;
+  /** HOME, where ~/.kube/config is looked for; empty: the user's home directory (os.homedir()). */
+  home: string;
 }
 
 /** Thrown for any bad setting; `message` is one line naming the variable and the rule. */
@@ -148,7 +150,12 @@ export interface LoadOptions {
  */
 export function loadConfig(env: Record<string, string | undefined>, options: LoadOptions = {}): Config {
   const raw = readSettings(env);
-  const config = { ...toConfig(raw, options.stdoutIsTty === true), ...urlsFromFiles(raw, options.readFile) };
+  const config = {
+    ...toConfig(raw, options.stdoutIsTty === true),
+    ...urlsFromFiles(raw, options.readFile),
+    // Not a setting of ours (no row in the configuration table): the environment's own.
+    home: env.HOME ?? '',
+  };
   crossCheck(config, options);
   return config;
 }
@@ -169,7 +176,7 @@ function readSettings(env: Record<string, string | undefined>): Raw {
   return conf.getProperties();
 }
 
-function toConfig(raw: Raw, stdoutIsTty: boolean): Omit<Config, keyof Urls> {
+function toConfig(raw: Raw, stdoutIsTty: boolean): Omit<Config, keyof Urls | 'home'> {
   const num = (k: Key): number => Number(raw[k]);
   const str = (k: Key): string => String(raw[k]);
   const production = str('nodeEnv') === 'production';

@@ -20,10 +20,14 @@ const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
  * KubeConfig.loadFromDefault()'s order (KUBECONFIG, ~/.kube/config, in-cluster), without its last resort of
  * an unauthenticated http://localhost:8080: no configuration at all returns null, so the caller can say so.
  */
-export function loadClusterConfig(kubeconfigPath: string, namespaceSetting: string): ClusterConfig | null {
+export function loadClusterConfig(
+  kubeconfigPath: string,
+  namespaceSetting: string,
+  homeDir: string,
+): ClusterConfig | null {
   const kc = new KubeConfig();
   let source: string;
-  const home = join(homedir(), '.kube', 'config');
+  const home = join(homeDir || homedir(), '.kube', 'config');
   if (kubeconfigPath !== '') {
     source = `KUBECONFIG ${kubeconfigPath}`;
     loadKubeconfigFile(kc, kubeconfigPath.split(':')[0] ?? kubeconfigPath, source);

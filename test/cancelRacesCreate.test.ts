@@ -74,7 +74,13 @@ describe('cancel while the Job create is unanswered', () => {
     await s.c.logs.waitForMsg('Job create failed, will retry the same name');
     const r = await runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
     assert.match(r.text, /its Job was never confirmed created/);
-    await sleep(1000); // past the create's retry timer (its lease, 550 ms): no reconcile is due now
+    // Past the create's retry timer (its lease, 300 + 250 ms after the create was sent): the reconcile it asks for
+    // lists the Jobs, so a list after that instant, then the loop idle, means no reconcile is due now.
+    const leaseEnds = s.kube.arrivals.find((a) => a.verb === 'create')!.at + 550;
+    await eventually(
+      () => s.kube.arrivals.some((a) => a.verb === 'list' && a.at > leaseEnds),
+      "the reconcile of the create's retry timer",
+    );
     await s.c.service.controller.idle();
     release();
     const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;

@@ -9,7 +9,7 @@ import { LISTENING } from '../src/main.js';
 import { RECOUNTED } from '../src/loop/recountStep.js';
 import { spawnCli } from './support/child.js';
 import { verifyNew, type TestDb } from './support/db.js';
-import { counterValue, eventually, sleep, startController, useEachRun } from './support/harness.js';
+import { counterValue, eventually, startController, useEachRun } from './support/harness.js';
 
 const t = tables('public');
 
@@ -69,7 +69,8 @@ describe('max wait', () => {
     s.c.service.controller.requestRecount('poll');
     await s.c.service.controller.idle();
     assert.ok(await pendingSince(s.db), 'the clock runs during a pause');
-    await new Promise((r) => setTimeout(r, 1_300)); // past the 1 s wait: the thing under test is that nothing fires
+    // The wait overdue without waiting for it: the service reads the instant and now() from the database.
+    await s.db.pool.query("UPDATE training_control SET pending_since = pending_since - interval '1 hour'");
     s.c.service.controller.requestRecount('poll');
     await s.c.service.controller.idle();
     assert.equal(s.kube.creates.length, 0, 'paused: the overdue max wait starts nothing');
@@ -85,7 +86,8 @@ describe('max wait', () => {
       DATABASE_URL: s.db.url,
       KUBECONFIG: s.kube.kubeconfigPath,
       TRAINING_MAX_WAIT_SECONDS: '2592000',
-      POLL_INTERVAL_SECONDS: '0',
+      // Each poll recount arms the 30-day timer again: two of them span a second of the service's own time.
+      POLL_INTERVAL_SECONDS: '1',
     });
     try {
       await child.logs.waitForMsg(LISTENING, 15_000);
@@ -93,9 +95,14 @@ describe('max wait', () => {
       // The recount that sees it pending arms the 30-day timer (its clock starts then).
       await child.logs.waitFor((l) => l.msg === RECOUNTED && l.pending === 1);
       await eventually(() => pendingSince(s.db), 'the clock to start');
-      await sleep(1_000); // what is under test is that nothing fires: 1 s held ~220 before the fix
+      // What is under test is that nothing fires: the second poll recount after the clock started comes ≥ 1 s
+      // after the timer was armed, a span that held ~220 max-wait recounts before the fix.
+      const from = child.logs.lines.length;
+      await child.logs.waitFor((l) => l.msg === RECOUNTED && l.cause === 'poll', 5_000, from);
+      const first = child.logs.lines.length;
+      await child.logs.waitFor((l) => l.msg === RECOUNTED && l.cause === 'poll', 5_000, first);
       const maxWait = child.logs.lines.filter((l) => l.msg === RECOUNTED && l.cause === 'max-wait').length;
-      assert.equal(maxWait, 0, `${maxWait} max-wait recounts in 1 s`);
+      assert.equal(maxWait, 0, `${maxWait} max-wait recounts across two polls`);
       assert.deepEqual(child.stderr, [], 'stderr: nothing (a TimeoutOverflowWarning is not a JSON line)');
       assert.equal(s.kube.creates.length, 0);
     } finally {

@@ -11,7 +11,7 @@ import { runOperatorCommand } from '../src/cli/operator.js';
 import { tables } from '../src/db/tables.js';
 import { runCli } from './support/child.js';
 import { runRows, verifyNew, type TestDb } from './support/db.js';
-import { eventually, sleep, startController, useEachRun, type EachRun, type Running } from './support/harness.js';
+import { eventually, inOwnRun, sleep, startController, type EachRun, type Running } from './support/harness.js';
 
 /** The CLI as an operator runs it, beside the service, on the same database. */
 const operator = (db: TestDb, ...args: string[]) => runCli(args, { DATABASE_URL: db.url, LOG_LEVEL: 'warn' });
@@ -22,36 +22,37 @@ async function settled(c: Running): Promise<void> {
   await c.service.controller.idle();
 }
 
-describe('cancel while the Job create is unanswered', () => {
-  const s = useEachRun();
-
-  it('cancel while the Job create is unanswered: the late Job is deleted and no second run overlaps it', async () => {
-    // The client gives up at 300 ms; the server holds every create (a slow admission webhook) until the cancel
-    // is in, then creates the Job: the run is `submitting` when the cancel arrives, whatever the machine's load
-    // (a fixed 3 s delay let a loaded CI confirm the create first).
-    s.c = await startController(s.db.url, s.kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
-    let release: () => void = () => undefined;
-    const webhook = new Promise<void>((resolve) => (release = resolve));
-    s.kube.inject({ verb: 'create', until: webhook, times: 5 });
-    await verifyNew(s.db.pool, 50);
-    await s.c.logs.waitForMsg('Job create failed, will retry the same name');
-    const r = await operator(s.db, 'cancel');
-    release();
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /its Job was never confirmed created \(one that still lands is deleted/);
-    const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;
-    let most = 0;
-    await eventually(() => {
-      most = Math.max(most, s.kube.unfinished().length);
-      return s.kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background');
-    }, 'the late Job of the cancelled run to be deleted');
-    await settled(s.c);
-    // Only run 1's name (its slow retries may land again after the delete, and are deleted again): the 50
-    // released wait, since a create of run 1 could still land.
-    assert.deepEqual(new Set(s.kube.creates.map((x) => x.name)), new Set([late.name]));
-    await s.c.logs.waitForMsg(/^Training already in progress/);
-    assert.ok(most <= 1, `${most} unfinished Jobs at once`);
-  });
+// Side by side: each test has its own database, API server and controller, and spends its time waiting out
+// request timeouts (one after another they took ~28 s).
+describe('cancel while the Job create is unanswered', { concurrency: true }, () => {
+  it('cancel while the Job create is unanswered: the late Job is deleted and no second run overlaps it', () =>
+    inOwnRun(async (s) => {
+      // The client gives up at 300 ms; the server holds every create (a slow admission webhook) until the cancel
+      // is in, then creates the Job: the run is `submitting` when the cancel arrives, whatever the machine's load
+      // (a fixed 3 s delay let a loaded CI confirm the create first).
+      s.c = await startController(s.db.url, s.kube, { KUBE_REQUEST_TIMEOUT_MS: '300' });
+      let release: () => void = () => undefined;
+      const webhook = new Promise<void>((resolve) => (release = resolve));
+      s.kube.inject({ verb: 'create', until: webhook, times: 5 });
+      await verifyNew(s.db.pool, 50);
+      await s.c.logs.waitForMsg('Job create failed, will retry the same name');
+      const r = await operator(s.db, 'cancel');
+      release();
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /its Job was never confirmed created \(one that still lands is deleted/);
+      const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;
+      let most = 0;
+      await eventually(() => {
+        most = Math.max(most, s.kube.unfinished().length);
+        return s.kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background');
+      }, 'the late Job of the cancelled run to be deleted');
+      await settled(s.c);
+      // Only run 1's name (its slow retries may land again after the delete, and are deleted again): the 50
+      // released wait, since a create of run 1 could still land.
+      assert.deepEqual(new Set(s.kube.creates.map((x) => x.name)), new Set([late.name]));
+      await s.c.logs.waitForMsg(/^Training already in progress/);
+      assert.ok(most <= 1, `${most} unfinished Jobs at once`);
+    }));
 
   // Issue 21, item 6: the hold after such a cancel counted from last_attempt_at, stamped when the dispatch
   // transaction began (or a retry was leased), not when the create was sent. Every request before the create
@@ -60,70 +61,72 @@ describe('cancel while the Job create is unanswered', () => {
   // the same moment (the issue saw both for ~25 s).
   for (const slow of ['dispatch', 'retry'] as const)
     it(`cancel while a create is unanswered after a slow ${slow}: its late Job never overlaps the next run's`, () =>
-      cancelDuringLateCreate(s, slow));
+      inOwnRun((s) => cancelDuringLateCreate(s, slow)));
 
-  it("a cancelled run's Job that lands late is deleted when it appears, not at the next periodic reconcile", async () => {
-    // Until then its pod trains on a batch that is pending again (RECONCILE_INTERVAL_SECONDS, 30 s by default).
-    s.c = await startController(s.db.url, s.kube, {
-      KUBE_REQUEST_TIMEOUT_MS: '300',
-      RECONCILE_INTERVAL_SECONDS: '3600',
-    });
-    let release: () => void = () => undefined;
-    s.kube.inject({ verb: 'create', until: new Promise<void>((resolve) => (release = resolve)), times: 5 });
-    await verifyNew(s.db.pool, 50);
-    await s.c.logs.waitForMsg('Job create failed, will retry the same name');
-    const r = await runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
-    assert.match(r.text, /its Job was never confirmed created/);
-    // Past the create's retry timer (its lease, 300 + 250 ms after the create was sent): the reconcile it asks for
-    // lists the Jobs, so a list after that instant, then the loop idle, means no reconcile is due now.
-    const leaseEnds = s.kube.arrivals.find((a) => a.verb === 'create')!.at + 550;
-    await eventually(
-      () => s.kube.arrivals.some((a) => a.verb === 'list' && a.at > leaseEnds),
-      "the reconcile of the create's retry timer",
-    );
-    await s.c.service.controller.idle();
-    release();
-    const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;
-    await eventually(() => !s.kube.jobs.has(`default/${late.name}`), 'the late Job to be deleted', 3000);
-    assert.ok(s.kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background'));
-  });
-
-  it('a cancel recorded before the create is sent: the create is never sent', async () => {
-    s.c = await startController(s.db.url, s.kube, { CHUNK_ROWS: '10' });
-    await verifyNew(s.db.pool, 500);
-    await s.c.logs.waitForMsg(CLAIMING_IN_CHUNKS);
-    const holder = new pg.Client({ connectionString: s.db.url });
-    await holder.connect();
-    let cancelling: ReturnType<typeof runOperatorCommand> | null = null;
-    try {
-      // The claim held between two chunks; the cancel queues behind the same row lock, ahead of the next chunk.
-      await holder.query('BEGIN');
-      const { rows } = await holder.query('SELECT claim_pending FROM training_runs WHERE id = 1 FOR UPDATE');
-      assert.equal(rows[0]?.claim_pending, true, 'the claim is held part way');
-      cancelling = runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
+  it("a cancelled run's Job that lands late is deleted when it appears, not at the next periodic reconcile", () =>
+    inOwnRun(async (s) => {
+      // Until then its pod trains on a batch that is pending again (RECONCILE_INTERVAL_SECONDS, 30 s by default).
+      s.c = await startController(s.db.url, s.kube, {
+        KUBE_REQUEST_TIMEOUT_MS: '300',
+        RECONCILE_INTERVAL_SECONDS: '3600',
+      });
+      let release: () => void = () => undefined;
+      s.kube.inject({ verb: 'create', until: new Promise<void>((resolve) => (release = resolve)), times: 5 });
+      await verifyNew(s.db.pool, 50);
+      await s.c.logs.waitForMsg('Job create failed, will retry the same name');
+      const r = await runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
+      assert.match(r.text, /its Job was never confirmed created/);
+      // Past the create's retry timer (its lease, 300 + 250 ms after the create was sent): the reconcile it asks for
+      // lists the Jobs, so a list after that instant, then the loop idle, means no reconcile is due now.
+      const leaseEnds = s.kube.arrivals.find((a) => a.verb === 'create')!.at + 550;
       await eventually(
-        async () =>
-          (
-            await s.db.pool.query(
-              "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%cancel_requested_at%'",
-            )
-          ).rowCount,
-        'the cancel to wait for the row',
+        () => s.kube.arrivals.some((a) => a.verb === 'list' && a.at > leaseEnds),
+        "the reconcile of the create's retry timer",
       );
-    } finally {
-      await holder.query('COMMIT');
-      await holder.end();
-    }
-    const r = await cancelling;
-    assert.equal(r?.code, 0, r?.text);
-    assert.match(r?.text ?? '', /its Job was never confirmed created/);
-    await s.c.logs.waitForMsg(NOT_SENT);
-    assert.deepEqual(
-      s.kube.arrivals.filter((a) => a.verb === 'create'),
-      [],
-    );
-    assert.equal((await runRows(s.db.pool))[0]?.state, 'cancelled');
-  });
+      await s.c.service.controller.idle();
+      release();
+      const late = (await eventually(() => s.kube.creates[0], 'the late create to land'))!;
+      await eventually(() => !s.kube.jobs.has(`default/${late.name}`), 'the late Job to be deleted', 3000);
+      assert.ok(s.kube.deletes.some((d) => d.name === late.name && d.propagationPolicy === 'Background'));
+    }));
+
+  it('a cancel recorded before the create is sent: the create is never sent', () =>
+    inOwnRun(async (s) => {
+      s.c = await startController(s.db.url, s.kube, { CHUNK_ROWS: '10' });
+      await verifyNew(s.db.pool, 500);
+      await s.c.logs.waitForMsg(CLAIMING_IN_CHUNKS);
+      const holder = new pg.Client({ connectionString: s.db.url });
+      await holder.connect();
+      let cancelling: ReturnType<typeof runOperatorCommand> | null = null;
+      try {
+        // The claim held between two chunks; the cancel queues behind the same row lock, ahead of the next chunk.
+        await holder.query('BEGIN');
+        const { rows } = await holder.query('SELECT claim_pending FROM training_runs WHERE id = 1 FOR UPDATE');
+        assert.equal(rows[0]?.claim_pending, true, 'the claim is held part way');
+        cancelling = runOperatorCommand(s.db.pool, tables('public'), 'cancel', null, 'test', 10_000);
+        await eventually(
+          async () =>
+            (
+              await s.db.pool.query(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%cancel_requested_at%'",
+              )
+            ).rowCount,
+          'the cancel to wait for the row',
+        );
+      } finally {
+        await holder.query('COMMIT');
+        await holder.end();
+      }
+      const r = await cancelling;
+      assert.equal(r?.code, 0, r?.text);
+      assert.match(r?.text ?? '', /its Job was never confirmed created/);
+      await s.c.logs.waitForMsg(NOT_SENT);
+      assert.deepEqual(
+        s.kube.arrivals.filter((a) => a.verb === 'create'),
+        [],
+      );
+      assert.equal((await runRows(s.db.pool))[0]?.state, 'cancelled');
+    }));
 });
 
 const CLIENT_TIMEOUT_MS = 2000;

@@ -205,6 +205,29 @@ export interface EachRun extends Infra {
  * stopped, the invariant checked (invariantViolations), and both torn down.
  */
 export function useEachRun(): EachRun {
+  const { s, open, close } = eachRun();
+  beforeEach(open);
+  afterEach(close);
+  return s;
+}
+
+/**
+ * useEachRun() for one test that runs beside others (a describe() with `concurrency: true`): the same fresh
+ * database and API server for `fn`, the same checks and teardown after it.
+ */
+export async function inOwnRun(fn: (s: EachRun) => Promise<void>): Promise<void> {
+  const { s, open, close } = eachRun();
+  await open();
+  try {
+    await fn(s);
+  } catch (err: unknown) {
+    await close().catch(() => undefined); // the test's own failure is the one to read
+    throw err;
+  }
+  await close();
+}
+
+function eachRun(): { s: EachRun; open(): Promise<void>; close(): Promise<void> } {
   const cleanups: (() => Promise<unknown>)[] = [];
   const s = {
     c: null,
@@ -212,19 +235,21 @@ export function useEachRun(): EachRun {
       cleanups.push(fn);
     },
   } as EachRun;
-  beforeEach(async () => {
-    s.db = await freshDatabase();
-    s.kube = await FakeKube.start();
-  });
-  afterEach(async () => {
-    await s.c?.stop();
-    s.c = null;
-    for (const fn of cleanups.splice(0).reverse()) await fn();
-    assert.deepEqual(await invariantViolations(s.db.pool), []);
-    await s.kube.stop();
-    await s.db.drop();
-  });
-  return s;
+  return {
+    s,
+    async open() {
+      s.db = await freshDatabase();
+      s.kube = await FakeKube.start();
+    },
+    async close() {
+      await s.c?.stop();
+      s.c = null;
+      for (const fn of cleanups.splice(0).reverse()) await fn();
+      assert.deepEqual(await invariantViolations(s.db.pool), []);
+      await s.kube.stop();
+      await s.db.drop();
+    },
+  };
 }
 
 /** A fresh database and a fake API server for the enclosing describe(), torn down after it. */

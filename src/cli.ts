@@ -3,6 +3,13 @@
 import { readFileSync } from 'node:fs';
 import { runCommandLine } from './cli/program.js';
 
+// `training-controller status | head -1`: a reader gone before the answer is written is no failure of ours (an
+// unhandled EPIPE printed a stack trace); anything else on stdout still is.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(process.exitCode ?? 0);
+});
+
 const code = await runCommandLine(process.argv.slice(2), {
   env: process.env,
   out: (text) => process.stdout.write(text),

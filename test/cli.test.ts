@@ -1,16 +1,18 @@
 // The CLI as operators run it: exit codes, one-line errors, signals, migrate, status, render-job, dry-run.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { load } from 'js-yaml';
+import pg from 'pg';
 import type { V1Job } from '@kubernetes/client-node';
 import { LISTENING } from '../src/main.js';
 import { readMigrations } from '../src/db/migrate.js';
 import { packageRoot } from '../src/core/paths.js';
-import { runCli, runCliProcess, spawnCli } from './support/child.js';
+import { cliPath, runCli, runCliProcess, spawnCli } from './support/child.js';
 import { freshDatabase, invariantViolations, verifyNew, type TestDb } from './support/db.js';
 import { eventually, startController, useInfra, type Running } from './support/harness.js';
 import { startOwnPostgres } from './support/ownPostgres.js';
@@ -219,6 +221,20 @@ describe('the command line takes only what it knows', () => {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout, `training-controller ${version}\n`);
     }
+  });
+
+  it('a reader that is gone (`| head -1`) ends the CLI quietly, not with a stack trace', async () => {
+    // Found by review (issue 20): an unhandled EPIPE on stdout printed a stack trace and exited 1.
+    const proc = spawn(process.execPath, [cliPath(), 'render-job'], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    proc.stdout.destroy(); // the reader gone before the CLI has loaded, so before its answer is written
+    let stderr = '';
+    proc.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise((resolve) => proc.on('exit', resolve));
+    assert.equal(stderr, '');
+    assert.equal(code, 0);
   });
 
   it('--help and -h, alone or after a command: the usage, exit 0, nothing started', async () => {
@@ -470,6 +486,37 @@ describe('status shows the last failure whole', () => {
     assert.equal(/^last failure: .*?Z: (.*)$/m.exec(table.stdout)?.[1], reason);
     const json = await cli(['status', '--json'], { DATABASE_URL: db.url });
     assert.equal(JSON.parse(json.stdout).lastFailure.reason, reason);
+  });
+});
+
+// Found by review of the in-process CLI (issue 20): status reads side by side, and once a failure no longer
+// exited the process at once, closing the pool waited for a read still blocked on a lock (30 s, its statement
+// timeout) before the one-line answer.
+describe('a command that fails answers at once', () => {
+  let db: TestDb;
+  before(async () => (db = await freshDatabase()));
+  after(async () => db?.drop());
+
+  it('status: one line and exit 1 while another of its reads still waits on a lock', async () => {
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE training_runs');
+      // Its read of training_runs waits on the lock and holds its one connection; a read queued behind it gives
+      // up after the pool's 10 s connection timeout. Waiting for the blocked read too, the answer came after
+      // 30 s (its statement timeout): runCli gives up after 20.
+      const r = await runCli(['status'], { DATABASE_URL: db.url }, 20_000);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^training-controller: status \S+: timeout exceeded when trying to connect\n$/);
+      const waiting = await db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      );
+      assert.equal(waiting.rowCount, 1, 'answered while its read of training_runs still waits');
+    } finally {
+      await holder.query('ROLLBACK');
+      await holder.end();
+    }
   });
 });
 

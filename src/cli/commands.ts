@@ -32,7 +32,11 @@ function databaseUrl(config: Config): string {
   return config.databaseUrl || embeddedUrl(config.embeddedPort);
 }
 
-/** One short-lived connection for a command; any failure is one line and exit 1. */
+/**
+ * One short-lived connection for a command; any failure is one line and exit 1, at once: the pool is closed
+ * without waiting, since `status` reads side by side and one read still blocked on a lock would hold the
+ * answer until its 30 s statement timeout (cli.ts exits the process on a failure anyway).
+ */
 async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) => Promise<void>): Promise<void> {
   const url = databaseUrl(ctx.config);
   let pool: Pool | null = null;
@@ -44,11 +48,12 @@ async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) =
     pool = createPool(url, ctx.logger, { max: 1, queryTimeoutMs: long ? 0 : 30_000 }, ctx.config.databaseUrlFile);
     await fn(pool);
   } catch (err: unknown) {
+    void pool?.end().catch(() => undefined);
+    pool = null;
     if (err instanceof CliExit) throw err; // the command's own answer, already one line
     fail(`${command} ${safeUrl(url)}: ${scrubSecrets(firstLine(err), url)}`, 1);
-  } finally {
-    await pool?.end();
   }
+  await pool.end();
 }
 
 function migrateCommand(ctx: CommandContext): Promise<void> {

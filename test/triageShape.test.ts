@@ -8,6 +8,7 @@ import pg from 'pg';
 import { createLogger } from '../src/core/logger.js';
 import { migrate } from '../src/db/migrate.js';
 import { tables } from '../src/db/tables.js';
+import { RECOUNTED } from '../src/loop/recountStep.js';
 import { runCli } from './support/child.js';
 import { freshDatabase, type TestDb } from './support/db.js';
 import { FakeKube } from './support/fakeKube.js';
@@ -193,7 +194,8 @@ describe("the Triage API's database, shaped its own way", () => {
     await eventually(() => c!.service.health.failing.gate, 'the gate failure on /readyz');
     assert.match(c.service.health.failing.gate ?? '', /permission denied/);
     assert.equal(c.service.health.failing.recount, undefined, 'the recount itself works');
-    await new Promise((r) => setTimeout(r, 1500)); // more recounts succeed meanwhile: the failure must stay
+    // Two more recounts (the gate's retries) succeed meanwhile: the failure must stay.
+    for (let i = 0; i < 2; i++) await c.logs.waitForMsg(RECOUNTED, 10_000, c.logs.lines.length);
     assert.match(c.service.health.failing.gate ?? '', /permission denied/);
     await db.pool.query(`GRANT UPDATE ON SEQUENCE ${t.notifyAtSeq} TO ${ctl.name}`);
     await eventually(() => c!.service.health.failing.gate === undefined, 'the retry to clear it', 15_000);

@@ -49,7 +49,6 @@ async function withPool(ctx: CommandContext, command: string, fn: (pool: Pool) =
     await fn(pool);
   } catch (err: unknown) {
     void pool?.end().catch(() => undefined);
-    pool = null;
     if (err instanceof CliExit) throw err; // the command's own answer, already one line
     fail(`${command} ${safeUrl(url)}: ${scrubSecrets(firstLine(err), url)}`, 1);
   }

@@ -227,14 +227,20 @@ export async function inOwnRun(fn: (s: EachRun) => Promise<void>): Promise<void>
   await close();
 }
 
-function eachRun(): { s: EachRun; open(): Promise<void>; close(): Promise<void> } {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  const s = {
-    c: null,
-    onCleanup(fn: () => Promise<unknown>) {
-      cleanups.push(fn);
+/** What a test adds with onCleanup(), run last added, first run. */
+function cleanupStack(): { onCleanup(fn: () => Promise<unknown>): void; runAll(): Promise<void> } {
+  const fns: (() => Promise<unknown>)[] = [];
+  return {
+    onCleanup: (fn) => void fns.push(fn),
+    async runAll() {
+      for (const fn of fns.splice(0).reverse()) await fn();
     },
-  } as EachRun;
+  };
+}
+
+function eachRun(): { s: EachRun; open(): Promise<void>; close(): Promise<void> } {
+  const cleanups = cleanupStack();
+  const s = { c: null, onCleanup: cleanups.onCleanup } as EachRun;
   return {
     s,
     async open() {
@@ -244,7 +250,7 @@ function eachRun(): { s: EachRun; open(): Promise<void>; close(): Promise<void> 
     async close() {
       await s.c?.stop();
       s.c = null;
-      for (const fn of cleanups.splice(0).reverse()) await fn();
+      await cleanups.runAll();
       assert.deepEqual(await invariantViolations(s.db.pool), []);
       await s.kube.stop();
       await s.db.drop();
@@ -280,13 +286,8 @@ export interface OwnServer extends Infra {
  * torn down after it. Never the shared server: stopping that would break every other test file.
  */
 export function useOwnServer(settings: Record<string, string> = {}): OwnServer {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  const s = {
-    c: null,
-    onCleanup(fn: () => Promise<unknown>) {
-      cleanups.push(fn);
-    },
-  } as OwnServer;
+  const cleanups = cleanupStack();
+  const s = { c: null, onCleanup: cleanups.onCleanup } as OwnServer;
   before(async () => {
     s.server = await startOwnPostgres(settings);
     s.db = await freshDatabase(s.server.url);
@@ -294,7 +295,7 @@ export function useOwnServer(settings: Record<string, string> = {}): OwnServer {
   });
   after(async () => {
     await s.c?.stop();
-    for (const fn of cleanups.splice(0).reverse()) await fn();
+    await cleanups.runAll();
     await s.kube?.stop();
     await s.db?.drop().catch(() => undefined);
     await s.server?.destroy();
